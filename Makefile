@@ -1,0 +1,51 @@
+# Every target sets up what it needs first, so `make synth` and `make test` work on a fresh clone.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# jsii (the CDK's Python bridge) and the CDK CLI run on the project's own Node.js 22.
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
+# No AWS account is needed to synthesize: never probe instance metadata for credentials.
+export AWS_EC2_METADATA_DISABLED := true
+
+.PHONY: setup synth test lint typecheck format bench clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml scripts/fetch_robomaker_model.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/python scripts/fetch_robomaker_model.py
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+## Synthesize the default experiment (or -e CDK_ARGS="-c experiment=all") into cdk.out/ and summarize it.
+synth: setup
+	cdk synth --quiet $(CDK_ARGS)
+	$(BIN)/python scripts/summary.py cdk.out
+
+## Run the whole test suite: lint, types, unit, snapshot, policy, handler and CLI tests.
+test: setup lint typecheck
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python bench/synth.py
+	$(BIN)/python bench/fanout.py
+
+clean:
+	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache
