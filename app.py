@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""The CDK app: the only place that reads context, environment and files.
+
+It resolves everything into frozen, validated objects (``AppConfig``) before any construct is
+built; bad input ends here with a clear message and exit code 2, and nothing is synthesized.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+EXPERIMENTS_DIR = ROOT / "experiments"
+STAGING_DIR = ROOT / "build" / "experiments"
+STACK_PREFIX = "DeepRacerRollouts"
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    platform: Any  # rollouts.platform.PlatformConfig (imported lazily: no work at import)
+    platform_name: str
+    experiments: tuple[Any, ...]  # rollouts.spec.ExperimentSpec
+    account: str | None
+    region: str | None
+
+
+class ConfigError(ValueError):
+    """Bad context or experiment selection; the message says what and what is allowed."""
+
+
+def experiment_files(selection: str, *, experiments_dir: Path = EXPERIMENTS_DIR) -> list[Path]:
+    """``default`` | ``all`` | a name of ``experiments/<name>.yaml`` | a path; comma-separated."""
+    available = sorted(experiments_dir.glob("*.yaml"))
+    if selection.strip() == "all":
+        if not available:
+            raise ConfigError(f"cdk context 'experiment': 'all' found no *.yaml in {experiments_dir}")
+        return available
+    files: list[Path] = []
+    for item in (part.strip() for part in selection.split(",")):
+        candidate = Path(item)
+        if item.endswith((".yaml", ".yml")) or "/" in item:
+            path = candidate if candidate.is_absolute() else Path.cwd() / candidate
+        else:
+            path = experiments_dir / f"{item}.yaml"
+        if not path.is_file():
+            names = ", ".join(p.stem for p in available) or "(none)"
+            raise ConfigError(f"cdk context 'experiment': {item!r} is not an experiment file: use "
+                              f"'all', a path to a .yaml file, or one of: {names}")
+        files.append(path.resolve())
+    return sorted(set(files))
+
+
+def resolve_config(context: Mapping[str, Any], environ: Mapping[str, str]) -> AppConfig:
+    from rollouts.platform import PlatformConfigError, load_platform_config  # noqa: PLC0415
+    from rollouts.spec import SpecError, load_experiments  # noqa: PLC0415
+
+    try:
+        platform = load_platform_config(context)
+    except PlatformConfigError as error:
+        raise ConfigError(str(error)) from None
+    platform_name = str(context.get("platformName", "default"))
+    if not platform_name.replace("-", "").isalnum() or len(platform_name) > 32:
+        raise ConfigError(f"cdk context 'platformName': {platform_name!r} is not allowed: "
+                          "letters, digits and '-', at most 32 characters")
+    files = experiment_files(str(context.get("experiment", "default")))
+    try:
+        specs = load_experiments(files, display_root=ROOT)
+    except SpecError as error:
+        raise ConfigError(str(error)) from None
+    return AppConfig(platform=platform, platform_name=platform_name,
+                     experiments=tuple(sorted(specs, key=lambda s: s.name)),
+                     account=environ.get("CDK_DEFAULT_ACCOUNT"),
+                     region=environ.get("CDK_DEFAULT_REGION"))
+
+
+def build_app(app: Any, config: AppConfig, *, staging_dir: Path = STAGING_DIR,
+              nag: bool = True) -> None:
+    """Add the platform stack and one stack per experiment to ``app``."""
+    import aws_cdk as cdk  # noqa: PLC0415
+    from cdk_nag import AwsSolutionsChecks  # noqa: PLC0415
+
+    from rollouts.render import write_bundle  # noqa: PLC0415
+    from stacks.experiment_stack import ExperimentStack  # noqa: PLC0415
+    from stacks.platform_stack import PlatformStack  # noqa: PLC0415
+
+    env = cdk.Environment(account=config.account, region=config.region)
+    suffix = "" if config.platform_name == "default" else f"-{config.platform_name}"
+    platform_stack = PlatformStack(
+        app, f"{STACK_PREFIX}-Platform{suffix}", config=config.platform,
+        platform_name=config.platform_name, env=env,
+        description="DeepRacer Rollouts platform: network, data, roles, simapp image, "
+                    f"{config.platform.backend} rollout backend")
+    for spec in config.experiments:
+        stack = ExperimentStack(
+            app, f"{STACK_PREFIX}-{spec.name}", spec=spec, config=config.platform,
+            platform_name=config.platform_name,
+            bundle_dir=write_bundle(spec, staging_dir / spec.name), env=env,
+            description=f"DeepRacer Rollouts experiment {spec.name}: 1 trainer + "
+                        f"{spec.rollouts.count} rollouts on {spec.track}")
+        # Deploy order only (values flow through SSM parameters, not exports).
+        stack.add_stack_dependency(
+            platform_stack, "the experiment reads the platform's SSM parameters")
+    if nag:
+        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+
+
+def main() -> int:
+    import aws_cdk as cdk  # noqa: PLC0415
+
+    app = cdk.App()
+    keys = ("experiment", "platformName", "backend", "azCount", "egress", "rolloutInstanceTypes",
+            "gpuInstanceTypes", "spot", "maxVcpus", "gpu", "simappVersion", "videoRetentionHours",
+            "robomakerAppForm", "logRetentionDays", "waitFor")
+    context = {key: value for key in keys if (value := app.node.try_get_context(key)) is not None}
+    try:
+        config = resolve_config(context, os.environ)
+    except ConfigError as error:
+        print(f"error: {error}\nNothing was synthesized.", file=sys.stderr)
+        return 2
+    build_app(app, config)
+    app.synth()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

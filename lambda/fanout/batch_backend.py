@@ -1,0 +1,156 @@
+"""Rollouts on AWS Batch: one array job of size N (a plain job when N == 1).
+
+Batch has no idempotency token, so the job name is the run id and every submit attempt first asks
+``ListJobs`` for a job of that name in the queue: a duplicate delivery or a retried submit whose
+response was lost finds the first job instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from .errors import PropertyError
+from .plan import RolloutPlan
+from .retry import Retrier
+
+# AWS Batch quota: "Maximum job payload size (for SubmitJob API operations): 30 KiB".
+SUBMIT_PAYLOAD_LIMIT = 30 * 1024
+ACTIVE = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+NOT_YET_STARTED = ("SUBMITTED", "PENDING", "RUNNABLE")
+STOP_REASON = "stopped by the experiment's fan-out custom resource"
+
+
+def _joined(values: list[str], what: str) -> str:
+    for value in values:
+        if "," in value:
+            raise PropertyError(f"{what} entry {value!r} contains ','; allowed: no commas")
+    return ",".join(values)
+
+
+def submit_request(plan: RolloutPlan) -> dict[str, Any]:
+    run = plan.run
+    props = run.props
+    assert props.batch is not None  # parse_properties guarantees it for Backend=batch
+    yaml_keys = list(plan.yaml_keys)
+    env = {
+        **plan.common_env(),
+        # The image's entrypoint maps AWS_BATCH_JOB_ARRAY_INDEX to ROLLOUT_IDX and picks entry
+        # ROLLOUT_IDX of each list (a one-entry YAML list is shared by every worker).
+        "ROLLOUT_WORLD_NAMES": _joined(list(props.worlds), "Worlds"),
+        "ROLLOUT_VIDEO_STREAMS": _joined(list(props.video_streams), "VideoStreams"),
+        "ROLLOUT_YAML_NAMES": _joined(
+            yaml_keys[:1] if len(set(yaml_keys)) == 1 else yaml_keys, "YAML"
+        ),
+    }
+    request: dict[str, Any] = {
+        "jobName": run.run_id,
+        "jobQueue": props.batch.job_queue_arn,
+        "jobDefinition": props.batch.job_definition_arn,
+        "containerOverrides": {
+            "environment": [{"name": k, "value": v} for k, v in sorted(env.items())]
+        },
+        "propagateTags": True,
+        "timeout": {"attemptDurationSeconds": props.batch.attempt_duration_seconds},
+        "tags": run.tags,
+    }
+    # arrayProperties.size must be 2..10000, so a single rollout is a plain job.
+    if plan.count > 1:
+        request["arrayProperties"] = {"size": plan.count}
+    size = len(json.dumps(request))
+    if size > SUBMIT_PAYLOAD_LIMIT:
+        raise PropertyError(
+            f"the SubmitJob request for {plan.count} rollouts is {size} bytes; allowed: "
+            f"{SUBMIT_PAYLOAD_LIMIT} (Batch job payload quota); use shorter or fewer distinct "
+            "track and stream names"
+        )
+    return request
+
+
+def find_jobs(batch: Any, retry: Retrier, queue: str, job_name: str) -> list[dict[str, Any]]:
+    """Every job named ``job_name`` in the queue, any status (filters ignore jobStatus)."""
+    jobs: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {
+        "jobQueue": queue,
+        "filters": [{"name": "JOB_NAME", "values": [job_name]}],
+    }
+    while True:
+        page = retry.call("batch:ListJobs", partial(batch.list_jobs, **kwargs))
+        # JOB_NAME filters match case-insensitively and by prefix with '*': keep exact names.
+        jobs.extend(j for j in page.get("jobSummaryList", []) if j.get("jobName") == job_name)
+        if not page.get("nextToken"):
+            return jobs
+        kwargs["nextToken"] = page["nextToken"]
+
+
+def ensure_started(batch: Any, retry: Retrier, request: dict[str, Any]) -> tuple[str, bool]:
+    """Submit unless a job of this name exists; returns (job id, submitted by this call)."""
+    submitted = False
+
+    def dedupe_then_submit() -> str:
+        nonlocal submitted
+        existing = find_jobs(batch, retry, request["jobQueue"], request["jobName"])
+        if existing:
+            return str(max(existing, key=lambda j: j.get("createdAt", 0))["jobId"])
+        response = batch.submit_job(**request)
+        submitted = True
+        return str(response["jobId"])
+
+    # Retrying the whole unit is safe: a lost response is found by the next ListJobs.
+    job_id = retry.call("batch:SubmitJob", dedupe_then_submit, idempotent=True)
+    return job_id, submitted
+
+
+@dataclass(frozen=True)
+class RolloutStatus:
+    accepted: bool
+    running: int
+    failure: str | None
+
+
+def status(batch: Any, retry: Retrier, job_id: str, count: int) -> RolloutStatus:
+    jobs = retry.call("batch:DescribeJobs", lambda: batch.describe_jobs(jobs=[job_id]))["jobs"]
+    if not jobs:
+        return RolloutStatus(accepted=False, running=0, failure=None)
+    job = jobs[0]
+    state = job.get("status", "")
+    if state == "FAILED":
+        reason = job.get("statusReason") or "no reason given"
+        return RolloutStatus(
+            accepted=False, running=0, failure=f"Batch job {job_id} FAILED: {reason}"
+        )
+    if count == 1:
+        running = 1 if state in ("RUNNING", "SUCCEEDED") else 0
+        return RolloutStatus(accepted=True, running=running, failure=None)
+    summary = (job.get("arrayProperties") or {}).get("statusSummary") or {}
+    failed = int(summary.get("FAILED", 0))
+    if failed:
+        return RolloutStatus(
+            accepted=True,
+            running=0,
+            failure=f"{failed} of {count} rollouts of Batch job {job_id} FAILED",
+        )
+    # A worker whose index >= episodes per iteration exits at once: SUCCEEDED counts as started.
+    running = int(summary.get("RUNNING", 0)) + int(summary.get("SUCCEEDED", 0))
+    return RolloutStatus(accepted=True, running=running, failure=None)
+
+
+def stop(batch: Any, retry: Retrier, queue: str, job_name: str) -> list[str]:
+    """Cancel and terminate every active job named ``job_name``; returns their ids.
+
+    CancelJob stops what has not started (a pending array parent takes its children with it);
+    TerminateJob stops what has. Both are no-ops on finished jobs, so sending both is safe.
+    """
+    stopped = []
+    for job in find_jobs(batch, retry, queue, job_name):
+        if job.get("status") not in ACTIVE:
+            continue
+        job_id = job["jobId"]
+        retry.call("batch:CancelJob", partial(batch.cancel_job, jobId=job_id, reason=STOP_REASON))
+        retry.call(
+            "batch:TerminateJob", partial(batch.terminate_job, jobId=job_id, reason=STOP_REASON)
+        )
+        stopped.append(str(job_id))
+    return stopped

@@ -1,0 +1,143 @@
+"""Platform settings: one typed, validated object built from CDK context (``cdk.json`` + ``-c``).
+
+Defaults live in ``cdk.json`` under ``context``; every key can be overridden per synth with
+``-c key=value`` (values from the command line arrive as strings and are parsed here).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+BACKENDS = ("batch", "robomaker")
+EGRESS_MODES = ("public", "nat", "endpoints")
+ROBOMAKER_APP_FORMS = ("bundle", "container")
+SIMAPP_VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")
+EC2_INSTANCE_PATTERN = re.compile(r"^[a-z][a-z0-9-]*\.(?:[0-9]*x?large|metal|medium)$|^optimal$")
+
+# The context keys this module reads, with their defaults (the same values as cdk.json).
+DEFAULTS: dict[str, Any] = {
+    "backend": "batch",
+    "azCount": 2,
+    "egress": "public",
+    "rolloutInstanceTypes": "c5.2xlarge,c5.4xlarge,c6i.2xlarge,c6i.4xlarge",
+    "gpuInstanceTypes": "g4dn.xlarge,g4dn.2xlarge",
+    "spot": True,
+    "maxVcpus": 256,
+    "gpu": False,
+    "simappVersion": "6.0.6",
+    "videoRetentionHours": 24,
+    "robomakerAppForm": "bundle",
+    "logRetentionDays": 30,
+    "waitFor": "ACCEPTED",
+}
+
+
+class PlatformConfigError(ValueError):
+    """A platform setting is invalid; the message names the key, the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    backend: str
+    az_count: int
+    egress: str
+    rollout_instance_types: tuple[str, ...]
+    spot: bool
+    max_vcpus: int
+    gpu: bool
+    simapp_version: str
+    video_retention_hours: int
+    robomaker_app_form: str
+    log_retention_days: int
+    wait_for: str
+
+    @property
+    def simapp_image_tag(self) -> str:
+        return f"{self.simapp_version}-{'gpu' if self.gpu else 'cpu'}"
+
+    @property
+    def simapp_image(self) -> str:
+        return f"awsdeepracercommunity/deepracer-simapp:{self.simapp_image_tag}"
+
+
+LOG_RETENTION_CHOICES = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)
+
+
+def _problem(key: str, value: Any, allowed: str) -> str:
+    return f"cdk context '{key}': {value!r} is not allowed: {allowed} (set it in cdk.json or -c {key}=...)"
+
+
+def _bool(key: str, value: Any, problems: list[str]) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    problems.append(_problem(key, value, "true or false"))
+    return bool(DEFAULTS[key])
+
+
+def _int(key: str, value: Any, low: int, high: int, problems: list[str]) -> int:
+    try:
+        number = int(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not low <= number <= high or (isinstance(value, float)):
+        problems.append(_problem(key, value, f"an integer from {low} to {high}"))
+        return int(DEFAULTS[key])
+    return number
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...], problems: list[str]) -> str:
+    if value in choices:
+        return str(value)
+    problems.append(_problem(key, value, "one of " + ", ".join(choices)))
+    return str(DEFAULTS[key])
+
+
+def _instance_list(key: str, value: Any, problems: list[str]) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        problems.append(_problem(key, value, "a comma-separated list of EC2 instance types"))
+        return ()
+    cleaned = tuple(sorted({str(item).strip() for item in items if str(item).strip()}))
+    bad = [item for item in cleaned if not EC2_INSTANCE_PATTERN.match(item)]
+    if not cleaned or bad:
+        problems.append(_problem(key, value, "a comma-separated list of EC2 instance types such as "
+                                             "c5.2xlarge,c6i.4xlarge"))
+    return cleaned
+
+
+def load_platform_config(context: Mapping[str, Any]) -> PlatformConfig:
+    """Build the platform config from CDK context values; raise listing every bad key."""
+    values = {**DEFAULTS, **{k: v for k, v in context.items() if k in DEFAULTS}}
+    problems: list[str] = []
+    gpu = _bool("gpu", values["gpu"], problems)
+    instance_key = "gpuInstanceTypes" if gpu else "rolloutInstanceTypes"
+    config = PlatformConfig(
+        backend=_choice("backend", values["backend"], BACKENDS, problems),
+        az_count=_int("azCount", values["azCount"], 2, 6, problems),
+        egress=_choice("egress", values["egress"], EGRESS_MODES, problems),
+        rollout_instance_types=_instance_list(instance_key, values[instance_key], problems),
+        spot=_bool("spot", values["spot"], problems),
+        max_vcpus=_int("maxVcpus", values["maxVcpus"], 4, 10000, problems),
+        gpu=gpu,
+        simapp_version=str(values["simappVersion"]),
+        video_retention_hours=_int("videoRetentionHours", values["videoRetentionHours"], 1,
+                                   87600, problems),
+        robomaker_app_form=_choice("robomakerAppForm", values["robomakerAppForm"],
+                                   ROBOMAKER_APP_FORMS, problems),
+        log_retention_days=_int("logRetentionDays", values["logRetentionDays"], 1, 3653, problems),
+        wait_for=_choice("waitFor", values["waitFor"], ("ACCEPTED", "RUNNING"), problems),
+    )
+    if not SIMAPP_VERSION_PATTERN.match(config.simapp_version):
+        problems.append(_problem("simappVersion", config.simapp_version,
+                                 "a simapp release such as 6.0.6 (the image tag adds -cpu/-gpu)"))
+    if config.log_retention_days not in LOG_RETENTION_CHOICES:
+        problems.append(_problem("logRetentionDays", config.log_retention_days,
+                                 "one of " + ", ".join(map(str, LOG_RETENTION_CHOICES))))
+    if problems:
+        raise PlatformConfigError("\n".join(problems))
+    return config

@@ -1,0 +1,87 @@
+"""ExperimentStack: one per experiment file; deploy starts a run, destroy stops it (data kept)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Aws, CfnOutput, Stack, Tags
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3_assets as s3_assets
+from constructs import Construct
+
+from constructs_lib.fanout import ExperimentRun, RolloutSettings, TrainerSettings
+from constructs_lib.platform_parameters import PlatformReference
+from constructs_lib.storage import ExperimentDataStore
+from constructs_lib.video import RolloutVideoStreams
+from rollouts.platform import PlatformConfig
+from rollouts.spec import ExperimentSpec
+from stacks.platform_stack import _retention_enum_name
+
+EXPERIMENT_TAG = "rollouts:experiment"
+
+
+class ExperimentStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, spec: ExperimentSpec,
+                 config: PlatformConfig, platform_name: str, bundle_dir: Path,
+                 **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        Tags.of(self).add(EXPERIMENT_TAG, spec.name)
+        for key, value in sorted(spec.tags.items()):
+            Tags.of(self).add(key, value)
+        log_retention = logs.RetentionDays[_retention_enum_name(config.log_retention_days)]
+        platform = PlatformReference(self, platform=platform_name)
+        prefix = ExperimentDataStore.experiment_prefix(spec.name)
+
+        files = s3_assets.Asset(self, "Files", path=str(bundle_dir))
+        video = (RolloutVideoStreams(self, "Video", experiment=spec.name,
+                                     count=spec.rollouts.count, key_arn=platform.key_arn,
+                                     retention_hours=config.video_retention_hours)
+                 if spec.video else None)
+        max_seconds = spec.trainer.max_run_minutes * 60
+        run = ExperimentRun(
+            self, "Run", experiment=spec.name, backend=config.backend, prefix=prefix,
+            platform=platform, files=files,
+            trainer=TrainerSettings(
+                instance_type=spec.trainer.instance_type, volume_gb=spec.trainer.volume_gb,
+                max_runtime_seconds=max_seconds,
+                pretrained_bucket=spec.pretrained.bucket if spec.pretrained else None,
+                pretrained_prefix=spec.pretrained.prefix if spec.pretrained else None),
+            rollouts=RolloutSettings(
+                count=spec.rollouts.count, worlds=spec.worker_tracks,
+                video_streams=video.stream_names if video else [],
+                vcpus=spec.rollouts.vcpus, memory_mib=spec.rollouts.memory_mib,
+                # Rollouts stop with the trainer; the margin covers simulator start-up.
+                max_duration_seconds=max_seconds + 1800),
+            wait_for=config.wait_for, tags=spec.tags, log_retention=log_retention,
+        )
+        if video is not None:
+            for stream in video.streams:
+                run.node.add_dependency(stream)
+
+        region = Aws.REGION
+        outputs = {
+            "ExperimentName": spec.name,
+            "Backend": config.backend,
+            "DataBucket": platform.bucket_name,
+            "ExperimentPrefix": prefix,
+            "RunId": run.run_id,
+            "RolloutCount": str(spec.rollouts.count),
+            "VideoStreams": ",".join(video.stream_names) if video else "",
+            "TrainingJobConsole": (
+                f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}"
+                f"#/jobs/{run.run_id}"),
+            "DataConsole": (
+                f"https://s3.console.aws.amazon.com/s3/buckets/{platform.bucket_name}"
+                f"?region={region}&prefix={prefix}/"),
+        }
+        if config.backend == "batch":
+            outputs["JobQueue"] = platform.job_queue_arn
+            outputs["RolloutsConsole"] = (
+                f"https://{region}.console.aws.amazon.com/batch/home?region={region}#jobs")
+        else:
+            outputs["SimulationJobBatchArn"] = run.attribute("SimulationJobBatchArn")
+        if video is not None:
+            outputs["VideoConsole"] = video.console_url(0)
+        for key, value in outputs.items():
+            CfnOutput(self, key, value=value or "-")
