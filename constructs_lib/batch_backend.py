@@ -75,6 +75,4 @@ class BatchRolloutBackend(Construct):
             "AmazonEC2ContainerServiceforEC2Role]":
                 "The ECS agent on Batch instances needs this AWS-maintained instance policy; "
                 "containers get their own job role and IMDSv2 with hop limit 2.",
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-            "AWSBatchServiceRole]": "The Batch service role is AWS-maintained by design.",
         })

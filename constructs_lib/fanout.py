@@ -245,8 +245,6 @@ class ExperimentRun(Construct):
             "AwsSolutions-IAM5[Resource::*]":
                 "Step Functions log delivery (logs:CreateLogDelivery, DescribeResourcePolicies "
                 "...) has no resource-level permissions; granted by CDK for the waiter's logs.",
-            "AwsSolutions-L1":
-                "The Provider framework pins the Node.js runtime of its own functions.",
         }
         handler_arns = [
             token_name(fn.node.default_child, "Arn")  # type: ignore[arg-type]

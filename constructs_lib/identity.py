@@ -82,6 +82,10 @@ class RolloutRoles(Construct):
             resources=[stack.format_arn(service="kinesisvideo", resource="stream",
                                         resource_name=f"{VIDEO_STREAM_PREFIX}*/*")]))
         data.key.grant_encrypt(self.rollout_role)
+        acknowledge(self.rollout_role, {
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:kinesisvideo:<AWS::Region>:"
+            f"<AWS::AccountId>:stream/{VIDEO_STREAM_PREFIX}*/*]":
+                "Each experiment creates its own streams; the prefix limits workers to them."})
         if backend == "robomaker":
             self.rollout_role.add_to_policy(iam.PolicyStatement(
                 actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
@@ -89,14 +93,11 @@ class RolloutRoles(Construct):
                 resources=[stack.format_arn(service="logs", resource="log-group",
                                             resource_name="/aws/robomaker/SimulationJobs:*",
                                             arn_format=_COLON)]))
-        acknowledge(self.rollout_role, {
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:kinesisvideo:<AWS::Region>:"
-            f"<AWS::AccountId>:stream/{VIDEO_STREAM_PREFIX}*/*]":
-                "Each experiment creates its own streams; the prefix limits workers to them.",
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
-            "<AWS::AccountId>:log-group:/aws/robomaker/SimulationJobs:*]":
-                "RoboMaker writes one log stream per simulation job under its fixed log group.",
-        })
+            acknowledge(self.rollout_role, {
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
+                "<AWS::AccountId>:log-group:/aws/robomaker/SimulationJobs:*]":
+                    "RoboMaker writes one log stream per simulation job under its fixed log "
+                    "group."})
         data_objects = f"{token_name(data.bucket.node.default_child, 'Arn')}/experiments/*"
         for role in (self.trainer_role, self.rollout_role):
             acknowledge(role, {
@@ -125,9 +126,11 @@ _DATA_ACCESS_REASONS = {
         "Listing is needed for checkpoints and sync files; objects are limited to experiments/*.",
     "AwsSolutions-IAM5[Action::s3:DeleteObject*]":
         "The simapp deletes its own lock/sync files under the experiment prefix.",
-    "AwsSolutions-IAM5[Action::s3:Abort*]": "Multipart uploads of checkpoints may be aborted.",
+    "AwsSolutions-IAM5[Action::s3:Abort*]":
+        "Multipart uploads of large checkpoints may be aborted; objects are under experiments/.",
     "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]":
         "SSE-KMS writes need data keys from the platform key.",
-    "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": "Granted by CDK for SSE-KMS read/write.",
+    "AwsSolutions-IAM5[Action::kms:ReEncrypt*]":
+        "CDK grants ReEncrypt with SSE-KMS read/write; it is limited to the platform's one key.",
 }
 

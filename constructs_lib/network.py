@@ -7,8 +7,6 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from constructs_lib.nag import acknowledge
-
 REDIS_PORT = 6379
 
 # Interface endpoints that rollouts need when they have no internet route (egress "endpoints").
@@ -99,12 +97,8 @@ class RolloutNetwork(Construct):
                                             description="Interface endpoints: HTTPS from rollouts")
             endpoint_sg.add_ingress_rule(self.rollout_security_group, ec2.Port.tcp(443),
                                          "HTTPS from rollout workers")
-            acknowledge(endpoint_sg, {
-                "AwsSolutions-EC23": "The only inbound rule has the rollout security group as "
-                                     "its source, not a CIDR; the check cannot evaluate that "
-                                     "reference and reports it instead of passing it."})
             for name, service in ROLLOUT_INTERFACE_ENDPOINTS:
                 self.vpc.add_interface_endpoint(
-                    name, service=service, security_groups=[endpoint_sg], private_dns_enabled=True,
+                    name, service=service, security_groups=[endpoint_sg], private_dns_enabled=True, open=False,
                     subnets=ec2.SubnetSelection(subnet_group_name="rollouts"))
 

@@ -1,0 +1,32 @@
+"""Shared by every test: repository paths, and the CDK's JavaScript runtime on Node.js 22."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+FIXTURES = SHARED / "fixtures"
+
+# jsii runs the CDK in a Node.js child process; use the project's own Node.js 22 (installed by
+# `make setup` from the npm registry) rather than whatever `node` the machine has.
+_LOCAL_NODE_BIN = REPO / "node_modules" / ".bin"
+if (_LOCAL_NODE_BIN / "node").exists():
+    os.environ["PATH"] = f"{_LOCAL_NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+# Tests never talk to AWS; make sure nothing tries to find credentials on an instance.
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.fail(f"shared fixtures not found at {FIXTURES}: clone the repository beside shared/")
+    return FIXTURES

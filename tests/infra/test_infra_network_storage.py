@@ -1,0 +1,197 @@
+"""What matters in the platform stack: who may reach whom, and how the data is kept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from synth_support import Synthesis, synthesize
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def only(template: dict[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
+    found = resources(template, kind)
+    assert len(found) == 1, f"expected one {kind}, found {sorted(found)}"
+    return next(iter(found.items()))
+
+
+def security_group_id(template: dict[str, Any], description_start: str) -> str:
+    for logical_id, sg in resources(template, "AWS::EC2::SecurityGroup").items():
+        if sg["Properties"]["GroupDescription"].startswith(description_start):
+            return logical_id
+    raise AssertionError(f"no security group described {description_start!r}")
+
+
+def all_ingress(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every inbound rule: inline on security groups and standalone ingress resources."""
+    rules: list[tuple[str, dict[str, Any]]] = []
+    for logical_id, sg in resources(template, "AWS::EC2::SecurityGroup").items():
+        rules += [(logical_id, rule) for rule in sg["Properties"].get("SecurityGroupIngress", [])]
+    for rule in resources(template, "AWS::EC2::SecurityGroupIngress").values():
+        rules.append((rule["Properties"]["GroupId"]["Fn::GetAtt"][0], rule["Properties"]))
+    return rules
+
+
+def test_trainer_accepts_only_redis_from_the_rollout_group(each_backend: Synthesis) -> None:
+    template = each_backend.platform
+    trainer = security_group_id(template, "DeepRacer trainer")
+    rollout = security_group_id(template, "DeepRacer rollouts")
+    into_trainer = [rule for target, rule in all_ingress(template) if target == trainer]
+    assert into_trainer == [{
+        "IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379,
+        "Description": "Redis experience stream from rollout workers",
+        "GroupId": {"Fn::GetAtt": [trainer, "GroupId"]},
+        "SourceSecurityGroupId": {"Fn::GetAtt": [rollout, "GroupId"]},
+    }]
+    assert not [rule for target, rule in all_ingress(template) if target == rollout]
+
+
+@pytest.mark.parametrize("overrides", [{}, {"egress": "nat"}, {"egress": "endpoints"}],
+                         ids=["public", "nat", "endpoints"])
+def test_no_ingress_from_the_internet(overrides: dict[str, str], each_backend: Synthesis,
+                                      tmp_path_factory: pytest.TempPathFactory) -> None:
+    template = (each_backend.platform if not overrides else synthesize(
+        tmp_path_factory.mktemp("out"), tmp_path_factory.mktemp("stage"), **overrides).platform)
+    for _target, rule in all_ingress(template):
+        assert rule.get("CidrIp") not in ("0.0.0.0/0",), rule
+        assert rule.get("CidrIpv6") not in ("::/0",), rule
+        assert "SourceSecurityGroupId" in rule, f"inbound rule without a group source: {rule}"
+
+
+def test_default_platform_has_no_idle_cost_network(batch: Synthesis) -> None:
+    template = batch.platform
+    assert not resources(template, "AWS::EC2::NatGateway")
+    assert not resources(template, "AWS::EC2::VPCEndpoint").keys() - {
+        k for k, v in resources(template, "AWS::EC2::VPCEndpoint").items()
+        if v["Properties"].get("VpcEndpointType", "Gateway") == "Gateway"}
+    _, endpoint = only(template, "AWS::EC2::VPCEndpoint")
+    assert "s3" in str(endpoint["Properties"]["ServiceName"])
+    # Two AZs by default, each with a trainer (isolated) and a public (rollout) subnet.
+    assert len(resources(template, "AWS::EC2::Subnet")) == 4
+
+
+def test_nat_and_endpoint_egress_modes(tmp_path_factory: pytest.TempPathFactory) -> None:
+    nat = synthesize(tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"),
+                     egress="nat", azCount=3).platform
+    assert len(resources(nat, "AWS::EC2::NatGateway")) == 1
+    assert len(resources(nat, "AWS::EC2::Subnet")) == 9  # trainer, public, rollouts x 3 AZs
+    endpoints = synthesize(tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"),
+                           egress="endpoints").platform
+    assert not resources(endpoints, "AWS::EC2::NatGateway")
+    assert not resources(endpoints, "AWS::EC2::InternetGateway")
+    interface = [v for v in resources(endpoints, "AWS::EC2::VPCEndpoint").values()
+                 if v["Properties"].get("VpcEndpointType") == "Interface"]
+    assert len(interface) == 7
+
+
+def test_data_bucket_is_encrypted_versioned_tls_only_and_retained(each_backend: Synthesis) -> None:
+    template = each_backend.platform
+    buckets = resources(template, "AWS::S3::Bucket")
+    data_id, data = next((k, v) for k, v in buckets.items() if k.startswith("DataBucket"))
+    props = data["Properties"]
+    sse = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    key_id = sse["ServerSideEncryptionByDefault"]["KMSMasterKeyID"]["Fn::GetAtt"][0]
+    assert template["Resources"][key_id]["Properties"]["EnableKeyRotation"] is True
+    assert template["Resources"][key_id]["DeletionPolicy"] == "Retain"
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True}
+    assert props["LoggingConfiguration"]["DestinationBucketName"]["Ref"].startswith("DataAccessLogs")
+    for bucket in buckets.values():
+        assert bucket["DeletionPolicy"] == "Retain"
+        assert bucket["UpdateReplacePolicy"] == "Retain"
+    # No auto-delete custom resource: a stack delete never empties a bucket.
+    assert not [r for r in template["Resources"].values()
+                if r["Type"] == "Custom::S3AutoDeleteObjects"]
+    policies = [p for p in resources(template, "AWS::S3::BucketPolicy").values()
+                if p["Properties"]["Bucket"] == {"Ref": data_id}]
+    statements = policies[0]["Properties"]["PolicyDocument"]["Statement"]
+    assert {"Action": "s3:*", "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            "Effect": "Deny", "Principal": {"AWS": "*"},
+            "Resource": [{"Fn::GetAtt": [data_id, "Arn"]},
+                         {"Fn::Join": ["", [{"Fn::GetAtt": [data_id, "Arn"]}, "/*"]]}],
+            } in statements
+
+
+def test_batch_backend_scales_to_zero_with_imdsv2(batch: Synthesis) -> None:
+    template = batch.platform
+    _, environment = only(template, "AWS::Batch::ComputeEnvironment")
+    compute = environment["Properties"]["ComputeResources"]
+    assert compute["MinvCpus"] == 0
+    assert compute["MaxvCpus"] == 256
+    assert compute["Type"] == "SPOT"
+    assert compute["AllocationStrategy"] == "SPOT_PRICE_CAPACITY_OPTIMIZED"
+    _, launch_template = only(template, "AWS::EC2::LaunchTemplate")
+    metadata = launch_template["Properties"]["LaunchTemplateData"]["MetadataOptions"]
+    assert metadata["HttpTokens"] == "required"
+    _, job_definition = only(template, "AWS::Batch::JobDefinition")
+    container = job_definition["Properties"]["ContainerProperties"]
+    assert container["Command"] == ["/opt/rollouts/rollout-entrypoint.sh"]
+    assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+    assert job_definition["Properties"]["Timeout"]["AttemptDurationSeconds"] >= 60
+    assert {r["Type"] for r in container["ResourceRequirements"]} == {"VCPU", "MEMORY"}
+    assert only(template, "AWS::Batch::JobQueue")
+
+
+def test_gpu_and_on_demand_settings(tmp_path_factory: pytest.TempPathFactory) -> None:
+    template = synthesize(tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"),
+                          gpu="true", spot="false").platform
+    _, environment = only(template, "AWS::Batch::ComputeEnvironment")
+    assert environment["Properties"]["ComputeResources"]["Type"] == "EC2"
+    assert environment["Properties"]["ComputeResources"]["InstanceTypes"] == [
+        "g4dn.2xlarge", "g4dn.xlarge"]
+    _, job_definition = only(template, "AWS::Batch::JobDefinition")
+    requirements = job_definition["Properties"]["ContainerProperties"]["ResourceRequirements"]
+    assert {"Type": "GPU", "Value": "1"} in requirements
+    image = next(v for v in template["Resources"].values() if v["Type"] == "AWS::SSM::Parameter"
+                 and v["Properties"]["Name"].endswith("/image-uri"))
+    assert image  # the image asset is staged with the GPU base image:
+    assets = [p for p in (tmp_path_factory.getbasetemp()).rglob("*.assets.json")]
+    assert any("6.0.6-gpu" in p.read_text() for p in assets)
+
+
+def test_robomaker_application_has_the_workshop_settings(robomaker: Synthesis) -> None:
+    template = robomaker.platform
+    _, application = only(template, "AWS::RoboMaker::SimulationApplication")
+    props = application["Properties"]
+    assert props["RobotSoftwareSuite"] == {"Name": "ROS", "Version": "Kinetic"}
+    assert props["SimulationSoftwareSuite"] == {"Name": "Gazebo", "Version": "7"}
+    assert props["RenderingEngine"] == {"Name": "OGRE", "Version": "1.x"}
+    [source] = props["Sources"]
+    assert source["Architecture"] == "X86_64"
+    assert source["S3Key"] == "robomaker/simulation_ws.tar.gz"
+    assert source["S3Bucket"]["Ref"].startswith("DataBucket")
+    assert not resources(template, "AWS::Batch::ComputeEnvironment")
+    assert any("retired on 2025-09-10" in message for message in robomaker.warnings)
+
+
+def test_robomaker_container_form(tmp_path_factory: pytest.TempPathFactory) -> None:
+    template = synthesize(tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"),
+                          backend="robomaker", robomakerAppForm="container").platform
+    _, application = only(template, "AWS::RoboMaker::SimulationApplication")
+    props = application["Properties"]
+    assert props["RobotSoftwareSuite"] == {"Name": "General"}
+    assert props["SimulationSoftwareSuite"] == {"Name": "SimulationRuntime"}
+    assert "Sources" not in props
+    assert "dkr.ecr" in str(props["Environment"])
+
+
+def test_platform_publishes_every_value_experiments_read(each_backend: Synthesis) -> None:
+    from constructs_lib.platform_parameters import PLATFORM_KEYS
+
+    names = sorted(p["Properties"]["Name"] for p in
+                   resources(each_backend.platform, "AWS::SSM::Parameter").values())
+    assert names == sorted(f"/deepracer-rollouts/default/{key}" for key in PLATFORM_KEYS)
+    # Experiments read them as deploy-time parameters: no exports, no cross-stack imports.
+    assert "Export" not in str(each_backend.platform.get("Outputs", {}))
+    for name, template in each_backend.templates.items():
+        if name != "DeepRacerRollouts-Platform":
+            assert "Fn::ImportValue" not in str(template)
+            read = {p["Default"] for k, p in template["Parameters"].items()
+                    if k.startswith("Platform")}
+            assert read and read <= set(names)
