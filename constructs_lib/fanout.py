@@ -123,6 +123,7 @@ class ExperimentRun(Construct):
                 "MaxJobDurationSeconds": str(rollouts.max_duration_seconds),
                 "SimulationUnitLimit": str(min(15, max(1, rollouts.vcpus // 2))),
                 "ComputeType": "CPU",
+                "AssignPublicIp": platform.assign_public_ip,
             }
         self.resource = CustomResource(
             self, "Run", service_token=provider.service_token, resource_type="Custom::RolloutsRun",
@@ -197,12 +198,11 @@ class ExperimentRun(Construct):
                 sid="RunRollouts",
                 actions=["robomaker:StartSimulationJobBatch", "robomaker:CreateSimulationJob",
                          "robomaker:TagResource", "robomaker:DescribeSimulationJobBatch",
-                         "robomaker:BatchDescribeSimulationJob",
-                         "robomaker:CancelSimulationJobBatch", "robomaker:CancelSimulationJob"],
+                         "robomaker:CancelSimulationJobBatch"],
                 resources=[*simulation_arns, platform.simulation_application_arn]))
             role.add_to_policy(iam.PolicyStatement(
                 sid="FindRollouts",
-                actions=["robomaker:ListSimulationJobBatches", "robomaker:ListSimulationJobs"],
+                actions=["robomaker:ListSimulationJobBatches"],
                 resources=["*"]))
 
     def _acknowledge(self, provider: cr.Provider, *, experiment: str, backend: str,

@@ -30,27 +30,33 @@ def _joined(values: list[str], what: str) -> str:
     return ",".join(values)
 
 
+def _shared_or_all(values: tuple[str, ...]) -> list[str]:
+    # One entry when every worker shares it: keeps N = 1000 well inside the payload quota.
+    return list(values[:1]) if len(set(values)) == 1 else list(values)
+
+
 def submit_request(plan: RolloutPlan) -> dict[str, Any]:
     run = plan.run
     props = run.props
     assert props.batch is not None  # parse_properties guarantees it for Backend=batch
-    yaml_keys = list(plan.yaml_keys)
     env = {
         **plan.common_env(),
         # The image's entrypoint maps AWS_BATCH_JOB_ARRAY_INDEX to ROLLOUT_IDX and picks entry
-        # ROLLOUT_IDX of each list (a one-entry YAML list is shared by every worker).
-        "ROLLOUT_WORLD_NAMES": _joined(list(props.worlds), "Worlds"),
+        # ROLLOUT_IDX of each list; a one-entry list is shared by every worker.
+        "ROLLOUT_WORLD_NAMES": _joined(_shared_or_all(props.worlds), "Worlds"),
         "ROLLOUT_VIDEO_STREAMS": _joined(list(props.video_streams), "VideoStreams"),
-        "ROLLOUT_YAML_NAMES": _joined(
-            yaml_keys[:1] if len(set(yaml_keys)) == 1 else yaml_keys, "YAML"
-        ),
+        "ROLLOUT_YAML_NAMES": _joined(_shared_or_all(plan.yaml_keys), "YAML"),
     }
     request: dict[str, Any] = {
         "jobName": run.run_id,
         "jobQueue": props.batch.job_queue_arn,
         "jobDefinition": props.batch.job_definition_arn,
         "containerOverrides": {
-            "environment": [{"name": k, "value": v} for k, v in sorted(env.items())]
+            "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
+            "resourceRequirements": [
+                {"type": "VCPU", "value": str(props.batch.vcpus)},
+                {"type": "MEMORY", "value": str(props.batch.memory_mib)},
+            ],
         },
         "propagateTags": True,
         "timeout": {"attemptDurationSeconds": props.batch.attempt_duration_seconds},

@@ -53,6 +53,8 @@ class BatchProps:
     job_queue_arn: str
     job_definition_arn: str
     attempt_duration_seconds: int
+    vcpus: int
+    memory_mib: int
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class RoboMakerProps:
     max_job_duration_seconds: int
     simulation_unit_limit: int
     compute_type: ComputeType
+    assign_public_ip: bool
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,7 @@ TRAINER_KEYS = (
     "PretrainedBucket",
     "PretrainedPrefix",
 )
-BATCH_KEYS = ("JobQueueArn", "JobDefinitionArn", "AttemptDurationSeconds")
+BATCH_KEYS = ("JobQueueArn", "JobDefinitionArn", "AttemptDurationSeconds", "Vcpus", "MemoryMib")
 ROBOMAKER_KEYS = (
     "SimulationApplicationArn",
     "RoleArn",
@@ -234,6 +237,7 @@ ROBOMAKER_KEYS = (
     "MaxJobDurationSeconds",
     "SimulationUnitLimit",
     "ComputeType",
+    "AssignPublicIp",
 )
 
 
@@ -316,6 +320,9 @@ def _parse_batch(r: _Reader) -> BatchProps:
         job_definition_arn=r.text("JobDefinitionArn", ARN_RE, "a Batch job definition ARN"),
         # Batch's minimum attempt timeout is 60 s.
         attempt_duration_seconds=r.integer("AttemptDurationSeconds", 60, 14 * 24 * 3600),
+        # Per-rollout compute from the experiment file, overriding the job definition's.
+        vcpus=r.integer("Vcpus", 1, 96),
+        memory_mib=r.integer("MemoryMib", 2048, 393216),
     )
 
 
@@ -331,6 +338,8 @@ def _parse_robomaker(r: _Reader) -> RoboMakerProps:
         max_job_duration_seconds=r.integer("MaxJobDurationSeconds", 60, 14 * 24 * 3600),
         simulation_unit_limit=r.integer("SimulationUnitLimit", 1, 15),
         compute_type=cast(ComputeType, r.choice("ComputeType", ("CPU", "GPU_AND_CPU"))),
+        # Rollouts in public subnets need a public IP to reach the service endpoints.
+        assign_public_ip=r.choice("AssignPublicIp", ("true", "false")) == "true",
     )
 
 

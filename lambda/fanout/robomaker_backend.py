@@ -55,7 +55,7 @@ def job_request(plan: RolloutPlan, index: int) -> dict[str, Any]:
         "vpcConfig": {
             "subnets": list(rm.subnets),
             "securityGroups": list(rm.security_groups),
-            "assignPublicIp": True,
+            "assignPublicIp": rm.assign_public_ip,
         },
         "compute": compute,
         "tags": run.tags,

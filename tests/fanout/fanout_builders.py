@@ -7,14 +7,16 @@ import json
 import zipfile
 from typing import Any
 
-
 from fanout_fakecloud import ACCOUNT, REGION
 
 BUCKET = "platform-data-bucket"
 ASSET_BUCKET = "cdk-assets-bucket"
 ASSET_KEY = "assets/files-abc123.zip"
 PREFIX = "experiments/demo"
-STACK_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/rollouts-demo/0a1b2c3d-1111-2222-3333-444455556666"
+STACK_ID = (
+    f"arn:aws:cloudformation:{REGION}:{ACCOUNT}"
+    ":stack/rollouts-demo/0a1b2c3d-1111-2222-3333-444455556666"
+)
 QUEUE = f"arn:aws:batch:{REGION}:{ACCOUNT}:job-queue/rollouts"
 JOB_DEF = f"arn:aws:batch:{REGION}:{ACCOUNT}:job-definition/rollouts-simapp:3"
 SIM_APP = f"arn:aws:robomaker:{REGION}:{ACCOUNT}:simulation-application/deepracer/1700000000000"
@@ -35,7 +37,12 @@ MODEL_METADATA_FILE_S3_KEY: "{{{{prefix}}}}/model/model_metadata.json"
 BODY_SHELL_TYPE: "deepracer"
 CAR_COLOR: "Red"
 """
-HYPERPARAMETERS = {"batch_size": 64, "lr": 0.0003, "num_episodes_between_training": 20, "exploration_type": "categorical"}
+HYPERPARAMETERS = {
+    "batch_size": 64,
+    "lr": 0.0003,
+    "num_episodes_between_training": 20,
+    "exploration_type": "categorical",
+}
 
 
 def yaml_for(world: str, index: int = 0, per_worker_metrics: bool = False) -> str:
@@ -105,7 +112,13 @@ def make_props(
     if wait_for:
         props["WaitFor"] = wait_for
     if backend == "batch":
-        props["Batch"] = {"JobQueueArn": QUEUE, "JobDefinitionArn": JOB_DEF, "AttemptDurationSeconds": "7200"}
+        props["Batch"] = {
+            "JobQueueArn": QUEUE,
+            "JobDefinitionArn": JOB_DEF,
+            "AttemptDurationSeconds": "7200",
+            "Vcpus": "4",
+            "MemoryMib": "8192",
+        }
     else:
         props["RoboMaker"] = {
             "SimulationApplicationArn": SIM_APP,
@@ -115,6 +128,7 @@ def make_props(
             "MaxJobDurationSeconds": "7200",
             "SimulationUnitLimit": "15",
             "ComputeType": "CPU",
+            "AssignPublicIp": "true",
         }
     return props
 

@@ -89,11 +89,16 @@ class FakeCloud:
         }
 
     # ------------------------------------------------------------------ test API
-    def inject(self, operation: str, code: str, *, times: int = 1, status: int = 400, **kw: Any) -> None:
+    def inject(
+        self, operation: str, code: str, *, times: int = 1, status: int = 400, **kw: Any
+    ) -> None:
         self.faults.append(Fault(operation, code, status, times, **kw))
 
     def throttle(self, operation: str, times: int) -> None:
-        codes = {"SubmitJob": ("TooManyRequestsException", 429), "ListJobs": ("TooManyRequestsException", 429)}
+        codes = {
+            "SubmitJob": ("TooManyRequestsException", 429),
+            "ListJobs": ("TooManyRequestsException", 429),
+        }
         code, status = codes.get(operation, ("ThrottlingException", 400))
         self.inject(operation, code, times=times, status=status, message="Rate exceeded")
 
@@ -109,7 +114,9 @@ class FakeCloud:
         reads = ("Describe", "List", "BatchDescribe")
         return [op for op, _ in self.calls if not op.startswith(reads)]
 
-    def set_trainer(self, name: str, status: str, secondary: str = "Starting", reason: str = "") -> None:
+    def set_trainer(
+        self, name: str, status: str, secondary: str = "Starting", reason: str = ""
+    ) -> None:
         job = self.training_jobs[name]
         job.update(TrainingJobStatus=status, SecondaryStatus=secondary)
         if reason:
@@ -181,7 +188,12 @@ class FakeCloud:
     def _ListJobs(self, p: dict[str, Any]) -> dict[str, Any]:
         names = next(f["values"] for f in p.get("filters", []) if f["name"] == "JOB_NAME")
         found = [
-            {"jobId": j["jobId"], "jobName": j["jobName"], "status": j["status"], "createdAt": j["createdAt"]}
+            {
+                "jobId": j["jobId"],
+                "jobName": j["jobName"],
+                "status": j["status"],
+                "createdAt": j["createdAt"],
+            }
             for j in self.batch_jobs.values()
             if j["jobQueue"] == p["jobQueue"] and j["jobName"].lower() in [n.lower() for n in names]
         ]
@@ -219,7 +231,8 @@ class FakeCloud:
                 if existing["request"] != p:
                     raise FakeError("IdempotentParameterMismatchException", "token reused")
                 return {"arn": arn, "status": existing["status"]}
-        arn = f"arn:aws:robomaker:{REGION}:{ACCOUNT}:simulation-job-batch/sim-batch-{next(self._counter)}"
+        batch_id = f"sim-batch-{next(self._counter)}"
+        arn = f"arn:aws:robomaker:{REGION}:{ACCOUNT}:simulation-job-batch/{batch_id}"
         self.sim_batches[arn] = {
             "arn": arn,
             "status": "InProgress",

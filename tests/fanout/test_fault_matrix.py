@@ -7,9 +7,8 @@ import json
 import pytest
 from fanout import handler
 from fanout.errors import FanoutError, PropertyError, StartError
-
-from conftest import World
 from fanout_builders import PREFIX, QUEUE, make_asset, make_event, make_props
+from fanout_world import World
 
 
 def _env(job_request: dict) -> dict[str, str]:
@@ -33,7 +32,7 @@ def test_batch_throttling_burst_n100_starts_all_100_exactly_once(world: World) -
     assert job["arrayProperties"]["size"] == 100
     env = _env(job["request"])
     assert env["ROLLOUT_VIDEO_STREAMS"].split(",") == [f"rollouts-demo-{i}" for i in range(100)]
-    assert len(env["ROLLOUT_WORLD_NAMES"].split(",")) == 100
+    assert env["ROLLOUT_WORLD_NAMES"] == "reInvent2019_track", "one shared entry"
     assert len(world.cloud.training_jobs) == 1
     assert result["RunState"]["RolloutJobId"] == job["jobId"]
     # Every throttled attempt was retried after a backoff sleep, none failed the deploy.
@@ -60,14 +59,19 @@ def test_robomaker_throttling_burst_n100_starts_all_100_exactly_once(world: Worl
     world.put_asset(make_asset(props["Worlds"]))
     world.cloud.throttle("StartSimulationJobBatch", times=5)
     # The 6th attempt's response is lost after the batch was created: the token dedupes it.
-    world.cloud.inject("StartSimulationJobBatch", "InternalServerException", status=500, after_effect=True)
+    world.cloud.inject(
+        "StartSimulationJobBatch", "InternalServerException", status=500, after_effect=True
+    )
 
     result = world.create(props)
 
     assert len(world.cloud.sim_batches) == 1
     batch = next(iter(world.cloud.sim_batches.values()))
     requests = batch["request"]["createSimulationJobRequests"]
-    indexes = [r["simulationApplications"][0]["launchConfig"]["environmentVariables"]["ROLLOUT_IDX"] for r in requests]
+    indexes = [
+        r["simulationApplications"][0]["launchConfig"]["environmentVariables"]["ROLLOUT_IDX"]
+        for r in requests
+    ]
     assert sorted(indexes, key=int) == [str(i) for i in range(100)]
     tokens = {p["clientRequestToken"] for p in world.cloud.ops("StartSimulationJobBatch")}
     assert tokens == {f"{result['PhysicalResourceId']}-b0"}, "every attempt reuses one token"
@@ -79,8 +83,11 @@ def test_throttling_during_is_complete_only_delays(world: World) -> None:
     world.put_asset(make_asset(props["Worlds"]))
     created = world.create(props)
     world.cloud.throttle("DescribeTrainingJob", times=1000)
-    handler_budget = world.poll(props, created)
-    assert handler_budget == {"IsComplete": False} or handler_budget["IsComplete"] is True
+    world.cloud.calls.clear()
+
+    assert world.poll(props, created) == {"IsComplete": False}, "poll again later, no failure"
+    assert world.cloud.job_calls() == [], "throttling alone stops nothing"
+    assert sum(world.sleeps) <= 600 + 20, "gave up within is_complete's budget"
 
 
 # --------------------------------------------------------------------------- failures
@@ -130,7 +137,9 @@ def test_robomaker_failure_after_k_of_n_started_cancels_the_batch(world: World) 
     batch = world.cloud.sim_batches[arn]
     for job in batch["createdRequests"][:3]:
         job["status"] = "Running"
-    batch["failedRequests"] = [{"failureCode": "SubnetIpLimitExceeded", "failureReason": "no IPs left"}]
+    batch["failedRequests"] = [
+        {"failureCode": "SubnetIpLimitExceeded", "failureReason": "no IPs left"}
+    ]
 
     with pytest.raises(StartError, match="SubnetIpLimitExceeded: no IPs left"):
         world.poll(props, created)
@@ -146,14 +155,16 @@ def test_trainer_failing_while_rollouts_pending(world: World) -> None:
     created = world.create(props)
     job_id = created["RunState"]["RolloutJobId"]
     world.cloud.set_batch(job_id, "RUNNABLE")
-    world.cloud.set_trainer(created["PhysicalResourceId"], "Failed", "Failed", reason="CapacityError: no ml.c5.2xlarge")
+    world.cloud.set_trainer(
+        created["PhysicalResourceId"], "Failed", "Failed", reason="CapacityError: no ml.c5.2xlarge"
+    )
 
-    with pytest.raises(StartError, match="is Failed: CapacityError: no ml.c5.2xlarge"):
+    with pytest.raises(StartError, match=r"is Failed: CapacityError: no ml\.c5\.2xlarge"):
         world.poll(props, created)
 
     assert world.cloud.active_batch_jobs() == []
     assert world.cloud.count("StopTrainingJob") == 0, "a failed trainer needs no stop"
-    assert not world.keys(f"{PREFIX}/run.json")
+    assert not world.listing(f"{PREFIX}/run.json")
 
 
 # --------------------------------------------------------------------------- duplicates
@@ -173,7 +184,9 @@ def test_duplicate_create_delivery_starts_nothing_twice(world: World, backend: s
     assert second["RunState"] == first["RunState"]
     assert world.cloud.count("CreateTrainingJob") == 1
     assert len(world.cloud.batch_jobs) + len(world.cloud.sim_batches) == 1
-    assert f"{PREFIX}/ip/done" in world.keys(), "a duplicate must not hide a live trainer's address"
+    assert f"{PREFIX}/ip/done" in world.listing(), (
+        "a duplicate must not hide a live trainer's address"
+    )
 
 
 def test_trainer_name_taken_by_another_experiment_is_not_adopted_or_stopped(world: World) -> None:
@@ -213,7 +226,7 @@ def test_delete_after_partial_create_then_delete_twice(world: World, backend: st
     run_id = created["PhysicalResourceId"]
     delete = make_event("Delete", props, physical_id=run_id, request_id="req-del")
     world.s3.put_object(Bucket="platform-data-bucket", Key=f"{PREFIX}/model/checkpoint", Body=b"x")
-    keys_before = world.keys()
+    keys_before = world.listing()
 
     handler.on_event(delete, None)
     assert world.cloud.active_trainers() == []
@@ -222,7 +235,7 @@ def test_delete_after_partial_create_then_delete_twice(world: World, backend: st
 
     handler.on_event(delete, None)  # CloudFormation may deliver it again
     assert world.cloud.job_calls() == stops, "the second Delete finds nothing left to stop"
-    assert world.keys() == keys_before, "S3 data is never deleted"
+    assert world.listing() == keys_before, "S3 data is never deleted"
 
 
 def test_delete_finds_jobs_by_name_when_properties_no_longer_validate(world: World) -> None:
@@ -259,24 +272,32 @@ def test_delete_after_crash_between_trainer_and_rollouts(world: World) -> None:
         ({"RolloutCount": "two"}, "RolloutCount is 'two'; allowed: 1..1000"),
         ({"Worlds": ["a"]}, "Worlds has 1 entries; allowed: 2..2"),
         ({"Worlds": ["a,b", "c"]}, "Worlds[0] is 'a,b'"),
-        ({"VideoStreams": ["s0"]}, "VideoStreams has 1 entries; allowed: 0 (video off) or RolloutCount=2"),
+        (
+            {"VideoStreams": ["s0"]},
+            "VideoStreams has 1 entries; allowed: 0 (video off) or RolloutCount=2",
+        ),
         ({"Experiment": "Demo"}, "Experiment is 'Demo'"),
         ({"Prefix": "experiments/demo/"}, "Prefix is 'experiments/demo/'"),
         ({"WaitFor": "DONE"}, "WaitFor is 'DONE'; allowed: ACCEPTED | RUNNING"),
         ({"Colour": "red"}, "unknown property Colour"),
         ({"Batch": None}, "missing property Batch"),
-        ({"RoboMaker": {"ComputeType": "CPU"}}, "RoboMaker must not be set when Backend is 'batch'"),
+        (
+            {"RoboMaker": {"ComputeType": "CPU"}},
+            "RoboMaker must not be set when Backend is 'batch'",
+        ),
         ({"Tags": {"aws:x": "y"}}, "Tags key 'aws:x' uses a reserved prefix"),
     ],
 )
-def test_malformed_properties_fail_clearly_and_start_nothing(world: World, change: dict, expected: str) -> None:
+def test_malformed_properties_fail_clearly_and_start_nothing(
+    world: World, change: dict, expected: str
+) -> None:
     props = {k: v for k, v in {**make_props(2, "batch"), **change}.items() if v is not None}
     with pytest.raises(PropertyError) as raised:
         world.create(props)
     assert expected in str(raised.value)
     assert "\n" not in str(raised.value) and "Traceback" not in str(raised.value)
     assert world.cloud.calls == []
-    assert world.keys() == []
+    assert world.listing() == []
 
 
 @pytest.mark.parametrize(
@@ -284,14 +305,26 @@ def test_malformed_properties_fail_clearly_and_start_nothing(world: World, chang
     [
         (("Trainer", "VolumeSizeGb"), "-1", "Trainer.VolumeSizeGb is -1; allowed: 1..16384"),
         (("Trainer", "Subnets"), "subnet-0aaaaaaaaaaaaaaa1", "Trainer.Subnets must be a list"),
-        (("Trainer", "RoleArn"), "trainer-role", "Trainer.RoleArn is 'trainer-role'; allowed: an IAM role ARN"),
-        (("Batch", "AttemptDurationSeconds"), "30", "Batch.AttemptDurationSeconds is 30; allowed: 60.."),
+        (
+            ("Trainer", "RoleArn"),
+            "trainer-role",
+            "Trainer.RoleArn is 'trainer-role'; allowed: an IAM role ARN",
+        ),
+        (
+            ("Batch", "AttemptDurationSeconds"),
+            "30",
+            "Batch.AttemptDurationSeconds is 30; allowed: 60..",
+        ),
     ],
 )
-def test_malformed_nested_properties(world: World, path: tuple[str, str], value: str, expected: str) -> None:
+def test_malformed_nested_properties(
+    world: World, path: tuple[str, str], value: str, expected: str
+) -> None:
     props = make_props(2, "batch")
     props[path[0]] = {**props[path[0]], path[1]: value}
-    with pytest.raises(PropertyError, match=expected.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+    with pytest.raises(
+        PropertyError, match=expected.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")
+    ):
         world.create(props)
     assert world.cloud.calls == []
 
@@ -301,7 +334,7 @@ def test_asset_that_does_not_match_rollout_count_starts_nothing(world: World) ->
     world.put_asset(make_asset(["reInvent2019_track"] * 2))
     with pytest.raises(FanoutError, match="lists 2 worker_params files; RolloutCount is 3"):
         world.create(props)
-    assert world.cloud.calls == [] and world.keys() == []
+    assert world.cloud.calls == [] and world.listing() == []
 
 
 def test_unexpected_errors_become_one_line_reasons(world: World) -> None:
@@ -318,7 +351,7 @@ def test_run_json_is_not_written_before_completion(world: World) -> None:
     world.put_asset(make_asset(props["Worlds"]))
     created = world.create(props)
     assert world.poll(props, created) == {"IsComplete": False}
-    assert f"{PREFIX}/run.json" not in world.keys()
+    assert f"{PREFIX}/run.json" not in world.listing()
     world.cloud.set_trainer(created["PhysicalResourceId"], "InProgress", "Training")
     world.cloud.set_batch(created["RunState"]["RolloutJobId"], "PENDING", {"RUNNING": 2})
     done = world.poll(props, created)

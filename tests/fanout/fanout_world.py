@@ -1,0 +1,44 @@
+"""The handle a fan-out test gets on its world: fake cloud, moto S3, recorded backoff sleeps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fanout import handler
+from fanout_builders import ASSET_BUCKET, ASSET_KEY, BUCKET, PREFIX, make_event
+from fanout_fakecloud import FakeCloud
+
+
+@dataclass
+class World:
+    """Everything a handler test touches: the fake cloud, moto S3 and the recorded sleeps."""
+
+    cloud: FakeCloud
+    s3: Any
+    sleeps: list[float] = field(default_factory=list)
+    now: float = 0.0
+
+    def sleep(self, seconds: float) -> None:
+        """Backoff sleeps advance a fake clock, so retry budgets are real but cost no time."""
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def put_asset(self, data: bytes) -> None:
+        self.s3.put_object(Bucket=ASSET_BUCKET, Key=ASSET_KEY, Body=data)
+
+    def listing(self, prefix: str = PREFIX) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+    def read(self, key: str) -> str:
+        return self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+
+    def create(self, props: dict[str, Any], request_id: str = "req-1") -> dict[str, Any]:
+        return handler.on_event(make_event("Create", props, request_id=request_id), None)
+
+    def poll(
+        self, props: dict[str, Any], on_event_result: dict[str, Any], request_type: str = "Create"
+    ) -> dict[str, Any]:
+        event = {**make_event(request_type, props), **on_event_result}
+        return handler.is_complete(event, None)

@@ -1,0 +1,423 @@
+"""Files under the prefix (moto S3), is_complete/Data/run.json, Update semantics, retry policy."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+from botocore.exceptions import ClientError
+from fanout import files, handler
+from fanout.errors import AssetError
+from fanout.retry import Retrier, ThrottledTooLongError, bounded_map
+from fanout_builders import (
+    ACCOUNT,
+    BUCKET,
+    PREFIX,
+    REGION,
+    make_asset,
+    make_event,
+    make_props,
+    yaml_for,
+)
+from fanout_world import World
+
+# --------------------------------------------------------------------------- files
+
+
+def test_identical_workers_share_one_filled_yaml(world: World) -> None:
+    props = make_props(3, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    run_id = world.create(props)["PhysicalResourceId"]
+
+    assert world.listing() == [
+        f"{PREFIX}/hyperparameters.json",
+        f"{PREFIX}/model/model_metadata.json",
+        f"{PREFIX}/reward_function.py",
+        f"{PREFIX}/training_params.yaml",
+    ]
+    params = yaml.safe_load(world.read(f"{PREFIX}/training_params.yaml"))
+    assert params["SAGEMAKER_SHARED_S3_BUCKET"] == BUCKET
+    assert params["SAGEMAKER_SHARED_S3_PREFIX"] == PREFIX
+    assert params["AWS_REGION"] == REGION
+    assert params["ROBOMAKER_SIMULATION_JOB_ACCOUNT_ID"] == ACCOUNT
+    assert (
+        params["TRAINING_JOB_ARN"] == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{run_id}"
+    )
+    assert params["KINESIS_VIDEO_STREAM_NAME"] is None or params["KINESIS_VIDEO_STREAM_NAME"] == ""
+    assert "{{" not in world.read(f"{PREFIX}/training_params.yaml")
+    job = next(iter(world.cloud.batch_jobs.values()))
+    env = {e["name"]: e["value"] for e in job["request"]["containerOverrides"]["environment"]}
+    assert env["ROLLOUT_YAML_NAMES"] == "training_params.yaml"
+
+
+def test_workers_that_differ_get_one_yaml_each(world: World) -> None:
+    props = make_props(3, "robomaker", video=True)  # a stream per worker makes them differ
+    world.put_asset(make_asset(props["Worlds"]))
+    world.create(props)
+
+    keys = world.listing()
+    assert f"{PREFIX}/training_params.yaml" not in keys
+    for i in range(3):
+        text = world.read(f"{PREFIX}/training_params_{i}.yaml")
+        assert yaml.safe_load(text)["KINESIS_VIDEO_STREAM_NAME"] == f"rollouts-demo-{i}"
+    batch = next(iter(world.cloud.sim_batches.values()))
+    yaml_names = [
+        r["simulationApplications"][0]["launchConfig"]["environmentVariables"]["S3_YAML_NAME"]
+        for r in batch["request"]["createSimulationJobRequests"]
+    ]
+    assert yaml_names == [
+        "training_params_0.yaml",
+        "training_params_1.yaml",
+        "training_params_2.yaml",
+    ]
+
+
+def test_stale_handshake_markers_are_cleared_and_data_kept(world: World) -> None:
+    for key in (
+        "ip/ip.json",
+        "ip/done",
+        "ip/hyperparameters.json",
+        "model/model_7.pb",
+        "ipsum.txt",
+    ):
+        world.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{key}", Body=b"old")
+    world.s3.put_object(Bucket=BUCKET, Key="experiments/other/ip/done", Body=b"other experiment")
+    props = make_props(2, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+
+    world.create(props)
+
+    keys = world.listing("experiments/")
+    assert not [k for k in keys if k.startswith(f"{PREFIX}/ip/")]
+    assert f"{PREFIX}/model/model_7.pb" in keys and f"{PREFIX}/ipsum.txt" in keys
+    assert "experiments/other/ip/done" in keys
+
+
+def test_markers_are_cleared_before_the_trainer_starts(world: World) -> None:
+    world.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/ip/done", Body=b"old")
+    props = make_props(1, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    seen: list[list[str]] = []
+    world.cloud.attach  # noqa: B018 - the fake records calls; hook on CreateTrainingJob below
+    original = world.cloud._CreateTrainingJob
+
+    def create_and_look(params: dict) -> dict:
+        seen.append(world.listing(f"{PREFIX}/ip/"))
+        return original(params)
+
+    world.cloud._CreateTrainingJob = create_and_look  # type: ignore[method-assign]
+    world.create(props)
+    assert seen == [[]]
+
+
+def test_unknown_placeholder_is_an_asset_error() -> None:
+    with pytest.raises(AssetError, match=r"training_params_0.yaml has placeholder \{\{stream\}\}"):
+        files.fill_placeholders("X: {{stream}}", {"bucket": "b"}, "training_params_0.yaml")
+
+
+def test_render_is_deterministic_and_fills_all_placeholders() -> None:
+    asset = files.parse_asset(make_asset(["A", "B"]), 2)
+    values = {
+        "bucket": "b",
+        "prefix": "p",
+        "region": "r",
+        "account": "1",
+        "training_job_arn": "arn",
+    }
+    first = files.render(asset, values, ["", ""])
+    assert first == files.render(asset, values, ["", ""])
+    assert first.worker_yaml_keys == ("training_params_0.yaml", "training_params_1.yaml")
+    assert all(b"{{" not in body for body in first.objects.values())
+    assert first.hyperparameters["lr"] == "0.0003" and first.hyperparameters["batch_size"] == "64"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda m: m.pop("worker_params"), "lacks 'worker_params'"),
+        (lambda m: m["files"].append({"source": "missing.py", "key": "x.py"}), "lacks missing.py"),
+    ],
+)
+def test_malformed_assets_are_reported(mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+    data = make_asset(["A"])
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    manifest = json.loads(members["manifest.json"])
+    mutate(manifest)
+    members["manifest.json"] = json.dumps(manifest).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, body in members.items():
+            archive.writestr(name, body)
+    with pytest.raises(AssetError, match=message):
+        files.parse_asset(buffer.getvalue(), 1)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    "experiment", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_rollouts_render_output_is_filled_completely(experiment: Path) -> None:
+    """The real synthesized bundle of each example experiment (rollouts.render) fills completely."""
+    render = pytest.importorskip("rollouts.render")
+    spec_mod = pytest.importorskip("rollouts.spec")
+    spec = spec_mod.load_experiment(experiment)
+    bundle = render.render_files(spec)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in bundle.items():
+            archive.writestr(name, text)
+    n = spec.rollouts.count
+    asset = files.parse_asset(buffer.getvalue(), n)
+    values = {
+        "bucket": BUCKET,
+        "prefix": PREFIX,
+        "region": REGION,
+        "account": ACCOUNT,
+        "training_job_arn": "arn:aws:sagemaker:eu-west-1:123456789012:training-job/x",
+    }
+    rendered = files.render(asset, values, [f"stream-{i}" for i in range(n)])
+    mandatory = (
+        "SAGEMAKER_SHARED_S3_BUCKET",
+        "SAGEMAKER_SHARED_S3_PREFIX",
+        "METRICS_S3_BUCKET",
+        "METRICS_S3_OBJECT_KEY",
+        "MODEL_METADATA_FILE_S3_KEY",
+        "BODY_SHELL_TYPE",
+        "CAR_COLOR",
+    )
+    for i, key in enumerate(rendered.worker_yaml_keys):
+        text = rendered.objects[key].decode()
+        assert "{{" not in text and "}}" not in text
+        params = yaml.safe_load(text)
+        assert all(params.get(k) for k in mandatory), f"worker {i} of {experiment.name}"
+        assert params["SAGEMAKER_SHARED_S3_BUCKET"] == BUCKET
+        assert params["KINESIS_VIDEO_STREAM_NAME"] == f"stream-{i}"
+        assert params["MODEL_METADATA_FILE_S3_KEY"] == f"{PREFIX}/{asset.model_metadata_key}"
+
+
+# --------------------------------------------------------------------------- completion
+
+
+@pytest.mark.parametrize("backend", ["batch", "robomaker"])
+def test_data_stays_small_for_1000_rollouts_and_run_json_has_them_all(
+    world: World, backend: str
+) -> None:
+    props = make_props(1000, backend)
+    world.put_asset(make_asset(props["Worlds"]))
+    created = world.create(props)
+
+    done = world.poll(props, created)  # WaitFor ACCEPTED (default)
+
+    assert done["IsComplete"] is True
+    response = {
+        "Status": "SUCCESS",
+        "PhysicalResourceId": created["PhysicalResourceId"],
+        "Data": done["Data"],
+        "StackId": "x" * 120,
+        "RequestId": "x" * 36,
+        "LogicalResourceId": "Run",
+        "Reason": "OK",
+    }
+    assert len(json.dumps(response)) < 1024, "far below CloudFormation's 4 KB response limit"
+    assert len(json.dumps(created)) < 4096
+    data = done["Data"]
+    assert data["RunId"] == data["TrainingJobName"] == created["PhysicalResourceId"]
+    assert data["RolloutCount"] == 1000
+    assert data["RunManifestKey"] == f"{PREFIX}/run.json"
+    assert ("RolloutJobId" in data) == (backend == "batch")
+    assert ("SimulationJobBatchArn" in data) == (backend == "robomaker")
+    manifest = json.loads(world.read(f"{PREFIX}/run.json"))
+    assert len(manifest["workers"]) == 1000
+    assert manifest["data"] == data
+    if backend == "batch":
+        assert manifest["workers"][999]["batchJobId"] == f"{data['RolloutJobId']}:999"
+    else:
+        assert len(manifest["simulationJobArns"]) == 1000
+
+
+def test_wait_for_running_waits_for_trainer_training_and_every_rollout(world: World) -> None:
+    props = make_props(3, "robomaker", wait_for="RUNNING")
+    world.put_asset(make_asset(props["Worlds"]))
+    created = world.create(props)
+    batch = next(iter(world.cloud.sim_batches.values()))
+    assert world.poll(props, created) == {"IsComplete": False}
+    for job in batch["createdRequests"]:
+        job["status"] = "Running"
+    assert world.poll(props, created) == {"IsComplete": False}, "trainer is still Starting"
+    world.cloud.set_trainer(created["PhysicalResourceId"], "InProgress", "Training")
+    assert world.poll(props, created)["IsComplete"] is True
+
+
+def test_delete_and_noop_is_complete_make_no_calls(world: World) -> None:
+    props = make_props(2, "batch")
+    assert handler.is_complete(make_event("Delete", props, physical_id="demo-0123abcd"), None) == {
+        "IsComplete": True
+    }
+    assert world.cloud.calls == []
+
+
+# --------------------------------------------------------------------------- update
+
+
+def test_update_with_identical_properties_is_a_noop(world: World) -> None:
+    props = make_props(2, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    created = world.create(props)
+    done = world.poll(props, created)
+    world.cloud.calls.clear()
+    new_token = {**props, "ServiceToken": props["ServiceToken"] + "-v2"}
+
+    update = make_event(
+        "Update",
+        new_token,
+        request_id="req-2",
+        physical_id=created["PhysicalResourceId"],
+        old_props=props,
+    )
+    result = handler.on_event(update, None)
+
+    assert result["PhysicalResourceId"] == created["PhysicalResourceId"]
+    assert result["Data"] == done["Data"], "attributes keep resolving"
+    assert handler.is_complete({**update, **result}, None) == {"IsComplete": True}
+    assert world.cloud.calls == [], "no job API call at all"
+
+
+def test_update_with_changed_properties_stops_the_old_run_and_starts_a_new_one(
+    world: World,
+) -> None:
+    old = make_props(2, "batch")
+    world.put_asset(make_asset(old["Worlds"]))
+    old_id = world.create(old)["PhysicalResourceId"]
+    new = {**old, "Tags": {"team": "research", "try": "2"}}
+
+    update = make_event("Update", new, request_id="req-2", physical_id=old_id, old_props=old)
+    result = handler.on_event(update, None)
+
+    new_id = result["PhysicalResourceId"]
+    assert new_id != old_id and new_id.startswith("demo-")
+    assert world.cloud.active_trainers() == [new_id]
+    active = world.cloud.active_batch_jobs()
+    assert [world.cloud.batch_jobs[j]["jobName"] for j in active] == [new_id]
+    # CloudFormation then deletes the old id: nothing left to stop, nothing fails.
+    before = world.cloud.job_calls()
+    handler.on_event(make_event("Delete", old, request_id="req-3", physical_id=old_id), None)
+    assert world.cloud.job_calls() == before
+
+
+def test_update_with_malformed_properties_changes_nothing(world: World) -> None:
+    old = make_props(2, "batch")
+    world.put_asset(make_asset(old["Worlds"]))
+    old_id = world.create(old)["PhysicalResourceId"]
+    world.cloud.calls.clear()
+    with pytest.raises(handler.PropertyError):
+        handler.on_event(
+            make_event("Update", {**old, "RolloutCount": "0"}, physical_id=old_id, old_props=old),
+            None,
+        )
+    assert world.cloud.calls == [] and world.cloud.active_trainers() == [old_id]
+
+
+# --------------------------------------------------------------------------- retry policy
+
+
+def _throttle() -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": "ThrottlingException", "Message": "slow down"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        },
+        "StartSimulationJobBatch",
+    )
+
+
+def test_backoff_is_exponential_with_full_jitter_and_capped() -> None:
+    sleeps: list[float] = []
+    now = [0.0]
+    retry = Retrier(
+        base_delay=0.2,
+        max_delay=5,
+        budget_seconds=1e9,
+        sleep=lambda s: (sleeps.append(s), now.__setitem__(0, now[0] + s)),
+        rand=lambda: 1.0,
+        clock=lambda: now[0],
+    )
+    calls = iter([_throttle()] * 8 + ["ok"])
+
+    def flaky() -> str:
+        value = next(calls)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    assert retry.call("op", flaky) == "ok"
+    assert sleeps == [0.2, 0.4, 0.8, 1.6, 3.2, 5, 5, 5]
+
+
+def test_throttled_past_the_budget_gives_a_clear_error() -> None:
+    now = [0.0]
+    retry = Retrier(
+        budget_seconds=30,
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
+        rand=lambda: 1.0,
+        clock=lambda: now[0],
+    )
+
+    def always() -> None:
+        raise _throttle()
+
+    with pytest.raises(
+        ThrottledTooLongError, match=r"still throttled after .* nothing was started"
+    ):
+        retry.call("robomaker:StartSimulationJobBatch", always)
+    assert now[0] <= 30
+
+
+def test_server_errors_are_not_retried_for_non_idempotent_calls() -> None:
+    error = ClientError(
+        {
+            "Error": {"Code": "InternalServerError", "Message": "x"},
+            "ResponseMetadata": {"HTTPStatusCode": 500},
+        },
+        "Op",
+    )
+    attempts = []
+
+    def fail() -> None:
+        attempts.append(1)
+        raise error
+
+    with pytest.raises(ClientError):
+        Retrier(sleep=lambda s: None).call("op", fail, idempotent=False)
+    assert len(attempts) == 1
+    with pytest.raises(ClientError):
+        Retrier(sleep=lambda s: None, transient_attempts=3).call("op", fail, idempotent=True)
+    assert len(attempts) == 1 + 3
+
+
+def test_bounded_map_keeps_order_and_caps_concurrency() -> None:
+    active, peak, lock = [0], [0], threading.Lock()
+
+    def work(i: int) -> int:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.01)
+        with lock:
+            active[0] -= 1
+        return i * i
+
+    assert bounded_map(work, range(20), 4) == [i * i for i in range(20)]
+    assert peak[0] <= 4
+
+
+def test_yaml_fixture_is_the_simapp_shape() -> None:
+    assert yaml.safe_load(yaml_for("Oval_track"))["WORLD_NAME"] == "Oval_track"

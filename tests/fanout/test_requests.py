@@ -1,0 +1,354 @@
+"""Request shapes against the real service models (Stubber), and their contract values."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from typing import Any
+
+import pytest
+from botocore.stub import ANY, Stubber
+from fanout import batch_backend, clients, handler, robomaker_backend, trainer
+from fanout.clients import new_session
+from fanout.naming import Place
+from fanout.plan import RolloutPlan, Run
+from fanout.props import parse_properties
+from fanout_builders import (
+    ACCOUNT,
+    BUCKET,
+    JOB_DEF,
+    PREFIX,
+    QUEUE,
+    REGION,
+    SIM_APP,
+    STACK_ID,
+    make_asset,
+    make_event,
+    make_props,
+)
+
+
+def _run(n: int, backend: str, **kw: Any) -> Run:
+    return Run(
+        "demo-0123abcd",
+        parse_properties(make_props(n, backend, **kw)),
+        Place.from_stack_id(STACK_ID),
+    )
+
+
+def _plan(n: int, backend: str, yaml_keys: tuple[str, ...] | None = None, **kw: Any) -> RolloutPlan:
+    keys = yaml_keys or ("training_params.yaml",) * n
+    return RolloutPlan(_run(n, backend, **kw), keys, "model/model_metadata.json")
+
+
+def _client(service: str) -> Any:
+    return new_session(REGION).client(service)
+
+
+def test_robomaker_client_comes_from_the_final_model() -> None:
+    client = _client("robomaker")
+    model = client.meta.service_model
+    assert model.api_version == "2018-06-29"
+    assert "StartSimulationJobBatch" in model.operation_names
+    assert (clients.MODEL_DIR / "robomaker" / "2018-06-29" / "service-2.json").is_file()
+
+
+def test_create_training_job_request() -> None:
+    run = _run(2, "batch")
+    hyper = trainer.hyperparameters(
+        run.props, REGION, "model/model_metadata.json", "reward_function.py", {"lr": "0.0003"}
+    )
+    request = trainer.training_job_request(run.props, run.training_job_name, run.tags, hyper)
+    client = _client("sagemaker")
+    with Stubber(client) as stub:
+        stub.add_response("create_training_job", {"TrainingJobArn": run.training_job_arn}, request)
+        client.create_training_job(**request)  # raises if the shape is wrong
+
+    assert request["TrainingJobName"] == "demo-0123abcd"
+    assert request["OutputDataConfig"] == {"S3OutputPath": f"s3://{BUCKET}/{PREFIX}/"}
+    assert request["VpcConfig"]["Subnets"] == [
+        "subnet-0aaaaaaaaaaaaaaa1",
+        "subnet-0bbbbbbbbbbbbbbb2",
+    ]
+    assert request["AlgorithmSpecification"]["TrainingInputMode"] == "File"
+    assert request["EnableNetworkIsolation"] is False
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200}
+    assert all(isinstance(v, str) for v in request["HyperParameters"].values())
+    assert request["HyperParameters"] == {
+        "lr": "0.0003",
+        "s3_bucket": BUCKET,
+        "s3_prefix": PREFIX,
+        "aws_region": REGION,
+        "model_metadata_s3_key": f"{PREFIX}/model/model_metadata.json",
+        "reward_function_s3_source": f"{PREFIX}/reward_function.py",
+    }
+    assert {"Key": "rollouts:run", "Value": "demo-0123abcd"} in request["Tags"]
+    assert {"Key": "team", "Value": "research"} in request["Tags"]
+
+
+def test_pretrained_model_is_passed_as_hyperparameters() -> None:
+    raw = make_props(1, "batch")
+    raw["Trainer"] = {
+        **raw["Trainer"],
+        "PretrainedBucket": "other-bucket",
+        "PretrainedPrefix": "experiments/base",
+    }
+    hyper = trainer.hyperparameters(parse_properties(raw), REGION, "m.json", "r.py", {})
+    assert hyper["pretrained_s3_bucket"] == "other-bucket"
+    assert hyper["pretrained_s3_prefix"] == "experiments/base"
+
+
+POLICY_LINE = (
+    "Policy training> Surrogate loss=-0.0326, KL divergence=7.2e-06, Entropy=2.83, training epoch=0"
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "name", "value"),
+    [
+        (
+            "Training> Name=main_level/agent, Worker=0, Episode=19, Total reward=-102.88, "
+            "Steps=19019, Training iteration=1",
+            "reward-training",
+            "-102.88",
+        ),
+        (
+            "Testing> Name=main_level/agent, Worker=0, Episode=19, Total reward=1359.12, "
+            "Steps=20015",
+            "reward-evaluation",
+            "1359.12",
+        ),
+        (
+            POLICY_LINE,
+            "ppo-surrogate-loss",
+            "-0.0326",
+        ),
+        (
+            POLICY_LINE,
+            "ppo-entropy",
+            "2.83",
+        ),
+        (
+            "Training> Name=main_level/agent, Worker=1, Episode=3, Total reward=9.5, "
+            "Progress=45.2, Steps=10",
+            "progress-training",
+            "45.2",
+        ),
+    ],
+)
+def test_metric_definitions_match_simapp_log_lines(line: str, name: str, value: str) -> None:
+    regex = next(m["Regex"] for m in trainer.METRIC_DEFINITIONS if m["Name"] == name)
+    match = re.search(regex, line)
+    assert match is not None and match.group(1) == value
+
+
+def test_batch_array_job_request() -> None:
+    plan = _plan(
+        3,
+        "batch",
+        video=True,
+        worlds=["reInvent2019_track", "Bowtie_track", "Oval_track"],
+        yaml_keys=("training_params_0.yaml", "training_params_1.yaml", "training_params_2.yaml"),
+    )
+    request = batch_backend.submit_request(plan)
+    client = _client("batch")
+    with Stubber(client) as stub:
+        stub.add_response("submit_job", {"jobId": "j-1", "jobName": "demo-0123abcd"}, request)
+        client.submit_job(**request)
+
+    assert request["jobName"] == "demo-0123abcd"
+    assert request["jobQueue"] == QUEUE and request["jobDefinition"] == JOB_DEF
+    assert request["arrayProperties"] == {"size": 3}
+    assert request["timeout"] == {"attemptDurationSeconds": 7200}
+    assert request["propagateTags"] is True
+    assert request["tags"]["rollouts:experiment"] == "demo"
+    env = {e["name"]: e["value"] for e in request["containerOverrides"]["environment"]}
+    assert env == {
+        "SAGEMAKER_SHARED_S3_BUCKET": BUCKET,
+        "SAGEMAKER_SHARED_S3_PREFIX": PREFIX,
+        "APP_REGION": REGION,
+        "ENABLE_KINESIS": "true",
+        "MODEL_METADATA_FILE_S3_KEY": f"{PREFIX}/model/model_metadata.json",
+        "NUM_WORKERS": "3",
+        "ROLLOUT_WORLD_NAMES": "reInvent2019_track,Bowtie_track,Oval_track",
+        "ROLLOUT_VIDEO_STREAMS": "rollouts-demo-0,rollouts-demo-1,rollouts-demo-2",
+        "ROLLOUT_YAML_NAMES": ",".join(f"training_params_{i}.yaml" for i in range(3)),
+    }
+    assert not any(name.startswith("AWS_BATCH") for name in env), "reserved by Batch"
+    # The experiment's rollout size overrides the job definition's default.
+    assert request["containerOverrides"]["resourceRequirements"] == [
+        {"type": "VCPU", "value": "4"}, {"type": "MEMORY", "value": "8192"}]
+
+
+def test_batch_single_rollout_is_a_plain_job_and_shared_yaml_is_one_entry() -> None:
+    request = batch_backend.submit_request(_plan(1, "batch"))
+    assert "arrayProperties" not in request, "arrayProperties.size must be >= 2"
+    env = {e["name"]: e["value"] for e in request["containerOverrides"]["environment"]}
+    assert env["ROLLOUT_YAML_NAMES"] == "training_params.yaml"
+    assert env["ENABLE_KINESIS"] == "false" and env["ROLLOUT_VIDEO_STREAMS"] == ""
+    many = batch_backend.submit_request(_plan(50, "batch"))
+    many_env = {e["name"]: e["value"] for e in many["containerOverrides"]["environment"]}
+    assert many_env["ROLLOUT_YAML_NAMES"] == "training_params.yaml"
+
+
+def test_batch_request_over_the_payload_quota_is_refused_before_anything_starts() -> None:
+    long_worlds = [f"a_very_long_track_name_that_keeps_going_{i:04d}" for i in range(1000)]
+    with pytest.raises(Exception, match=r"bytes; allowed: 30720 \(Batch job payload quota\)"):
+        batch_backend.submit_request(_plan(1000, "batch", worlds=long_worlds))
+
+
+def test_batch_request_for_1000_rollouts_fits_the_quota() -> None:
+    request = batch_backend.submit_request(_plan(1000, "batch"))
+    assert len(json.dumps(request)) < batch_backend.SUBMIT_PAYLOAD_LIMIT
+
+
+@pytest.mark.parametrize("video", [True, False])
+def test_robomaker_batch_request(video: bool) -> None:
+    plan = _plan(3, "robomaker", video=video)
+    (request,) = robomaker_backend.batch_requests(plan)
+    client = _client("robomaker")
+    with Stubber(client) as stub:
+        stub.add_response("start_simulation_job_batch", {"arn": "arn:aws:robomaker:x"}, request)
+        client.start_simulation_job_batch(**request)  # shape checked against the final model
+
+    assert request["clientRequestToken"] == "demo-0123abcd-b0"
+    assert request["batchPolicy"]["maxConcurrency"] == 3
+    job = request["createSimulationJobRequests"][1]
+    assert job["iamRole"] == f"arn:aws:iam::{ACCOUNT}:role/rollouts-robomaker"
+    assert job["failureBehavior"] == "Fail"
+    assert job["maxJobDurationInSeconds"] == 7200
+    assert job["vpcConfig"] == {
+        "subnets": ["subnet-0aaaaaaaaaaaaaaa1"],
+        "securityGroups": ["sg-0ddddddddddddddd4"],
+        "assignPublicIp": True,
+    }
+    assert job["compute"] == {"simulationUnitLimit": 15, "computeType": "CPU"}
+    (app,) = job["simulationApplications"]
+    assert app["application"] == SIM_APP
+    launch = app["launchConfig"]
+    assert launch["packageName"] == "deepracer_simulation_environment"
+    assert launch["launchFile"] == "distributed_training.launch"
+    env = launch["environmentVariables"]
+    assert len(env) <= 20
+    assert env["ROLLOUT_IDX"] == "1" and env["WORLD_NAME"] == "reInvent2019_track"
+    assert env["S3_YAML_NAME"] == "training_params.yaml"
+    assert env["ENABLE_KINESIS"] == ("true" if video else "false")
+    # RoboMaker rejects empty values: no stream variable at all when video is off.
+    assert env.get("KINESIS_VIDEO_STREAM_NAME") == ("rollouts-demo-1" if video else None)
+    assert all(v for v in env.values())
+    assert job["tags"]["rollouts:run"] == "demo-0123abcd"
+
+
+def test_robomaker_gpu_compute_asks_for_a_gpu_unit() -> None:
+    raw = make_props(1, "robomaker")
+    raw["RoboMaker"]["ComputeType"] = "GPU_AND_CPU"
+    plan = RolloutPlan(
+        Run("demo-0123abcd", parse_properties(raw), Place.from_stack_id(STACK_ID)),
+        ("training_params.yaml",),
+        "model/model_metadata.json",
+    )
+    (request,) = robomaker_backend.batch_requests(plan)
+    assert request["createSimulationJobRequests"][0]["compute"]["gpuUnitLimit"] == 1
+
+
+def test_robomaker_1000_workers_is_one_call_and_1001_would_be_two() -> None:
+    assert len(robomaker_backend.batch_requests(_plan(1000, "robomaker"))) == 1
+    assert robomaker_backend.MAX_JOBS_PER_BATCH == 1000
+
+
+def test_create_and_delete_call_sequence_with_stubbers(world: Any) -> None:
+    """The handler's whole Create and Delete, each call checked by Stubber against the models."""
+    props = make_props(1, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    built = clients.get_clients()
+    sagemaker, batch = _client("sagemaker"), _client("batch")
+    built.__dict__.update(sagemaker=sagemaker, batch=batch)  # replace the fake-backed ones
+    run_id = handler.run_id("demo", STACK_ID, "Run", "req-1")
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{run_id}"
+    by_name = {"jobQueue": QUEUE, "filters": [{"name": "JOB_NAME", "values": [run_id]}]}
+    with Stubber(sagemaker) as sm, Stubber(batch) as bt:
+        sm.add_client_error(
+            "describe_training_job",
+            "ValidationException",
+            "Requested resource not found.",
+            expected_params={"TrainingJobName": run_id},
+        )
+        sm.add_response(
+            "create_training_job",
+            {"TrainingJobArn": arn},
+            {
+                **{
+                    k: ANY
+                    for k in (
+                        "HyperParameters",
+                        "AlgorithmSpecification",
+                        "RoleArn",
+                        "OutputDataConfig",
+                        "ResourceConfig",
+                        "VpcConfig",
+                        "StoppingCondition",
+                        "Tags",
+                        "EnableNetworkIsolation",
+                    )
+                },
+                "TrainingJobName": run_id,
+            },
+        )
+        bt.add_response("list_jobs", {"jobSummaryList": []}, by_name)
+        bt.add_response("submit_job", {"jobId": "j-1", "jobName": run_id}, None)
+        result = handler.on_event(make_event("Create", props), None)
+        sm.assert_no_pending_responses()
+        bt.assert_no_pending_responses()
+        assert result["PhysicalResourceId"] == run_id
+
+        bt.add_response(
+            "list_jobs",
+            {"jobSummaryList": [{"jobId": "j-1", "jobName": run_id, "status": "RUNNING"}]},
+            by_name,
+        )
+        bt.add_response("cancel_job", {}, {"jobId": "j-1", "reason": batch_backend.STOP_REASON})
+        bt.add_response("terminate_job", {}, {"jobId": "j-1", "reason": batch_backend.STOP_REASON})
+        sm.add_response(
+            "describe_training_job",
+            _training_job(run_id, arn, "InProgress"),
+            {"TrainingJobName": run_id},
+        )
+        sm.add_response("stop_training_job", {}, {"TrainingJobName": run_id})
+        handler.on_event(make_event("Delete", props, physical_id=run_id), None)
+        sm.assert_no_pending_responses()
+        bt.assert_no_pending_responses()
+
+        # Delete again: everything is already stopped, SageMaker no longer says InProgress.
+        bt.add_response(
+            "list_jobs",
+            {"jobSummaryList": [{"jobId": "j-1", "jobName": run_id, "status": "FAILED"}]},
+            by_name,
+        )
+        sm.add_response(
+            "describe_training_job",
+            _training_job(run_id, arn, "Stopped"),
+            {"TrainingJobName": run_id},
+        )
+        handler.on_event(make_event("Delete", props, physical_id=run_id), None)
+        sm.assert_no_pending_responses()
+        bt.assert_no_pending_responses()
+
+
+def _training_job(name: str, arn: str, status: str) -> dict[str, Any]:
+    """A DescribeTrainingJob response with every member the model requires."""
+    return {
+        "TrainingJobName": name,
+        "TrainingJobArn": arn,
+        "TrainingJobStatus": status,
+        "SecondaryStatus": "Starting" if status == "InProgress" else "Stopped",
+        "ModelArtifacts": {"S3ModelArtifacts": f"s3://{BUCKET}/{PREFIX}/"},
+        "AlgorithmSpecification": {"TrainingInputMode": "File"},
+        "ResourceConfig": {
+            "InstanceType": "ml.c5.2xlarge",
+            "InstanceCount": 1,
+            "VolumeSizeInGB": 30,
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": 7200},
+        "CreationTime": datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+    }

@@ -1,0 +1,66 @@
+"""The two halves of the fan-out meet at the custom resource's properties: the synthesized
+properties (deploy-time references replaced by realistic values) must parse in the Lambda."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fanout.props import parse_properties
+from synth_support import Synthesis
+
+ACCOUNT = "123456789012"
+DEPLOY_TIME_VALUES = {
+    "PlatformBucketName": "deepracer-data-bucket",
+    "PlatformImageUri": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/simapp:abc",
+    "PlatformTrainerRoleArn": f"arn:aws:iam::{ACCOUNT}:role/trainer",
+    "PlatformRolloutRoleArn": f"arn:aws:iam::{ACCOUNT}:role/rollout",
+    "PlatformTrainerSubnets": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+    "PlatformRolloutSubnets": "subnet-0123456789abcdef2,subnet-0123456789abcdef3",
+    "PlatformTrainerSecurityGroup": "sg-0123456789abcdef0",
+    "PlatformRolloutSecurityGroup": "sg-0123456789abcdef1",
+    "PlatformAssignPublicIp": "true",
+    "PlatformJobQueueArn": f"arn:aws:batch:us-east-1:{ACCOUNT}:job-queue/rollouts",
+    "PlatformJobDefinitionArn": f"arn:aws:batch:us-east-1:{ACCOUNT}:job-definition/rollout:3",
+    "PlatformSimulationApplicationArn":
+        f"arn:aws:robomaker:us-east-1:{ACCOUNT}:simulation-application/deepracer/1",
+}
+
+
+def resolve(value: Any) -> Any:
+    """Evaluate the few intrinsics the run's properties use, as CloudFormation would."""
+    if isinstance(value, dict):
+        if set(value) == {"Ref"}:
+            return DEPLOY_TIME_VALUES[value["Ref"]]
+        if set(value) == {"Fn::Split"}:
+            separator, text = value["Fn::Split"]
+            return resolve(text).split(separator)
+        if set(value) == {"Fn::Sub"}:
+            return value["Fn::Sub"].replace("${AWS::AccountId}", ACCOUNT).replace(
+                "${AWS::Region}", "us-east-1")
+        if set(value) == {"Fn::GetAtt"}:
+            return "arn:aws:lambda:us-east-1:123456789012:function:provider"
+        return {k: resolve(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("experiment", ["reinvent-time-trial", "oa-multi-track",
+                                        "h2b-continuous"])
+def test_synthesized_properties_parse_in_the_lambda(experiment: str, each_backend: Synthesis
+                                                   ) -> None:
+    template = each_backend.experiment(experiment)
+    [run] = [r for r in template["Resources"].values() if r["Type"] == "Custom::RolloutsRun"]
+    raw = resolve(run["Properties"])
+    raw.pop("ServiceToken")
+    props = parse_properties(raw)
+    assert props.experiment == experiment
+    assert props.backend == each_backend.backend
+    assert props.prefix == f"experiments/{experiment}"
+    assert len(props.worlds) == props.rollout_count
+    assert props.trainer.subnets == ("subnet-0123456789abcdef0", "subnet-0123456789abcdef1")
+    if each_backend.backend == "batch":
+        assert props.batch is not None and props.batch.vcpus == 4
+    else:
+        assert props.robomaker is not None and props.robomaker.assign_public_ip is True
