@@ -112,6 +112,8 @@ def build_app(app: Any, config: AppConfig, *, staging_dir: Path = STAGING_DIR,
 def main() -> int:
     import aws_cdk as cdk  # noqa: PLC0415
 
+    requested_outdir = os.environ.get("CDK_OUTDIR")
+    outdir_existed = requested_outdir is not None and Path(requested_outdir).exists()
     app = cdk.App()
     keys = ("experiment", "platformName", "backend", "azCount", "egress", "rolloutInstanceTypes",
             "gpuInstanceTypes", "spot", "maxVcpus", "gpu", "simappVersion", "videoRetentionHours",
@@ -121,6 +123,10 @@ def main() -> int:
         config = resolve_config(context, os.environ)
     except ConfigError as error:
         print(f"error: {error}\nNothing was synthesized.", file=sys.stderr)
+        # cdk.App() creates its output directory up front; leave no trace of a failed run.
+        outdir = Path(app.outdir)
+        if not outdir_existed and outdir.is_dir() and not any(outdir.iterdir()):
+            outdir.rmdir()
         return 2
     build_app(app, config)
     app.synth()

@@ -1,0 +1,165 @@
+"""Bad experiment files: each gets its own clear message (file, field, value, what is allowed),
+and nothing is synthesized."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from rollouts.spec import SpecError, load_experiment
+
+REPO = Path(__file__).resolve().parents[2]
+REWARD = "def reward_function(params):\n    return 1.0\n"
+MODEL = """
+  action_space: [{steering_angle: 0, speed: 1.0}]
+  action_space_type: discrete
+  sensor: [FRONT_FACING_CAMERA]
+"""
+
+
+def experiment(body: str, *, model: str = MODEL) -> str:
+    text = textwrap.dedent(body).strip("\n")
+    if "reward_function:" not in text:
+        text += "\nreward_function: reward.py"
+    if "model_metadata:" not in text:
+        text += "\nmodel_metadata:" + model
+    return text + "\n"
+
+
+BAD_FILES: dict[str, tuple[str, list[str]]] = {
+    "misspelt-track": (
+        "name: t1\ntrack: reInvent2019_trak\n",
+        ["track: 'reInvent2019_trak' is not a known track", "did you mean 'reInvent2019_track'"]),
+    "too-many-rollouts-for-episodes": (
+        "name: t2\ntrack: reInvent2019_track\nrollouts: {count: 24}\n"
+        "hyperparameters: {num_episodes_between_training: 20}\n",
+        ["rollouts.count: 24 is more than hyperparameters.num_episodes_between_training (20)",
+         "workers 20..23 would exit at once and waste their compute"]),
+    "rollouts-over-limit": (
+        "name: t3\ntrack: reInvent2019_track\nrollouts: {count: 65}\n"
+        "hyperparameters: {num_episodes_between_training: 100}\n",
+        ["rollouts.count: 65 is not allowed: an integer from 1 to 64"]),
+    "unknown-top-level-key": (
+        "name: t4\ntrack: reInvent2019_track\nrolouts: {count: 2}\n",
+        ["rolouts: {\"count\": 2} is not a known key here", "did you mean 'rollouts'?"]),
+    "bad-race-type": (
+        "name: t5\ntrack: reInvent2019_track\nrace: {type: TIME_TRAIL}\n",
+        ["race.type: 'TIME_TRAIL' is not allowed: must be one of TIME_TRIAL, OBJECT_AVOIDANCE, "
+         "HEAD_TO_BOT; did you mean 'TIME_TRIAL'?"]),
+    "obstacles-on-time-trial": (
+        "name: t6\ntrack: reInvent2019_track\nrace:\n  type: TIME_TRIAL\n"
+        "  object_avoidance: {number_of_obstacles: 3}\n",
+        ["race.object_avoidance: {\"number_of_obstacles\": 3} is not allowed for race type "
+         "TIME_TRIAL: only for OBJECT_AVOIDANCE"]),
+    "bad-car-color": (
+        "name: t7\ntrack: reInvent2019_track\ncar: {color: Green}\n",
+        ["car.color: 'Green' is not allowed: must be one of Black, Grey, Blue, Red, Orange, "
+         "White, Purple"]),
+    "bad-name": (
+        "name: My_Experiment\ntrack: reInvent2019_track\n",
+        ["name: 'My_Experiment' is not allowed: lowercase letters, digits and '-'"]),
+    "override-for-missing-worker": (
+        "name: t9\ntrack: reInvent2019_track\nrollouts:\n  count: 2\n  overrides:\n"
+        "    - {worker: 5, track: 2022_april_open}\n",
+        ["rollouts.overrides[0].worker: 5 is not allowed: an integer from 0 to 1 "
+         "(a worker index below rollouts.count = 2)"]),
+    "reward-without-function": (
+        "name: t10\ntrack: reInvent2019_track\nreward_function: no_function.py\n",
+        ["reward_function: 'no_function.py' does not define reward_function(params)"]),
+    "sac-with-discrete-actions": (
+        experiment("name: t11\ntrack: reInvent2019_track\n", model=MODEL + "  training_algorithm: sac\n"),
+        ["model_metadata.training_algorithm: 'sac' is not allowed with a discrete action space"]),
+    "two-cameras": (
+        experiment("name: t12\ntrack: reInvent2019_track\n", model=MODEL.replace(
+            "[FRONT_FACING_CAMERA]", "[FRONT_FACING_CAMERA, LEFT_CAMERA]")),
+        ["model_metadata.sensor: [\"FRONT_FACING_CAMERA\", \"LEFT_CAMERA\"] is not allowed: "
+         "exactly one camera"]),
+    "speed-out-of-range": (
+        experiment("name: t13\ntrack: reInvent2019_track\n", model=MODEL.replace(
+            "speed: 1.0", "speed: 9")),
+        ["model_metadata.action_space[0].speed: 9 is not allowed: a number from 0.1 to 4"]),
+    "unknown-hyperparameter": (
+        "name: t14\ntrack: reInvent2019_track\nhyperparameters: {learning_rate: 0.001}\n",
+        ["hyperparameters.learning_rate: 0.001 is not a known key here"]),
+    "trainer-instance-type": (
+        "name: t15\ntrack: reInvent2019_track\ntrainer: {instance_type: c5.2xlarge}\n",
+        ["trainer.instance_type: 'c5.2xlarge' is not allowed: a SageMaker training instance "
+         "type such as ml.c5.2xlarge"]),
+    "boolean-as-string": (
+        "name: t16\ntrack: reInvent2019_track\nvideo: 'yes'\n",
+        ["video: 'yes' is not allowed: true or false"]),
+    "missing-track": (
+        "name: t17\n", ["track: (missing) is required"]),
+    "invalid-yaml": (
+        "name: t18\ntrack: [unclosed\n", ["is not valid YAML at line"]),
+}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "reward.py").write_text(REWARD)
+    (tmp_path / "no_function.py").write_text("def reward(params):\n    return 1.0\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_file_gets_its_specific_message(case: str, workdir: Path) -> None:
+    body, expected = BAD_FILES[case]
+    path = workdir / f"{case}.yaml"
+    path.write_text(body if "invalid" in case or "reward_function" in body or "model_metadata"
+                    in body else experiment(body))
+    with pytest.raises(SpecError) as caught:
+        load_experiment(path)
+    message = str(caught.value)
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} not in:\n{message}"
+    # Every line names the file.
+    assert all(line.startswith(str(path)) for line in message.splitlines()), message
+
+
+def test_every_problem_of_a_file_is_reported_at_once(workdir: Path) -> None:
+    path = workdir / "many.yaml"
+    path.write_text(experiment("name: BAD\ntrack: nowhere\ncar: {color: Pink, wheels: 4}\n"))
+    with pytest.raises(SpecError) as caught:
+        load_experiment(path)
+    fields = [problem.field for problem in caught.value.problems]
+    assert fields == ["name", "track", "car.color", "car.wheels"]
+
+
+def test_synth_of_a_bad_file_exits_2_with_the_message_and_writes_nothing(workdir: Path) -> None:
+    path = workdir / "bad.yaml"
+    path.write_text(experiment("name: t1\ntrack: reInvent2019_trak\n"))
+    outdir = workdir / "cdk.out"
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, str(REPO / "app.py")],
+        cwd=workdir, capture_output=True, text=True, check=False, timeout=120,
+        env={"PATH": f"{REPO / 'node_modules' / '.bin'}:/usr/bin:/bin",
+             "CDK_OUTDIR": str(outdir),
+             "CDK_CONTEXT_JSON": f'{{"experiment": "{path}"}}'})
+    assert result.returncode == 2, result.stderr
+    assert "did you mean 'reInvent2019_track'" in result.stderr
+    assert "Nothing was synthesized" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not outdir.exists()
+
+
+@pytest.mark.parametrize(("context", "expected"), [
+    ('{"backend": "ec2"}', "cdk context 'backend': 'ec2' is not allowed: one of batch, robomaker"),
+    ('{"azCount": "1"}', "cdk context 'azCount': '1' is not allowed: an integer from 2 to 6"),
+    ('{"experiment": "nope"}', "cdk context 'experiment': 'nope' is not an experiment file"),
+    ('{"rolloutInstanceTypes": "c5.huge"}', "cdk context 'rolloutInstanceTypes'"),
+])
+def test_bad_context_exits_2(context: str, expected: str, tmp_path: Path) -> None:
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, str(REPO / "app.py")],
+        cwd=REPO, capture_output=True, text=True, check=False, timeout=120,
+        env={"PATH": f"{REPO / 'node_modules' / '.bin'}:/usr/bin:/bin",
+             "CDK_OUTDIR": str(tmp_path / "out"), "CDK_CONTEXT_JSON": context})
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
