@@ -25,8 +25,6 @@ class AppConfig:
     platform: Any  # rollouts.platform.PlatformConfig (imported lazily: no work at import)
     platform_name: str
     experiments: tuple[Any, ...]  # rollouts.spec.ExperimentSpec
-    account: str | None
-    region: str | None
 
 
 class ConfigError(ValueError):
@@ -55,7 +53,7 @@ def experiment_files(selection: str, *, experiments_dir: Path = EXPERIMENTS_DIR)
     return sorted(set(files))
 
 
-def resolve_config(context: Mapping[str, Any], environ: Mapping[str, str]) -> AppConfig:
+def resolve_config(context: Mapping[str, Any]) -> AppConfig:
     from rollouts.platform import PlatformConfigError, load_platform_config  # noqa: PLC0415
     from rollouts.spec import SpecError, load_experiments  # noqa: PLC0415
 
@@ -73,9 +71,7 @@ def resolve_config(context: Mapping[str, Any], environ: Mapping[str, str]) -> Ap
     except SpecError as error:
         raise ConfigError(str(error)) from None
     return AppConfig(platform=platform, platform_name=platform_name,
-                     experiments=tuple(sorted(specs, key=lambda s: s.name)),
-                     account=environ.get("CDK_DEFAULT_ACCOUNT"),
-                     region=environ.get("CDK_DEFAULT_REGION"))
+                     experiments=tuple(sorted(specs, key=lambda s: s.name)))
 
 
 def build_app(app: Any, config: AppConfig, *, staging_dir: Path = STAGING_DIR,
@@ -88,18 +84,19 @@ def build_app(app: Any, config: AppConfig, *, staging_dir: Path = STAGING_DIR,
     from stacks.experiment_stack import ExperimentStack  # noqa: PLC0415
     from stacks.platform_stack import PlatformStack  # noqa: PLC0415
 
-    env = cdk.Environment(account=config.account, region=config.region)
+    # Environment-agnostic on purpose: the same templates for every account and region (and
+    # for CI), no synth-time lookups; `cdk deploy` targets the account/region of its profile.
     suffix = "" if config.platform_name == "default" else f"-{config.platform_name}"
     platform_stack = PlatformStack(
         app, f"{STACK_PREFIX}-Platform{suffix}", config=config.platform,
-        platform_name=config.platform_name, env=env,
+        platform_name=config.platform_name,
         description="DeepRacer Rollouts platform: network, data, roles, simapp image, "
                     f"{config.platform.backend} rollout backend")
     for spec in config.experiments:
         stack = ExperimentStack(
             app, f"{STACK_PREFIX}-{spec.name}", spec=spec, config=config.platform,
             platform_name=config.platform_name,
-            bundle_dir=write_bundle(spec, staging_dir / spec.name), env=env,
+            bundle_dir=write_bundle(spec, staging_dir / spec.name),
             description=f"DeepRacer Rollouts experiment {spec.name}: 1 trainer + "
                         f"{spec.rollouts.count} rollouts on {spec.track}")
         # Deploy order only (values flow through SSM parameters, not exports).
@@ -120,7 +117,7 @@ def main() -> int:
             "robomakerAppForm", "logRetentionDays", "waitFor")
     context = {key: value for key in keys if (value := app.node.try_get_context(key)) is not None}
     try:
-        config = resolve_config(context, os.environ)
+        config = resolve_config(context)
     except ConfigError as error:
         print(f"error: {error}\nNothing was synthesized.", file=sys.stderr)
         # cdk.App() creates its output directory up front; leave no trace of a failed run.

@@ -42,7 +42,7 @@ def synthesize(outdir: Path, staging: Path, **overrides: Any) -> Synthesis:
     import app as cdk_app
 
     context = cdk_context(**overrides)
-    config = cdk_app.resolve_config(context, {})
+    config = cdk_app.resolve_config(context)
     app = cdk.App(context=context, outdir=str(outdir))
     cdk_app.build_app(app, config, staging_dir=staging)
     assembly = app.synth()

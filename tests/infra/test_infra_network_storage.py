@@ -195,3 +195,18 @@ def test_platform_publishes_every_value_experiments_read(each_backend: Synthesis
             read = {p["Default"] for k, p in template["Parameters"].items()
                     if k.startswith("Platform")}
             assert read and read <= set(names)
+
+
+def test_idle_cost_estimate(batch: Synthesis, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from rollouts.idle_cost import idle_monthly_cost, total
+
+    default = idle_monthly_cost(batch.platform)
+    assert [line.item for line in default] == ["KMS customer-managed key",
+                                               "simapp image in ECR (~6 GB)"]
+    assert total(default) == pytest.approx(1.60)
+    nat = synthesize(tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"), egress="nat")
+    assert total(idle_monthly_cost(nat.platform)) == pytest.approx(1.60 + 0.045 * 730)
+    endpoints = synthesize(tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"),
+                           egress="endpoints")
+    # 7 interface endpoints in 2 AZs.
+    assert total(idle_monthly_cost(endpoints.platform)) == pytest.approx(1.60 + 14 * 0.01 * 730)

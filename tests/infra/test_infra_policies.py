@@ -107,7 +107,7 @@ def test_every_acknowledgement_has_a_reason_beside_its_resource(repo: Path) -> N
     for backend in ("batch", "robomaker"):
         context = cdk_context(backend=backend, experiment="all")
         app = cdk.App(context=context)
-        cdk_app.build_app(app, cdk_app.resolve_config(context, {}), nag=False)
+        cdk_app.build_app(app, cdk_app.resolve_config(context), nag=False)
         key = cdk.Validations.ACKNOWLEDGED_RULES_METADATA_KEY
         ours = 0
         for node in app.node.find_all():
@@ -132,7 +132,7 @@ def test_cdk_nag_fails_synth_on_an_unacknowledged_finding() -> None:
 
     context = cdk_context()
     app = cdk.App(context=context)
-    cdk_app.build_app(app, cdk_app.resolve_config(context, {}))
+    cdk_app.build_app(app, cdk_app.resolve_config(context))
     platform = app.node.find_child("DeepRacerRollouts-Platform")
     sqs.Queue(platform, "CarelessQueue")  # no DLQ, no TLS-only policy
     with pytest.raises(RuntimeError, match=r"(?s)AwsSolutions-SQS3.*AwsSolutions-SQS4"):
@@ -173,7 +173,7 @@ def test_every_acknowledgement_answers_a_real_finding(
     monkeypatch.setattr(nag, "Validations", type("V", (), {"of": staticmethod(Recorder)}))
     context = cdk_context(backend=backend, experiment="all", egress="endpoints")
     app = cdk.App(context=context, outdir=str(tmp_path))
-    cdk_app.build_app(app, cdk_app.resolve_config(context, {}), staging_dir=tmp_path / "stage")
+    cdk_app.build_app(app, cdk_app.resolve_config(context), staging_dir=tmp_path / "stage")
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         app.synth()
     report = json.loads((tmp_path / "validation-report.json").read_text())

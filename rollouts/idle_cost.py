@@ -1,0 +1,61 @@
+"""Estimate what a synthesized platform costs per month while no experiment runs.
+
+Only resources that bill by the hour or month whether used or not are counted; usage-billed
+ones (S3 requests, Batch instances at 0 vCPUs, Kinesis Video ingestion, Lambda) cost nothing
+idle. Prices are us-east-1 list prices and an approximation: check your region's pricing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+HOURS_PER_MONTH = 730
+NAT_GATEWAY_HOURLY = 0.045
+INTERFACE_ENDPOINT_HOURLY_PER_AZ = 0.01
+KMS_KEY_MONTHLY = 1.00
+ECR_GB_MONTHLY = 0.10
+SIMAPP_IMAGE_GB = 6.0  # the simapp image is several GB compressed
+
+
+@dataclass(frozen=True)
+class CostLine:
+    item: str
+    count: int
+    monthly_usd: float
+
+
+def idle_monthly_cost(template: Mapping[str, Any]) -> list[CostLine]:
+    resources = template.get("Resources", {}).values()
+
+    def of_type(kind: str) -> list[Mapping[str, Any]]:
+        return [r for r in resources if r.get("Type") == kind]
+
+    lines: list[CostLine] = []
+    nats = of_type("AWS::EC2::NatGateway")
+    if nats:
+        lines.append(CostLine("NAT gateway (hourly)", len(nats),
+                              len(nats) * NAT_GATEWAY_HOURLY * HOURS_PER_MONTH))
+    interface_azs = sum(
+        len(r.get("Properties", {}).get("SubnetIds", []))
+        for r in of_type("AWS::EC2::VPCEndpoint")
+        if r.get("Properties", {}).get("VpcEndpointType") == "Interface")
+    if interface_azs:
+        lines.append(CostLine("interface endpoint x AZ (hourly)", interface_azs,
+                              interface_azs * INTERFACE_ENDPOINT_HOURLY_PER_AZ * HOURS_PER_MONTH))
+    keys = of_type("AWS::KMS::Key")
+    if keys:
+        lines.append(CostLine("KMS customer-managed key", len(keys), len(keys) * KMS_KEY_MONTHLY))
+    if of_type("AWS::Batch::ComputeEnvironment") or of_type("AWS::RoboMaker::SimulationApplication"):
+        lines.append(CostLine(f"simapp image in ECR (~{SIMAPP_IMAGE_GB:g} GB)", 1,
+                              SIMAPP_IMAGE_GB * ECR_GB_MONTHLY))
+    always_on = [r for r in of_type("AWS::Batch::ComputeEnvironment")
+                 if r.get("Properties", {}).get("ComputeResources", {}).get("MinvCpus", 0)]
+    if always_on:
+        lines.append(CostLine("Batch minimum vCPUs kept running", len(always_on), float("nan")))
+    return lines
+
+
+def total(lines: list[CostLine]) -> float:
+    return sum(line.monthly_usd for line in lines)
