@@ -36,7 +36,9 @@ def experiment_files(selection: str, *, experiments_dir: Path = EXPERIMENTS_DIR)
     available = sorted(experiments_dir.glob("*.yaml"))
     if selection.strip() == "all":
         if not available:
-            raise ConfigError(f"cdk context 'experiment': 'all' found no *.yaml in {experiments_dir}")
+            raise ConfigError(
+                f"cdk context 'experiment': 'all' found no *.yaml in {experiments_dir}"
+            )
         return available
     files: list[Path] = []
     for item in (part.strip() for part in selection.split(",")):
@@ -47,8 +49,10 @@ def experiment_files(selection: str, *, experiments_dir: Path = EXPERIMENTS_DIR)
             path = experiments_dir / f"{item}.yaml"
         if not path.is_file():
             names = ", ".join(p.stem for p in available) or "(none)"
-            raise ConfigError(f"cdk context 'experiment': {item!r} is not an experiment file: use "
-                              f"'all', a path to a .yaml file, or one of: {names}")
+            raise ConfigError(
+                f"cdk context 'experiment': {item!r} is not an experiment file: use "
+                f"'all', a path to a .yaml file, or one of: {names}"
+            )
         files.append(path.resolve())
     return sorted(set(files))
 
@@ -63,19 +67,25 @@ def resolve_config(context: Mapping[str, Any]) -> AppConfig:
         raise ConfigError(str(error)) from None
     platform_name = str(context.get("platformName", "default"))
     if not platform_name.replace("-", "").isalnum() or len(platform_name) > 32:
-        raise ConfigError(f"cdk context 'platformName': {platform_name!r} is not allowed: "
-                          "letters, digits and '-', at most 32 characters")
+        raise ConfigError(
+            f"cdk context 'platformName': {platform_name!r} is not allowed: "
+            "letters, digits and '-', at most 32 characters"
+        )
     files = experiment_files(str(context.get("experiment", "default")))
     try:
         specs = load_experiments(files, display_root=ROOT)
     except SpecError as error:
         raise ConfigError(str(error)) from None
-    return AppConfig(platform=platform, platform_name=platform_name,
-                     experiments=tuple(sorted(specs, key=lambda s: s.name)))
+    return AppConfig(
+        platform=platform,
+        platform_name=platform_name,
+        experiments=tuple(sorted(specs, key=lambda s: s.name)),
+    )
 
 
-def build_app(app: Any, config: AppConfig, *, staging_dir: Path = STAGING_DIR,
-              nag: bool = True) -> None:
+def build_app(
+    app: Any, config: AppConfig, *, staging_dir: Path = STAGING_DIR, nag: bool = True
+) -> None:
     """Add the platform stack and one stack per experiment to ``app``."""
     import aws_cdk as cdk  # noqa: PLC0415
     from cdk_nag import AwsSolutionsChecks  # noqa: PLC0415
@@ -88,20 +98,28 @@ def build_app(app: Any, config: AppConfig, *, staging_dir: Path = STAGING_DIR,
     # for CI), no synth-time lookups; `cdk deploy` targets the account/region of its profile.
     suffix = "" if config.platform_name == "default" else f"-{config.platform_name}"
     platform_stack = PlatformStack(
-        app, f"{STACK_PREFIX}-Platform{suffix}", config=config.platform,
+        app,
+        f"{STACK_PREFIX}-Platform{suffix}",
+        config=config.platform,
         platform_name=config.platform_name,
         description="DeepRacer Rollouts platform: network, data, roles, simapp image, "
-                    f"{config.platform.backend} rollout backend")
+        f"{config.platform.backend} rollout backend",
+    )
     for spec in config.experiments:
         stack = ExperimentStack(
-            app, f"{STACK_PREFIX}-{spec.name}", spec=spec, config=config.platform,
+            app,
+            f"{STACK_PREFIX}-{spec.name}",
+            spec=spec,
+            config=config.platform,
             platform_name=config.platform_name,
             bundle_dir=write_bundle(spec, staging_dir / spec.name),
             description=f"DeepRacer Rollouts experiment {spec.name}: 1 trainer + "
-                        f"{spec.rollouts.count} rollouts on {spec.track}")
+            f"{spec.rollouts.count} rollouts on {spec.track}",
+        )
         # Deploy order only (values flow through SSM parameters, not exports).
         stack.add_stack_dependency(
-            platform_stack, "the experiment reads the platform's SSM parameters")
+            platform_stack, "the experiment reads the platform's SSM parameters"
+        )
     if nag:
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
 
@@ -112,9 +130,23 @@ def main() -> int:
     requested_outdir = os.environ.get("CDK_OUTDIR")
     outdir_existed = requested_outdir is not None and Path(requested_outdir).exists()
     app = cdk.App()
-    keys = ("experiment", "platformName", "backend", "azCount", "egress", "rolloutInstanceTypes",
-            "gpuInstanceTypes", "spot", "maxVcpus", "gpu", "simappVersion", "videoRetentionHours",
-            "robomakerAppForm", "logRetentionDays", "waitFor")
+    keys = (
+        "experiment",
+        "platformName",
+        "backend",
+        "azCount",
+        "egress",
+        "rolloutInstanceTypes",
+        "gpuInstanceTypes",
+        "spot",
+        "maxVcpus",
+        "gpu",
+        "simappVersion",
+        "videoRetentionHours",
+        "robomakerAppForm",
+        "logRetentionDays",
+        "waitFor",
+    )
     context = {key: value for key in keys if (value := app.node.try_get_context(key)) is not None}
     try:
         config = resolve_config(context)

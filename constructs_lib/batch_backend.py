@@ -20,44 +20,91 @@ DEFAULT_ATTEMPT_HOURS = 24
 
 
 class BatchRolloutBackend(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, network: RolloutNetwork,
-                 image: SimappImage, rollout_role: iam.IRole, instance_types: tuple[str, ...],
-                 spot: bool, max_vcpus: int, gpu: bool, log_retention: logs.RetentionDays) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        network: RolloutNetwork,
+        image: SimappImage,
+        rollout_role: iam.IRole,
+        instance_types: tuple[str, ...],
+        spot: bool,
+        max_vcpus: int,
+        gpu: bool,
+        log_retention: logs.RetentionDays,
+    ) -> None:
         super().__init__(scope, construct_id)
         # IMDSv2 only: containers must not read instance credentials with a bare GET.
         launch_template = ec2.LaunchTemplate(
-            self, "LaunchTemplate", require_imdsv2=True, http_put_response_hop_limit=2,
-            block_devices=[ec2.BlockDevice(device_name="/dev/xvda", volume=ec2.BlockDeviceVolume.ebs(
-                100, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3))])
+            self,
+            "LaunchTemplate",
+            require_imdsv2=True,
+            http_put_response_hop_limit=2,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name="/dev/xvda",
+                    volume=ec2.BlockDeviceVolume.ebs(
+                        100, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3
+                    ),
+                )
+            ],
+        )
         optimal = instance_types == ("optimal",)
         self.compute_environment = batch.ManagedEc2EcsComputeEnvironment(
-            self, "ComputeEnvironment",
-            vpc=network.vpc, vpc_subnets=ec2.SubnetSelection(subnets=network.rollout_subnets.subnets),
+            self,
+            "ComputeEnvironment",
+            vpc=network.vpc,
+            vpc_subnets=ec2.SubnetSelection(subnets=network.rollout_subnets.subnets),
             security_groups=[network.rollout_security_group],
             minv_cpus=0,  # nothing runs, nothing is paid
-            maxv_cpus=max_vcpus, spot=spot,
+            maxv_cpus=max_vcpus,
+            spot=spot,
             use_optimal_instance_classes=optimal,
             instance_types=[] if optimal else [ec2.InstanceType(t) for t in instance_types],
             launch_template=launch_template,
-            images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023_NVIDIA
-                                          if gpu else batch.EcsMachineImageType.ECS_AL2023)],
+            images=[
+                batch.EcsMachineImage(
+                    image_type=batch.EcsMachineImageType.ECS_AL2023_NVIDIA
+                    if gpu
+                    else batch.EcsMachineImageType.ECS_AL2023
+                )
+            ],
             update_to_latest_image_version=True,
         )
-        self.job_queue = batch.JobQueue(self, "JobQueue", priority=1, compute_environments=[
-            batch.OrderedComputeEnvironment(compute_environment=self.compute_environment, order=1)])
+        self.job_queue = batch.JobQueue(
+            self,
+            "JobQueue",
+            priority=1,
+            compute_environments=[
+                batch.OrderedComputeEnvironment(
+                    compute_environment=self.compute_environment, order=1
+                )
+            ],
+        )
 
-        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention,
-                                       removal_policy=RemovalPolicy.DESTROY)
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
         container = batch.EcsEc2ContainerDefinition(
-            self, "Container", image=image.container_image, cpu=4, memory=Size.mebibytes(8192),
-            gpu=1 if gpu else None, job_role=rollout_role, command=[ROLLOUT_ENTRYPOINT],
+            self,
+            "Container",
+            image=image.container_image,
+            cpu=4,
+            memory=Size.mebibytes(8192),
+            gpu=1 if gpu else None,
+            job_role=rollout_role,
+            command=[ROLLOUT_ENTRYPOINT],
             logging=ecs.LogDriver.aws_logs(stream_prefix="rollout", log_group=self.log_group),
             readonly_root_filesystem=False,
         )
         self.job_definition = batch.EcsJobDefinition(
-            self, "JobDefinition", container=container,
+            self,
+            "JobDefinition",
+            container=container,
             timeout=Duration.hours(DEFAULT_ATTEMPT_HOURS),
-            retry_attempts=2, retry_strategies=[
+            retry_attempts=2,
+            retry_strategies=[
                 # Spot reclaims are worth a retry; a crashing simulation is not.
                 batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
                 batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_reason="*")),
@@ -66,13 +113,18 @@ class BatchRolloutBackend(Construct):
         )
         if container.execution_role is not None:
             image.grant_pull(container.execution_role)
-            acknowledge(container.execution_role, {
-                "AwsSolutions-IAM5[Resource::*]":
-                    "ecr:GetAuthorizationToken has no resource-level permissions; image pulls "
-                    "themselves are limited to the simapp repository."})
-        acknowledge(self.compute_environment, {
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-            "AmazonEC2ContainerServiceforEC2Role]":
-                "The ECS agent on Batch instances needs this AWS-maintained instance policy; "
+            acknowledge(
+                container.execution_role,
+                {
+                    "AwsSolutions-IAM5[Resource::*]": "ecr:GetAuthorizationToken has no resource-level permissions; image pulls "
+                    "themselves are limited to the simapp repository."
+                },
+            )
+        acknowledge(
+            self.compute_environment,
+            {
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AmazonEC2ContainerServiceforEC2Role]": "The ECS agent on Batch instances needs this AWS-maintained instance policy; "
                 "containers get their own job role and IMDSv2 with hop limit 2.",
-        })
+            },
+        )

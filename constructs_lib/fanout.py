@@ -50,36 +50,74 @@ class RolloutSettings:
 class ExperimentRun(Construct):
     """``Custom::RolloutsRun``: one run of one experiment (its physical id is the run id)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, experiment: str, backend: str,
-                 prefix: str, platform: PlatformReference, files: s3_assets.Asset,
-                 trainer: TrainerSettings, rollouts: RolloutSettings, wait_for: str,
-                 tags: Mapping[str, str], log_retention: logs.RetentionDays) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        experiment: str,
+        backend: str,
+        prefix: str,
+        platform: PlatformReference,
+        files: s3_assets.Asset,
+        trainer: TrainerSettings,
+        rollouts: RolloutSettings,
+        wait_for: str,
+        tags: Mapping[str, str],
+        log_retention: logs.RetentionDays,
+    ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                             description=f"Fan-out of experiment {experiment}")
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Fan-out of experiment {experiment}",
+        )
         code = lambda_.Code.from_asset(str(LAMBDA_DIR), exclude=LAMBDA_EXCLUDES)
         handlers: dict[str, lambda_.Function] = {}
-        for name, handler, timeout in (("OnEvent", "on_event", 10), ("IsComplete", "is_complete", 5)):
-            log_group = logs.LogGroup(self, f"{name}Logs", retention=log_retention,
-                                      removal_policy=RemovalPolicy.DESTROY)
+        for name, handler, timeout in (
+            ("OnEvent", "on_event", 10),
+            ("IsComplete", "is_complete", 5),
+        ):
+            log_group = logs.LogGroup(
+                self, f"{name}Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+            )
             handlers[name] = lambda_.Function(
-                self, name, runtime=lambda_.Runtime.PYTHON_3_14, architecture=lambda_.Architecture.ARM_64,
-                code=code, handler=f"fanout.handler.{handler}", role=self.role,
-                timeout=Duration.minutes(timeout), memory_size=512, log_group=log_group,
+                self,
+                name,
+                runtime=lambda_.Runtime.PYTHON_3_14,
+                architecture=lambda_.Architecture.ARM_64,
+                code=code,
+                handler=f"fanout.handler.{handler}",
+                role=self.role,
+                timeout=Duration.minutes(timeout),
+                memory_size=512,
+                log_group=log_group,
                 description=f"DeepRacer Rollouts fan-out ({handler}) for {experiment}",
             )
             log_group.grant_write(self.role)
         provider = cr.Provider(
-            self, "Provider", on_event_handler=handlers["OnEvent"],
-            is_complete_handler=handlers["IsComplete"], query_interval=QUERY_INTERVAL,
-            total_timeout=TOTAL_TIMEOUT, disable_waiter_state_machine_logging=False,
-            log_group=logs.LogGroup(self, "ProviderLogs", retention=log_retention,
-                                    removal_policy=RemovalPolicy.DESTROY),
+            self,
+            "Provider",
+            on_event_handler=handlers["OnEvent"],
+            is_complete_handler=handlers["IsComplete"],
+            query_interval=QUERY_INTERVAL,
+            total_timeout=TOTAL_TIMEOUT,
+            disable_waiter_state_machine_logging=False,
+            log_group=logs.LogGroup(
+                self, "ProviderLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+            ),
             waiter_state_machine_log_options=cr.LogOptions(
-                destination=logs.LogGroup(self, "WaiterLogs", retention=log_retention,
-                                          removal_policy=RemovalPolicy.DESTROY),
-                include_execution_data=False, level=sfn.LogLevel.ALL),
+                destination=logs.LogGroup(
+                    self,
+                    "WaiterLogs",
+                    retention=log_retention,
+                    removal_policy=RemovalPolicy.DESTROY,
+                ),
+                include_execution_data=False,
+                level=sfn.LogLevel.ALL,
+            ),
         )
         properties: dict[str, Any] = {
             "Experiment": experiment,
@@ -100,9 +138,14 @@ class ExperimentRun(Construct):
                 "MaxRuntimeSeconds": str(trainer.max_runtime_seconds),
                 "Subnets": platform.trainer_subnets,
                 "SecurityGroups": [platform.trainer_security_group],
-                **({"PretrainedBucket": trainer.pretrained_bucket or platform.bucket_name,
-                    "PretrainedPrefix": trainer.pretrained_prefix}
-                   if trainer.pretrained_prefix else {}),
+                **(
+                    {
+                        "PretrainedBucket": trainer.pretrained_bucket or platform.bucket_name,
+                        "PretrainedPrefix": trainer.pretrained_prefix,
+                    }
+                    if trainer.pretrained_prefix
+                    else {}
+                ),
             },
             "Tags": dict(sorted(tags.items())),
         }
@@ -126,139 +169,235 @@ class ExperimentRun(Construct):
                 "AssignPublicIp": platform.assign_public_ip,
             }
         self.resource = CustomResource(
-            self, "Run", service_token=provider.service_token, resource_type="Custom::RolloutsRun",
+            self,
+            "Run",
+            service_token=provider.service_token,
+            resource_type="Custom::RolloutsRun",
             properties=properties,
             # Stopping jobs is what delete means here; data in S3 stays (the bucket is RETAIN).
             removal_policy=RemovalPolicy.DESTROY,
         )
         self.run_id = self.resource.ref
-        self._grant(stack=stack, experiment=experiment, backend=backend, prefix=prefix,
-                    platform=platform, files=files)
+        self._grant(
+            stack=stack,
+            experiment=experiment,
+            backend=backend,
+            prefix=prefix,
+            platform=platform,
+            files=files,
+        )
         self._acknowledge(provider, experiment=experiment, backend=backend, prefix=prefix)
 
     def attribute(self, name: str) -> str:
         return self.resource.get_att_string(name)
 
-    def _grant(self, *, stack: Stack, experiment: str, backend: str, prefix: str,
-               platform: PlatformReference, files: s3_assets.Asset) -> None:
+    def _grant(
+        self,
+        *,
+        stack: Stack,
+        experiment: str,
+        backend: str,
+        prefix: str,
+        platform: PlatformReference,
+        files: s3_assets.Asset,
+    ) -> None:
         """Exactly what the fan-out calls, on this experiment's resources only."""
         role = self.role
         # Only the one asset object this stack synthesized, not the whole assets bucket.
-        role.add_to_policy(iam.PolicyStatement(
-            sid="ReadExperimentBundle", actions=["s3:GetObject"],
-            resources=[stack.format_arn(service="s3", region="", account="",
-                                        resource=files.s3_bucket_name,
-                                        resource_name=files.s3_object_key)]))
-        bucket_arn = stack.format_arn(service="s3", region="", account="", resource=platform.bucket_name)
-        role.add_to_policy(iam.PolicyStatement(
-            sid="WriteExperimentFiles", actions=["s3:PutObject", "s3:GetObject"],
-            resources=[f"{bucket_arn}/{prefix}/*"]))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="ClearStaleHandshake", actions=["s3:DeleteObject"],
-            resources=[f"{bucket_arn}/{prefix}/ip/*"]))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="ListExperimentPrefix", actions=["s3:ListBucket"], resources=[bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{prefix}/*"]}}))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="UseDataKey", actions=["kms:GenerateDataKey", "kms:Decrypt"],
-            resources=[platform.key_arn]))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="RunTrainer",
-            actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob",
-                     "sagemaker:StopTrainingJob", "sagemaker:AddTags"],
-            resources=[stack.format_arn(service="sagemaker", resource="training-job",
-                                        resource_name=f"{experiment}-*")]))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="PassTrainerRole", actions=["iam:PassRole"], resources=[platform.trainer_role_arn],
-            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadExperimentBundle",
+                actions=["s3:GetObject"],
+                resources=[
+                    stack.format_arn(
+                        service="s3",
+                        region="",
+                        account="",
+                        resource=files.s3_bucket_name,
+                        resource_name=files.s3_object_key,
+                    )
+                ],
+            )
+        )
+        bucket_arn = stack.format_arn(
+            service="s3", region="", account="", resource=platform.bucket_name
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteExperimentFiles",
+                actions=["s3:PutObject", "s3:GetObject"],
+                resources=[f"{bucket_arn}/{prefix}/*"],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ClearStaleHandshake",
+                actions=["s3:DeleteObject"],
+                resources=[f"{bucket_arn}/{prefix}/ip/*"],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListExperimentPrefix",
+                actions=["s3:ListBucket"],
+                resources=[bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{prefix}/*"]}},
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="UseDataKey",
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[platform.key_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="RunTrainer",
+                actions=[
+                    "sagemaker:CreateTrainingJob",
+                    "sagemaker:DescribeTrainingJob",
+                    "sagemaker:StopTrainingJob",
+                    "sagemaker:AddTags",
+                ],
+                resources=[
+                    stack.format_arn(
+                        service="sagemaker",
+                        resource="training-job",
+                        resource_name=f"{experiment}-*",
+                    )
+                ],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="PassTrainerRole",
+                actions=["iam:PassRole"],
+                resources=[platform.trainer_role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
         if backend == "batch":
-            role.add_to_policy(iam.PolicyStatement(
-                sid="SubmitRollouts", actions=["batch:SubmitJob"],
-                resources=[platform.job_queue_arn, platform.job_definition_arn]))
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="SubmitRollouts",
+                    actions=["batch:SubmitJob"],
+                    resources=[platform.job_queue_arn, platform.job_definition_arn],
+                )
+            )
             job_arn = stack.format_arn(service="batch", resource="job", resource_name="*")
-            role.add_to_policy(iam.PolicyStatement(
-                sid="TagRollouts", actions=["batch:TagResource"], resources=[job_arn],
-                conditions={"StringEquals": {"aws:RequestTag/rollouts:experiment": experiment}}))
-            role.add_to_policy(iam.PolicyStatement(
-                sid="StopRollouts", actions=["batch:CancelJob", "batch:TerminateJob"],
-                resources=[job_arn],
-                conditions={"StringEquals": {"aws:ResourceTag/rollouts:experiment": experiment}}))
-            role.add_to_policy(iam.PolicyStatement(
-                sid="FindRollouts", actions=["batch:ListJobs", "batch:DescribeJobs"],
-                resources=["*"]))
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="TagRollouts",
+                    actions=["batch:TagResource"],
+                    resources=[job_arn],
+                    conditions={"StringEquals": {"aws:RequestTag/rollouts:experiment": experiment}},
+                )
+            )
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="StopRollouts",
+                    actions=["batch:CancelJob", "batch:TerminateJob"],
+                    resources=[job_arn],
+                    conditions={
+                        "StringEquals": {"aws:ResourceTag/rollouts:experiment": experiment}
+                    },
+                )
+            )
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="FindRollouts",
+                    actions=["batch:ListJobs", "batch:DescribeJobs"],
+                    resources=["*"],
+                )
+            )
         else:
-            role.add_to_policy(iam.PolicyStatement(
-                sid="PassRolloutRole", actions=["iam:PassRole"],
-                resources=[platform.rollout_role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "robomaker.amazonaws.com"}}))
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="PassRolloutRole",
+                    actions=["iam:PassRole"],
+                    resources=[platform.rollout_role_arn],
+                    conditions={"StringEquals": {"iam:PassedToService": "robomaker.amazonaws.com"}},
+                )
+            )
             simulation_arns = [
                 stack.format_arn(service="robomaker", resource=kind, resource_name="*")
-                for kind in ("simulation-job", "simulation-job-batch")]
-            role.add_to_policy(iam.PolicyStatement(
-                sid="RunRollouts",
-                actions=["robomaker:StartSimulationJobBatch", "robomaker:CreateSimulationJob",
-                         "robomaker:TagResource", "robomaker:DescribeSimulationJobBatch",
-                         "robomaker:CancelSimulationJobBatch"],
-                resources=[*simulation_arns, platform.simulation_application_arn]))
-            role.add_to_policy(iam.PolicyStatement(
-                sid="FindRollouts",
-                actions=["robomaker:ListSimulationJobBatches"],
-                resources=["*"]))
+                for kind in ("simulation-job", "simulation-job-batch")
+            ]
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="RunRollouts",
+                    actions=[
+                        "robomaker:StartSimulationJobBatch",
+                        "robomaker:CreateSimulationJob",
+                        "robomaker:TagResource",
+                        "robomaker:DescribeSimulationJobBatch",
+                        "robomaker:CancelSimulationJobBatch",
+                    ],
+                    resources=[*simulation_arns, platform.simulation_application_arn],
+                )
+            )
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="FindRollouts",
+                    actions=["robomaker:ListSimulationJobBatches"],
+                    resources=["*"],
+                )
+            )
 
-    def _acknowledge(self, provider: cr.Provider, *, experiment: str, backend: str,
-                     prefix: str) -> None:
+    def _acknowledge(
+        self, provider: cr.Provider, *, experiment: str, backend: str, prefix: str
+    ) -> None:
         bucket = "arn:<AWS::Partition>:s3:::<PlatformBucketName>"
         account = "<AWS::Region>:<AWS::AccountId>"
         reasons = {
-            f"AwsSolutions-IAM5[Resource::{bucket}/{prefix}/*]":
-                "The fan-out writes this experiment's params, reward function, model metadata "
-                "and run.json under its own prefix only.",
-            f"AwsSolutions-IAM5[Resource::{bucket}/{prefix}/ip/*]":
-                "Stale handshake markers (ip/ip.json, ip/done) of an earlier run are deleted so "
-                "rollouts never connect to a dead trainer; nothing else can be deleted.",
+            f"AwsSolutions-IAM5[Resource::{bucket}/{prefix}/*]": "The fan-out writes this experiment's params, reward function, model metadata "
+            "and run.json under its own prefix only.",
+            f"AwsSolutions-IAM5[Resource::{bucket}/{prefix}/ip/*]": "Stale handshake markers (ip/ip.json, ip/done) of an earlier run are deleted so "
+            "rollouts never connect to a dead trainer; nothing else can be deleted.",
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:{account}:"
-            f"training-job/{experiment}-*]":
-                "Training job names are <experiment>-<run hash>, generated per run.",
-            "AwsSolutions-IAM5[Resource::*]":
-                "List/Describe calls of Batch and RoboMaker have no resource-level permissions; "
-                "they are read-only and used to find this experiment's jobs by name.",
+            f"training-job/{experiment}-*]": "Training job names are <experiment>-<run hash>, generated per run.",
+            "AwsSolutions-IAM5[Resource::*]": "List/Describe calls of Batch and RoboMaker have no resource-level permissions; "
+            "they are read-only and used to find this experiment's jobs by name.",
         }
         if backend == "batch":
             reasons[f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:{account}:job/*]"] = (
                 "Batch job ids are random; Cancel/Terminate/Tag are limited by the "
-                f"rollouts:experiment={experiment} tag condition.")
+                f"rollouts:experiment={experiment} tag condition."
+            )
         else:
             for kind in ("simulation-job", "simulation-job-batch"):
-                reasons[f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:robomaker:{account}:"
-                        f"{kind}/*]"] = (
+                reasons[
+                    f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:robomaker:{account}:"
+                    f"{kind}/*]"
+                ] = (
                     "RoboMaker generates simulation job (batch) ids at start; there is no name "
-                    "to scope to before the call.")
+                    "to scope to before the call."
+                )
         acknowledge(self.role, reasons)
 
         framework: dict[str, str] = {
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-            "AWSLambdaBasicExecutionRole]":
-                "The CDK Provider framework's own functions only write their logs.",
-            "AwsSolutions-SF2":
-                "The Provider framework's waiter state machine offers no X-Ray option; it only "
-                "polls is_complete, whose logs are kept.",
-            "AwsSolutions-IAM5[Resource::*]":
-                "Step Functions log delivery (logs:CreateLogDelivery, DescribeResourcePolicies "
-                "...) has no resource-level permissions; granted by CDK for the waiter's logs.",
+            "AWSLambdaBasicExecutionRole]": "The CDK Provider framework's own functions only write their logs.",
+            "AwsSolutions-SF2": "The Provider framework's waiter state machine offers no X-Ray option; it only "
+            "polls is_complete, whose logs are kept.",
+            "AwsSolutions-IAM5[Resource::*]": "Step Functions log delivery (logs:CreateLogDelivery, DescribeResourcePolicies "
+            "...) has no resource-level permissions; granted by CDK for the waiter's logs.",
         }
         handler_arns = [
-            token_name(fn.node.default_child, "Arn")  # type: ignore[arg-type]
+            token_name(fn, "Arn")
             for fn in (provider.on_event_handler, provider.is_complete_handler)
             if fn is not None
         ]
         framework_arns = [
-            token_name(child.node.default_child, "Arn")  # type: ignore[arg-type]
+            token_name(child, "Arn")
             for child in provider.node.children
-            if isinstance(child, lambda_.Function) and child.node.id in (
-                "framework-isComplete", "framework-onTimeout")
+            if isinstance(child, lambda_.Function)
+            and child.node.id in ("framework-isComplete", "framework-onTimeout")
         ]
         for arn in handler_arns + framework_arns:
             framework[f"AwsSolutions-IAM5[Resource::{arn}:*]"] = (
                 "lambda:InvokeFunction on a function's versions and aliases (ARN:*), as the "
-                "Provider framework grants it; limited to the framework's own functions.")
+                "Provider framework grants it; limited to the framework's own functions."
+            )
         acknowledge(provider, framework)

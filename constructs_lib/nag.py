@@ -15,8 +15,12 @@ def acknowledge(construct: IConstruct, reasons: Mapping[str, str]) -> None:
     )
 
 
-def token_name(element: CfnElement, attribute: str | None = None) -> str:
-    """How cdk-nag prints a reference in a finding id: ``<LogicalId>`` or ``<LogicalId.Attr>``."""
+def token_name(resource: IConstruct, attribute: str | None = None) -> str:
+    """How cdk-nag prints a reference to ``resource`` (an L2 or its CfnResource) in a finding
+    id: ``<LogicalId>`` or ``<LogicalId.Attr>``."""
+    element = resource if isinstance(resource, CfnElement) else resource.node.default_child
+    if not isinstance(element, CfnElement):
+        raise TypeError(f"{resource.node.path} has no CloudFormation resource to reference")
     stack = Stack.of(element)
     logical_id = stack.resolve(stack.get_logical_id(element))
     return f"<{logical_id}.{attribute}>" if attribute else f"<{logical_id}>"

@@ -32,73 +32,123 @@ class RolloutNetwork(Construct):
       interface endpoints (no internet at all).
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, az_count: int, egress: str,
-                 log_retention: logs.RetentionDays) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        az_count: int,
+        egress: str,
+        log_retention: logs.RetentionDays,
+    ) -> None:
         super().__init__(scope, construct_id)
         rollout_subnet_type = {
             "public": ec2.SubnetType.PUBLIC,
             "nat": ec2.SubnetType.PRIVATE_WITH_EGRESS,
             "endpoints": ec2.SubnetType.PRIVATE_ISOLATED,
         }[egress]
-        subnets = [ec2.SubnetConfiguration(name="trainer", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED,
-                                           cidr_mask=22)]
+        subnets = [
+            ec2.SubnetConfiguration(
+                name="trainer", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=22
+            )
+        ]
         if egress != "endpoints":
             # Public subnets carry the rollouts ("public") or the NAT gateway ("nat").
-            subnets.append(ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC,
-                                                   cidr_mask=22,
-                                                   map_public_ip_on_launch=egress == "public"))
+            subnets.append(
+                ec2.SubnetConfiguration(
+                    name="public",
+                    subnet_type=ec2.SubnetType.PUBLIC,
+                    cidr_mask=22,
+                    map_public_ip_on_launch=egress == "public",
+                )
+            )
         if egress != "public":
-            subnets.append(ec2.SubnetConfiguration(name="rollouts", subnet_type=rollout_subnet_type,
-                                                   cidr_mask=20))
-        flow_log_group = logs.LogGroup(self, "FlowLogs", retention=log_retention,
-                                       removal_policy=RemovalPolicy.DESTROY)
+            subnets.append(
+                ec2.SubnetConfiguration(
+                    name="rollouts", subnet_type=rollout_subnet_type, cidr_mask=20
+                )
+            )
+        flow_log_group = logs.LogGroup(
+            self, "FlowLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
         self.vpc = ec2.Vpc(
-            self, "Vpc",
+            self,
+            "Vpc",
             ip_addresses=ec2.IpAddresses.cidr("10.42.0.0/16"),
             max_azs=az_count,
             # Explicit AZ names would need a lookup; the AZ count alone keeps synth offline.
             nat_gateways=1 if egress == "nat" else 0,
             subnet_configuration=subnets,
             restrict_default_security_group=True,
-            flow_logs={"All": ec2.FlowLogOptions(
-                destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_log_group),
-                traffic_type=ec2.FlowLogTrafficType.ALL)},
-            gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(
-                service=ec2.GatewayVpcEndpointAwsService.S3)},
+            flow_logs={
+                "All": ec2.FlowLogOptions(
+                    destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_log_group),
+                    traffic_type=ec2.FlowLogTrafficType.ALL,
+                )
+            },
+            gateway_endpoints={
+                "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)
+            },
         )
         self.trainer_subnets = self.vpc.select_subnets(subnet_group_name="trainer")
         self.rollout_subnets = self.vpc.select_subnets(
-            subnet_group_name="public" if egress == "public" else "rollouts")
+            subnet_group_name="public" if egress == "public" else "rollouts"
+        )
         self.assign_public_ip = egress == "public"
 
         self.trainer_security_group = ec2.SecurityGroup(
-            self, "TrainerSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
-            description="DeepRacer trainer: Redis 6379 from rollouts only; HTTPS out to S3")
+            self,
+            "TrainerSecurityGroup",
+            vpc=self.vpc,
+            allow_all_outbound=False,
+            description="DeepRacer trainer: Redis 6379 from rollouts only; HTTPS out to S3",
+        )
         self.rollout_security_group = ec2.SecurityGroup(
-            self, "RolloutSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
-            description="DeepRacer rollouts: no inbound; out to the trainer Redis and HTTPS")
+            self,
+            "RolloutSecurityGroup",
+            vpc=self.vpc,
+            allow_all_outbound=False,
+            description="DeepRacer rollouts: no inbound; out to the trainer Redis and HTTPS",
+        )
         self.trainer_security_group.add_ingress_rule(
-            self.rollout_security_group, ec2.Port.tcp(REDIS_PORT),
-            "Redis experience stream from rollout workers")
+            self.rollout_security_group,
+            ec2.Port.tcp(REDIS_PORT),
+            "Redis experience stream from rollout workers",
+        )
         # Trainer subnets are isolated: their only route out is the S3 gateway endpoint, so HTTPS
         # "anywhere" reaches S3 and nothing else (the S3 prefix-list id differs per region and
         # would need a synth-time lookup).
         self.trainer_security_group.add_egress_rule(
-            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "S3 via the gateway endpoint (isolated subnets)")
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "S3 via the gateway endpoint (isolated subnets)"
+        )
         self.rollout_security_group.add_egress_rule(
-            self.trainer_security_group, ec2.Port.tcp(REDIS_PORT), "Redis on the trainer")
+            self.trainer_security_group, ec2.Port.tcp(REDIS_PORT), "Redis on the trainer"
+        )
         self.rollout_security_group.add_egress_rule(
-            ec2.Peer.any_ipv4() if egress != "endpoints" else ec2.Peer.ipv4(self.vpc.vpc_cidr_block),
-            ec2.Port.tcp(443), "HTTPS to ECR, S3, CloudWatch Logs and Kinesis Video")
+            ec2.Peer.any_ipv4()
+            if egress != "endpoints"
+            else ec2.Peer.ipv4(self.vpc.vpc_cidr_block),
+            ec2.Port.tcp(443),
+            "HTTPS to ECR, S3, CloudWatch Logs and Kinesis Video",
+        )
 
         if egress == "endpoints":
-            endpoint_sg = ec2.SecurityGroup(self, "EndpointSecurityGroup", vpc=self.vpc,
-                                            allow_all_outbound=False,
-                                            description="Interface endpoints: HTTPS from rollouts")
-            endpoint_sg.add_ingress_rule(self.rollout_security_group, ec2.Port.tcp(443),
-                                         "HTTPS from rollout workers")
+            endpoint_sg = ec2.SecurityGroup(
+                self,
+                "EndpointSecurityGroup",
+                vpc=self.vpc,
+                allow_all_outbound=False,
+                description="Interface endpoints: HTTPS from rollouts",
+            )
+            endpoint_sg.add_ingress_rule(
+                self.rollout_security_group, ec2.Port.tcp(443), "HTTPS from rollout workers"
+            )
             for name, service in ROLLOUT_INTERFACE_ENDPOINTS:
                 self.vpc.add_interface_endpoint(
-                    name, service=service, security_groups=[endpoint_sg], private_dns_enabled=True, open=False,
-                    subnets=ec2.SubnetSelection(subnet_group_name="rollouts"))
-
+                    name,
+                    service=service,
+                    security_groups=[endpoint_sg],
+                    private_dns_enabled=True,
+                    open=False,
+                    subnets=ec2.SubnetSelection(subnet_group_name="rollouts"),
+                )

@@ -44,15 +44,19 @@ def parameter_name(platform: str, key: str) -> str:
 class PlatformParameters(Construct):
     """Writes the platform's values (``values`` must cover exactly ``PLATFORM_KEYS``)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, platform: str,
-                 values: Mapping[str, str]) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, platform: str, values: Mapping[str, str]
+    ) -> None:
         super().__init__(scope, construct_id)
         missing = sorted(set(PLATFORM_KEYS) ^ set(values))
         if missing:
             raise ValueError(f"platform parameters: keys do not match PLATFORM_KEYS: {missing}")
         for key in PLATFORM_KEYS:
             ssm.StringParameter(
-                self, key, parameter_name=parameter_name(platform, key), string_value=values[key],
+                self,
+                key,
+                parameter_name=parameter_name(platform, key),
+                string_value=values[key],
                 description=f"DeepRacer Rollouts platform '{platform}': {key}",
             )
 
@@ -73,7 +77,9 @@ class PlatformReference:
         # template, the console's parameter list and policy findings legible.
         logical_id = "Platform" + "".join(part.capitalize() for part in key.split("-"))
         return CfnParameter(
-            Stack.of(self._scope), logical_id, type="AWS::SSM::Parameter::Value<String>",
+            Stack.of(self._scope),
+            logical_id,
+            type="AWS::SSM::Parameter::Value<String>",
             default=parameter_name(self._platform, key),
             description=f"SSM parameter holding the platform's {key}",
         ).value_as_string

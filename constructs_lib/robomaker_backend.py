@@ -21,32 +21,51 @@ RETIRED_WARNING = (
 
 
 class RoboMakerRolloutBackend(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, bucket: s3.IBucket,
-                 image: SimappImage, app_form: str) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        bucket: s3.IBucket,
+        image: SimappImage,
+        app_form: str,
+    ) -> None:
         super().__init__(scope, construct_id)
         if app_form == "bundle":
             # The workshop's settings: ROS Kinetic + Gazebo 7 bundle uploaded to the data bucket.
             self.application = robomaker.CfnSimulationApplication(
-                self, "SimulationApplication",
+                self,
+                "SimulationApplication",
                 robot_software_suite=robomaker.CfnSimulationApplication.RobotSoftwareSuiteProperty(
-                    name="ROS", version="Kinetic"),
+                    name="ROS", version="Kinetic"
+                ),
                 simulation_software_suite=(
                     robomaker.CfnSimulationApplication.SimulationSoftwareSuiteProperty(
-                        name="Gazebo", version="7")),
+                        name="Gazebo", version="7"
+                    )
+                ),
                 rendering_engine=robomaker.CfnSimulationApplication.RenderingEngineProperty(
-                    name="OGRE", version="1.x"),
-                sources=[robomaker.CfnSimulationApplication.SourceConfigProperty(
-                    architecture="X86_64", s3_bucket=bucket.bucket_name, s3_key=BUNDLE_KEY)],
+                    name="OGRE", version="1.x"
+                ),
+                sources=[
+                    robomaker.CfnSimulationApplication.SourceConfigProperty(
+                        architecture="X86_64", s3_bucket=bucket.bucket_name, s3_key=BUNDLE_KEY
+                    )
+                ],
             )
         else:
             # The container form, the only one the service accepted in its last years.
             self.application = robomaker.CfnSimulationApplication(
-                self, "SimulationApplication",
+                self,
+                "SimulationApplication",
                 robot_software_suite=robomaker.CfnSimulationApplication.RobotSoftwareSuiteProperty(
-                    name="General"),
+                    name="General"
+                ),
                 simulation_software_suite=(
                     robomaker.CfnSimulationApplication.SimulationSoftwareSuiteProperty(
-                        name="SimulationRuntime")),
+                        name="SimulationRuntime"
+                    )
+                ),
                 environment=image.image_uri,
             )
         self.application_arn = self.application.attr_arn

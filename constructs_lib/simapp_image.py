@@ -21,7 +21,10 @@ class SimappImage(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, base_image: str) -> None:
         super().__init__(scope, construct_id)
         self.asset = ecr_assets.DockerImageAsset(
-            self, "Image", directory=str(SIMAPP_DIR), build_args={"SIMAPP_IMAGE": base_image},
+            self,
+            "Image",
+            directory=str(SIMAPP_DIR),
+            build_args={"SIMAPP_IMAGE": base_image},
             platform=ecr_assets.Platform.LINUX_AMD64,
             exclude=["**/__pycache__", "**/*.pyc", "README.md"],
         )

@@ -17,34 +17,50 @@ class ExperimentDataStore(Construct):
     Both are retained on stack deletion: training data is never deleted by the infrastructure.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, noncurrent_version_days: int = 90
-                 ) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, noncurrent_version_days: int = 90
+    ) -> None:
         super().__init__(scope, construct_id)
         self.key = kms.Key(
-            self, "Key", enable_key_rotation=True, removal_policy=RemovalPolicy.RETAIN,
-            description="DeepRacer Rollouts: experiment data and video streams")
+            self,
+            "Key",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+            description="DeepRacer Rollouts: experiment data and video streams",
+        )
         self.access_logs = s3.Bucket(
-            self, "AccessLogs",
+            self,
+            "AccessLogs",
             # S3 server access logs can only be delivered to SSE-S3 buckets.
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True, versioned=True,
+            enforce_ssl=True,
+            versioned=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
             removal_policy=RemovalPolicy.RETAIN,
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
         )
         self.bucket = s3.Bucket(
-            self, "Bucket",
-            encryption=s3.BucketEncryption.KMS, encryption_key=self.key, bucket_key_enabled=True,
+            self,
+            "Bucket",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True, versioned=True,
+            enforce_ssl=True,
+            versioned=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=self.access_logs, server_access_logs_prefix="data-bucket/",
-            removal_policy=RemovalPolicy.RETAIN, auto_delete_objects=False,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="data-bucket/",
+            removal_policy=RemovalPolicy.RETAIN,
+            auto_delete_objects=False,
             # The simapp rewrites metrics and sync files constantly; old versions are noise.
-            lifecycle_rules=[s3.LifecycleRule(
-                noncurrent_version_expiration=Duration.days(noncurrent_version_days),
-                abort_incomplete_multipart_upload_after=Duration.days(7))],
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    noncurrent_version_expiration=Duration.days(noncurrent_version_days),
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                )
+            ],
         )
 
     @staticmethod
@@ -58,6 +74,8 @@ class ExperimentDataStore(Construct):
 
     def grant_list_experiments(self, grantee: iam.IGrantable) -> None:
         iam.Grant.add_to_principal(
-            grantee=grantee, actions=["s3:ListBucket"], resource_arns=[self.bucket.bucket_arn],
+            grantee=grantee,
+            actions=["s3:ListBucket"],
+            resource_arns=[self.bucket.bucket_arn],
             conditions={"StringLike": {"s3:prefix": [f"{EXPERIMENTS_PREFIX}/*"]}},
         )

@@ -16,13 +16,24 @@ def stream_name(experiment: str, worker: int) -> str:
 
 
 class RolloutVideoStreams(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, experiment: str, count: int,
-                 key_arn: str, retention_hours: int) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        experiment: str,
+        count: int,
+        key_arn: str,
+        retention_hours: int,
+    ) -> None:
         super().__init__(scope, construct_id)
         self.streams = [
             kinesisvideo.CfnStream(
-                self, f"Rollout{worker}", name=stream_name(experiment, worker),
-                data_retention_in_hours=retention_hours, media_type="video/h264",
+                self,
+                f"Rollout{worker}",
+                name=stream_name(experiment, worker),
+                data_retention_in_hours=retention_hours,
+                media_type="video/h264",
                 kms_key_id=key_arn,
             )
             for worker in range(count)
@@ -31,5 +42,7 @@ class RolloutVideoStreams(Construct):
 
     def console_url(self, worker: int) -> str:
         region = Stack.of(self).region
-        return (f"https://{region}.console.aws.amazon.com/kinesisvideo/home?region={region}"
-                f"#/streams/streamName/{self.stream_names[worker]}")
+        return (
+            f"https://{region}.console.aws.amazon.com/kinesisvideo/home?region={region}"
+            f"#/streams/streamName/{self.stream_names[worker]}"
+        )

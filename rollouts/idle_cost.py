@@ -35,23 +35,42 @@ def idle_monthly_cost(template: Mapping[str, Any]) -> list[CostLine]:
     lines: list[CostLine] = []
     nats = of_type("AWS::EC2::NatGateway")
     if nats:
-        lines.append(CostLine("NAT gateway (hourly)", len(nats),
-                              len(nats) * NAT_GATEWAY_HOURLY * HOURS_PER_MONTH))
+        lines.append(
+            CostLine(
+                "NAT gateway (hourly)", len(nats), len(nats) * NAT_GATEWAY_HOURLY * HOURS_PER_MONTH
+            )
+        )
     interface_azs = sum(
         len(r.get("Properties", {}).get("SubnetIds", []))
         for r in of_type("AWS::EC2::VPCEndpoint")
-        if r.get("Properties", {}).get("VpcEndpointType") == "Interface")
+        if r.get("Properties", {}).get("VpcEndpointType") == "Interface"
+    )
     if interface_azs:
-        lines.append(CostLine("interface endpoint x AZ (hourly)", interface_azs,
-                              interface_azs * INTERFACE_ENDPOINT_HOURLY_PER_AZ * HOURS_PER_MONTH))
+        lines.append(
+            CostLine(
+                "interface endpoint x AZ (hourly)",
+                interface_azs,
+                interface_azs * INTERFACE_ENDPOINT_HOURLY_PER_AZ * HOURS_PER_MONTH,
+            )
+        )
     keys = of_type("AWS::KMS::Key")
     if keys:
         lines.append(CostLine("KMS customer-managed key", len(keys), len(keys) * KMS_KEY_MONTHLY))
-    if of_type("AWS::Batch::ComputeEnvironment") or of_type("AWS::RoboMaker::SimulationApplication"):
-        lines.append(CostLine(f"simapp image in ECR (~{SIMAPP_IMAGE_GB:g} GB)", 1,
-                              SIMAPP_IMAGE_GB * ECR_GB_MONTHLY))
-    always_on = [r for r in of_type("AWS::Batch::ComputeEnvironment")
-                 if r.get("Properties", {}).get("ComputeResources", {}).get("MinvCpus", 0)]
+    if of_type("AWS::Batch::ComputeEnvironment") or of_type(
+        "AWS::RoboMaker::SimulationApplication"
+    ):
+        lines.append(
+            CostLine(
+                f"simapp image in ECR (~{SIMAPP_IMAGE_GB:g} GB)",
+                1,
+                SIMAPP_IMAGE_GB * ECR_GB_MONTHLY,
+            )
+        )
+    always_on = [
+        r
+        for r in of_type("AWS::Batch::ComputeEnvironment")
+        if r.get("Properties", {}).get("ComputeResources", {}).get("MinvCpus", 0)
+    ]
     if always_on:
         lines.append(CostLine("Batch minimum vCPUs kept running", len(always_on), float("nan")))
     return lines

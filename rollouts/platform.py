@@ -105,8 +105,13 @@ def _instance_list(key: str, value: Any, problems: list[str]) -> tuple[str, ...]
     cleaned = tuple(sorted({str(item).strip() for item in items if str(item).strip()}))
     bad = [item for item in cleaned if not EC2_INSTANCE_PATTERN.match(item)]
     if not cleaned or bad:
-        problems.append(_problem(key, value, "a comma-separated list of EC2 instance types such as "
-                                             "c5.2xlarge,c6i.4xlarge"))
+        problems.append(
+            _problem(
+                key,
+                value,
+                "a comma-separated list of EC2 instance types such as c5.2xlarge,c6i.4xlarge",
+            )
+        )
     return cleaned
 
 
@@ -125,19 +130,31 @@ def load_platform_config(context: Mapping[str, Any]) -> PlatformConfig:
         max_vcpus=_int("maxVcpus", values["maxVcpus"], 4, 10000, problems),
         gpu=gpu,
         simapp_version=str(values["simappVersion"]),
-        video_retention_hours=_int("videoRetentionHours", values["videoRetentionHours"], 1,
-                                   87600, problems),
-        robomaker_app_form=_choice("robomakerAppForm", values["robomakerAppForm"],
-                                   ROBOMAKER_APP_FORMS, problems),
+        video_retention_hours=_int(
+            "videoRetentionHours", values["videoRetentionHours"], 1, 87600, problems
+        ),
+        robomaker_app_form=_choice(
+            "robomakerAppForm", values["robomakerAppForm"], ROBOMAKER_APP_FORMS, problems
+        ),
         log_retention_days=_int("logRetentionDays", values["logRetentionDays"], 1, 3653, problems),
         wait_for=_choice("waitFor", values["waitFor"], ("ACCEPTED", "RUNNING"), problems),
     )
     if not SIMAPP_VERSION_PATTERN.match(config.simapp_version):
-        problems.append(_problem("simappVersion", config.simapp_version,
-                                 "a simapp release such as 6.0.6 (the image tag adds -cpu/-gpu)"))
+        problems.append(
+            _problem(
+                "simappVersion",
+                config.simapp_version,
+                "a simapp release such as 6.0.6 (the image tag adds -cpu/-gpu)",
+            )
+        )
     if config.log_retention_days not in LOG_RETENTION_CHOICES:
-        problems.append(_problem("logRetentionDays", config.log_retention_days,
-                                 "one of " + ", ".join(map(str, LOG_RETENTION_CHOICES))))
+        problems.append(
+            _problem(
+                "logRetentionDays",
+                config.log_retention_days,
+                "one of " + ", ".join(map(str, LOG_RETENTION_CHOICES)),
+            )
+        )
     if problems:
         raise PlatformConfigError("\n".join(problems))
     return config

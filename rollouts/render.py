@@ -69,9 +69,11 @@ def worker_params(spec: ExperimentSpec, index: int) -> dict[str, str]:
         "NUMBER_OF_EPISODES": "0",
         "TARGET_REWARD_SCORE": "None",
         "CHANGE_START_POSITION": _flag(
-            pick(override.change_start_position, training.change_start_position)),
+            pick(override.change_start_position, training.change_start_position)
+        ),
         "ALTERNATE_DRIVING_DIRECTION": _flag(
-            pick(override.alternate_driving_direction, training.alternate_driving_direction)),
+            pick(override.alternate_driving_direction, training.alternate_driving_direction)
+        ),
         "REVERSE_DIR": _flag(pick(override.reverse_direction, training.reverse_direction)),
         "START_POSITION_OFFSET": _number(training.start_position_offset),
         "ROUND_ROBIN_ADVANCE_DIST": _number(training.round_robin_advance_dist),
@@ -143,8 +145,9 @@ def render_files(spec: ExperimentSpec) -> dict[str, str]:
     files["reward_function.py"] = spec.reward_function
     files["model_metadata.json"] = json.dumps(dict(spec.model_metadata), indent=2, sort_keys=True)
     files["hyperparameters.json"] = json.dumps(dict(spec.hyperparameters), indent=2, sort_keys=True)
-    files[MANIFEST_NAME] = json.dumps({"worker_params": names, **manifest()}, indent=2,
-                                      sort_keys=True)
+    files[MANIFEST_NAME] = json.dumps(
+        {"worker_params": names, **manifest()}, indent=2, sort_keys=True
+    )
     return files
 
 

@@ -236,8 +236,14 @@ class _Section:
             return default
         return converted
 
-    def string(self, key: str, default: Any = _MISSING, *, pattern: re.Pattern[str] | None = None,
-               allowed: str = "a string") -> str:
+    def string(
+        self,
+        key: str,
+        default: Any = _MISSING,
+        *,
+        pattern: re.Pattern[str] | None = None,
+        allowed: str = "a string",
+    ) -> str:
         def convert(raw: Any) -> str | None:
             if not isinstance(raw, str) or not raw.strip():
                 return None
@@ -252,7 +258,9 @@ class _Section:
         if raw is not _MISSING and isinstance(raw, str) and value not in choices:
             close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            self.fail(self.name(key), raw, f"is not allowed: must be one of {', '.join(choices)}{hint}")
+            self.fail(
+                self.name(key), raw, f"is not allowed: must be one of {', '.join(choices)}{hint}"
+            )
             return default if default is not _MISSING else choices[0]
         return value
 
@@ -261,8 +269,9 @@ class _Section:
             key, default, lambda raw: raw if isinstance(raw, bool) else None, "true or false"
         )
 
-    def integer(self, key: str, default: Any = _MISSING, *, low: int, high: int,
-                why: str = "") -> int:
+    def integer(
+        self, key: str, default: Any = _MISSING, *, low: int, high: int, why: str = ""
+    ) -> int:
         def convert(raw: Any) -> int | None:
             if isinstance(raw, bool) or not isinstance(raw, int):
                 return None
@@ -284,8 +293,11 @@ class _Section:
             known = sorted(self.seen)
             close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            self.fail(self.name(str(key)), self.data[key],
-                      f"is not a known key here: allowed keys are {', '.join(known)}{hint}")
+            self.fail(
+                self.name(str(key)),
+                self.data[key],
+                f"is not a known key here: allowed keys are {', '.join(known)}{hint}",
+            )
 
 
 # ----------------------------------------------------------------------------- loading
@@ -299,14 +311,18 @@ def load_experiment(path: str | Path, *, display_root: Path | None = None) -> Ex
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise SpecError([Problem(shown, "(file)", str(path), f"cannot be read: {error.strerror}")])
+        raise SpecError(
+            [Problem(shown, "(file)", str(path), f"cannot be read: {error.strerror}")]
+        ) from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "invalid YAML"
-        raise SpecError([Problem(shown, "(file)", str(path), f"is not valid YAML{where}: {problem}")])
+        raise SpecError(
+            [Problem(shown, "(file)", str(path), f"is not valid YAML{where}: {problem}")]
+        ) from None
     top = _Section(document, file=shown, path="", problems=problems)
     spec = _read_experiment(top, path)
     top.finish()
@@ -316,7 +332,9 @@ def load_experiment(path: str | Path, *, display_root: Path | None = None) -> Ex
     return spec
 
 
-def load_experiments(paths: list[Path], *, display_root: Path | None = None) -> list[ExperimentSpec]:
+def load_experiments(
+    paths: list[Path], *, display_root: Path | None = None
+) -> list[ExperimentSpec]:
     """Load several files, reporting the problems of all of them together; names must be unique."""
     specs: list[ExperimentSpec] = []
     problems: list[Problem] = []
@@ -328,9 +346,15 @@ def load_experiments(paths: list[Path], *, display_root: Path | None = None) -> 
     seen: dict[str, Path] = {}
     for spec in specs:
         if spec.name in seen:
-            problems.append(Problem(_display(spec.source, display_root), "name", spec.name,
-                                    f"is already used by {_display(seen[spec.name], display_root)}: "
-                                    "experiment names must be unique"))
+            problems.append(
+                Problem(
+                    _display(spec.source, display_root),
+                    "name",
+                    spec.name,
+                    f"is already used by {_display(seen[spec.name], display_root)}: "
+                    "experiment names must be unique",
+                )
+            )
         seen[spec.name] = spec.source
     if problems:
         raise SpecError(problems)
@@ -348,9 +372,12 @@ def _display(path: Path, root: Path | None) -> str:
 
 def _read_experiment(top: _Section, path: Path) -> ExperimentSpec | None:
     base = path.parent
-    name = top.string("name", pattern=NAME_PATTERN,
-                      allowed="lowercase letters, digits and '-', starting with a letter, "
-                              "at most 40 characters (it names the stack, jobs and S3 prefix)")
+    name = top.string(
+        "name",
+        pattern=NAME_PATTERN,
+        allowed="lowercase letters, digits and '-', starting with a letter, "
+        "at most 40 characters (it names the stack, jobs and S3 prefix)",
+    )
     track = _track(top, "track", None)
     race = _race(top.section("race"))
     car = _car(top.section("car"))
@@ -368,16 +395,29 @@ def _read_experiment(top: _Section, path: Path) -> ExperimentSpec | None:
     if model_metadata.get("training_algorithm") == "sac" and (
         model_metadata.get("action_space_type") != "continuous"
     ):
-        top.fail("model_metadata.training_algorithm", "sac",
-                 "is not allowed with a discrete action space: SAC needs action_space_type "
-                 "'continuous'")
+        top.fail(
+            "model_metadata.training_algorithm",
+            "sac",
+            "is not allowed with a discrete action space: SAC needs action_space_type 'continuous'",
+        )
     if top.problems:
         return None
     return ExperimentSpec(
-        name=name, track=track, source=path, race=race, car=car, training=training,
-        rollouts=rollouts, trainer=trainer, model_metadata=model_metadata,
-        hyperparameters=hyperparameters, reward_function=reward_source,
-        reward_function_path=reward_path, video=video, pretrained=pretrained, tags=tags,
+        name=name,
+        track=track,
+        source=path,
+        race=race,
+        car=car,
+        training=training,
+        rollouts=rollouts,
+        trainer=trainer,
+        model_metadata=model_metadata,
+        hyperparameters=hyperparameters,
+        reward_function=reward_source,
+        reward_function_path=reward_path,
+        video=video,
+        pretrained=pretrained,
+        tags=tags,
     )
 
 
@@ -386,16 +426,22 @@ def _track(section: _Section, key: str, default: Any = _MISSING) -> str:
     worlds = contract.world_names()
     if raw is _MISSING:
         if default is None:
-            section.fail(section.name(key), raw,
-                         f"is required: one of the {len(worlds)} simapp tracks, e.g. reInvent2019_track")
+            section.fail(
+                section.name(key),
+                raw,
+                f"is required: one of the {len(worlds)} simapp tracks, e.g. reInvent2019_track",
+            )
         return default or ""
     if isinstance(raw, str) and raw in worlds:
         return raw
     close = difflib.get_close_matches(str(raw), worlds, n=3, cutoff=0.5)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    section.fail(section.name(key), raw,
-                 f"is not a known track: use one of the {len(worlds)} simapp world names "
-                 f"(rollouts/data/worlds.txt){hint}")
+    section.fail(
+        section.name(key),
+        raw,
+        f"is not a known track: use one of the {len(worlds)} simapp world names "
+        f"(rollouts/data/worlds.txt){hint}",
+    )
     return ""
 
 
@@ -407,13 +453,19 @@ def _race(section: _Section) -> Race:
     if race_type == "OBJECT_AVOIDANCE":
         object_avoidance = _object_avoidance(oa_section)
     elif oa_section.data:
-        section.fail(oa_section.path, dict(oa_section.data),
-                     f"is not allowed for race type {race_type}: only for OBJECT_AVOIDANCE")
+        section.fail(
+            oa_section.path,
+            dict(oa_section.data),
+            f"is not allowed for race type {race_type}: only for OBJECT_AVOIDANCE",
+        )
     if race_type == "HEAD_TO_BOT":
         head_to_bot = _head_to_bot(h2b_section)
     elif h2b_section.data:
-        section.fail(h2b_section.path, dict(h2b_section.data),
-                     f"is not allowed for race type {race_type}: only for HEAD_TO_BOT")
+        section.fail(
+            h2b_section.path,
+            dict(h2b_section.data),
+            f"is not allowed for race type {race_type}: only for HEAD_TO_BOT",
+        )
     section.finish()
     return Race(type=race_type, object_avoidance=object_avoidance, head_to_bot=head_to_bot)
 
@@ -427,37 +479,54 @@ def _object_avoidance(section: _Section) -> ObjectAvoidance:
     positions: list[str] = []
     if positions_raw is not _MISSING:
         if not isinstance(positions_raw, list) or not positions_raw:
-            section.fail(section.name("object_positions"), positions_raw,
-                         "is not allowed: a non-empty list of \"progress,lane\" strings "
-                         "(progress 0..1, lane -1 inside or 1 outside)")
+            section.fail(
+                section.name("object_positions"),
+                positions_raw,
+                'is not allowed: a non-empty list of "progress,lane" strings '
+                "(progress 0..1, lane -1 inside or 1 outside)",
+            )
         else:
             for i, item in enumerate(positions_raw):
                 match = _POSITION.match(item) if isinstance(item, str) else None
                 if not match:
-                    section.fail(f"{section.name('object_positions')}[{i}]", item,
-                                 "is not allowed: \"progress,lane\" with progress 0..1 and lane "
-                                 "-1 (inside) or 1 (outside), e.g. \"0.25,-1\"")
+                    section.fail(
+                        f"{section.name('object_positions')}[{i}]",
+                        item,
+                        'is not allowed: "progress,lane" with progress 0..1 and lane '
+                        '-1 (inside) or 1 (outside), e.g. "0.25,-1"',
+                    )
                 else:
                     positions.append(f"{match.group(1)},{match.group(2)}")
     result = ObjectAvoidance(
-        number_of_obstacles=section.integer("number_of_obstacles", len(positions) or
-                                            defaults.number_of_obstacles, low=1, high=10),
+        number_of_obstacles=section.integer(
+            "number_of_obstacles", len(positions) or defaults.number_of_obstacles, low=1, high=10
+        ),
         min_distance_between_obstacles=section.number(
-            "min_distance_between_obstacles", defaults.min_distance_between_obstacles,
-            low=0.5, high=10),
+            "min_distance_between_obstacles",
+            defaults.min_distance_between_obstacles,
+            low=0.5,
+            high=10,
+        ),
         randomize_obstacle_locations=section.boolean(
-            "randomize_obstacle_locations", defaults.randomize_obstacle_locations),
+            "randomize_obstacle_locations", defaults.randomize_obstacle_locations
+        ),
         is_obstacle_bot_car=section.boolean("is_obstacle_bot_car", defaults.is_obstacle_bot_car),
-        obstacle_type=section.choice("obstacle_type", contract.OBSTACLE_TYPES,
-                                     defaults.obstacle_type),
+        obstacle_type=section.choice(
+            "obstacle_type", contract.OBSTACLE_TYPES, defaults.obstacle_type
+        ),
         object_positions=tuple(positions),
     )
-    if positions and "number_of_obstacles" in section.data and (
-        section.data["number_of_obstacles"] != len(positions)
+    if (
+        positions
+        and "number_of_obstacles" in section.data
+        and (section.data["number_of_obstacles"] != len(positions))
     ):
-        section.fail(section.name("number_of_obstacles"), section.data["number_of_obstacles"],
-                     f"is not allowed: object_positions lists {len(positions)} obstacles and "
-                     "overrides the count; drop number_of_obstacles or make them agree")
+        section.fail(
+            section.name("number_of_obstacles"),
+            section.data["number_of_obstacles"],
+            f"is not allowed: object_positions lists {len(positions)} obstacles and "
+            "overrides the count; drop number_of_obstacles or make them agree",
+        )
     section.finish()
     return result
 
@@ -465,26 +534,35 @@ def _object_avoidance(section: _Section) -> ObjectAvoidance:
 def _head_to_bot(section: _Section) -> HeadToBot:
     d = HeadToBot()
     result = HeadToBot(
-        number_of_bot_cars=section.integer("number_of_bot_cars", d.number_of_bot_cars, low=1,
-                                           high=6),
+        number_of_bot_cars=section.integer(
+            "number_of_bot_cars", d.number_of_bot_cars, low=1, high=6
+        ),
         is_lane_change=section.boolean("is_lane_change", d.is_lane_change),
-        lower_lane_change_time=section.number("lower_lane_change_time", d.lower_lane_change_time,
-                                              low=0.5, high=60),
-        upper_lane_change_time=section.number("upper_lane_change_time", d.upper_lane_change_time,
-                                              low=0.5, high=60),
-        lane_change_distance=section.number("lane_change_distance", d.lane_change_distance,
-                                            low=0.1, high=5),
+        lower_lane_change_time=section.number(
+            "lower_lane_change_time", d.lower_lane_change_time, low=0.5, high=60
+        ),
+        upper_lane_change_time=section.number(
+            "upper_lane_change_time", d.upper_lane_change_time, low=0.5, high=60
+        ),
+        lane_change_distance=section.number(
+            "lane_change_distance", d.lane_change_distance, low=0.1, high=5
+        ),
         min_distance_between_bot_cars=section.number(
-            "min_distance_between_bot_cars", d.min_distance_between_bot_cars, low=0.5, high=10),
-        randomize_bot_car_locations=section.boolean("randomize_bot_car_locations",
-                                                    d.randomize_bot_car_locations),
+            "min_distance_between_bot_cars", d.min_distance_between_bot_cars, low=0.5, high=10
+        ),
+        randomize_bot_car_locations=section.boolean(
+            "randomize_bot_car_locations", d.randomize_bot_car_locations
+        ),
         bot_car_speed=section.number("bot_car_speed", d.bot_car_speed, low=0.1, high=4),
         penalty_seconds=section.number("penalty_seconds", d.penalty_seconds, low=0, high=60),
     )
     if result.lower_lane_change_time > result.upper_lane_change_time:
-        section.fail(section.name("lower_lane_change_time"), result.lower_lane_change_time,
-                     f"is not allowed: must not exceed upper_lane_change_time "
-                     f"({result.upper_lane_change_time:g})")
+        section.fail(
+            section.name("lower_lane_change_time"),
+            result.lower_lane_change_time,
+            f"is not allowed: must not exceed upper_lane_change_time "
+            f"({result.upper_lane_change_time:g})",
+        )
     section.finish()
     return result
 
@@ -492,8 +570,12 @@ def _head_to_bot(section: _Section) -> HeadToBot:
 def _car(section: _Section) -> Car:
     d = Car()
     car = Car(
-        name=section.string("name", d.name, pattern=re.compile(r"^[A-Za-z0-9_-]{1,32}$"),
-                            allowed="1-32 letters, digits, '_' or '-'"),
+        name=section.string(
+            "name",
+            d.name,
+            pattern=re.compile(r"^[A-Za-z0-9_-]{1,32}$"),
+            allowed="1-32 letters, digits, '_' or '-'",
+        ),
         color=section.choice("color", contract.CAR_COLORS, d.color),
         shell=section.choice("shell", contract.BODY_SHELL_TYPES, d.shell),
     )
@@ -505,18 +587,23 @@ def _training(section: _Section) -> Training:
     d = Training()
     training = Training(
         change_start_position=section.boolean("change_start_position", d.change_start_position),
-        alternate_driving_direction=section.boolean("alternate_driving_direction",
-                                                    d.alternate_driving_direction),
+        alternate_driving_direction=section.boolean(
+            "alternate_driving_direction", d.alternate_driving_direction
+        ),
         reverse_direction=section.boolean("reverse_direction", d.reverse_direction),
-        start_position_offset=section.number("start_position_offset", d.start_position_offset,
-                                             low=0, high=1),
-        round_robin_advance_dist=section.number("round_robin_advance_dist",
-                                                d.round_robin_advance_dist, low=0, high=1),
-        enable_domain_randomization=section.boolean("enable_domain_randomization",
-                                                    d.enable_domain_randomization),
+        start_position_offset=section.number(
+            "start_position_offset", d.start_position_offset, low=0, high=1
+        ),
+        round_robin_advance_dist=section.number(
+            "round_robin_advance_dist", d.round_robin_advance_dist, low=0, high=1
+        ),
+        enable_domain_randomization=section.boolean(
+            "enable_domain_randomization", d.enable_domain_randomization
+        ),
         min_eval_trials=section.integer("min_eval_trials", d.min_eval_trials, low=1, high=100),
-        best_model_metric=section.choice("best_model_metric", contract.BEST_MODEL_METRICS,
-                                         d.best_model_metric),
+        best_model_metric=section.choice(
+            "best_model_metric", contract.BEST_MODEL_METRICS, d.best_model_metric
+        ),
         number_of_resets=section.integer("number_of_resets", d.number_of_resets, low=0, high=1000),
     )
     section.finish()
@@ -527,10 +614,18 @@ def _trainer(section: _Section) -> Trainer:
     d = Trainer()
     trainer = Trainer(
         instance_type=section.string(
-            "instance_type", d.instance_type, pattern=TRAINER_INSTANCE_PATTERN,
-            allowed="a SageMaker training instance type such as ml.c5.2xlarge or ml.g4dn.xlarge"),
-        max_run_minutes=section.integer("max_run_minutes", d.max_run_minutes, low=10, high=7200,
-                                        why=" (SageMaker stops the trainer after this)"),
+            "instance_type",
+            d.instance_type,
+            pattern=TRAINER_INSTANCE_PATTERN,
+            allowed="a SageMaker training instance type such as ml.c5.2xlarge or ml.g4dn.xlarge",
+        ),
+        max_run_minutes=section.integer(
+            "max_run_minutes",
+            d.max_run_minutes,
+            low=10,
+            high=7200,
+            why=" (SageMaker stops the trainer after this)",
+        ),
         volume_gb=section.integer("volume_gb", d.volume_gb, low=10, high=1024),
     )
     section.finish()
@@ -539,44 +634,71 @@ def _trainer(section: _Section) -> Trainer:
 
 def _rollouts(section: _Section, hyperparameters: Mapping[str, Any]) -> Rollouts:
     d = Rollouts()
-    count = section.integer("count", d.count, low=1, high=MAX_ROLLOUTS,
-                            why=" (workers share one trainer's Redis; more rarely helps)")
+    count = section.integer(
+        "count",
+        d.count,
+        low=1,
+        high=MAX_ROLLOUTS,
+        why=" (workers share one trainer's Redis; more rarely helps)",
+    )
     episodes = hyperparameters.get("num_episodes_between_training")
     if isinstance(episodes, int) and count > episodes and "count" in section.data:
-        section.fail(section.name("count"), count,
-                     f"is more than hyperparameters.num_episodes_between_training ({episodes}): "
-                     f"the episodes of one iteration are split over the workers, so workers "
-                     f"{episodes}..{count - 1} would exit at once and waste their compute; "
-                     f"use at most {episodes} rollouts or raise num_episodes_between_training")
+        section.fail(
+            section.name("count"),
+            count,
+            f"is more than hyperparameters.num_episodes_between_training ({episodes}): "
+            f"the episodes of one iteration are split over the workers, so workers "
+            f"{episodes}..{count - 1} would exit at once and waste their compute; "
+            f"use at most {episodes} rollouts or raise num_episodes_between_training",
+        )
     vcpus = section.integer("vcpus", d.vcpus, low=1, high=96)
     memory = section.integer("memory_mib", d.memory_mib, low=2048, high=393216)
     overrides_raw = section.raw("overrides")
     overrides: list[WorkerOverride] = []
     if overrides_raw is not _MISSING:
         if not isinstance(overrides_raw, list):
-            section.fail(section.name("overrides"), overrides_raw,
-                         "is not allowed: a list of {worker: <index>, track: ...} mappings")
+            section.fail(
+                section.name("overrides"),
+                overrides_raw,
+                "is not allowed: a list of {worker: <index>, track: ...} mappings",
+            )
         else:
             seen: set[int] = set()
             for i, item in enumerate(overrides_raw):
-                sub = _Section(item, file=section.file, path=f"{section.name('overrides')}[{i}]",
-                               problems=section.problems)
-                worker = sub.integer("worker", low=0, high=max(count - 1, 0),
-                                     why=f" (a worker index below rollouts.count = {count})")
+                sub = _Section(
+                    item,
+                    file=section.file,
+                    path=f"{section.name('overrides')}[{i}]",
+                    problems=section.problems,
+                )
+                worker = sub.integer(
+                    "worker",
+                    low=0,
+                    high=max(count - 1, 0),
+                    why=f" (a worker index below rollouts.count = {count})",
+                )
                 if worker in seen:
                     sub.fail(sub.name("worker"), worker, "is not allowed: worker listed twice")
                 seen.add(worker)
-                overrides.append(WorkerOverride(
-                    worker=worker,
-                    track=_track(sub, "track", "") or None,
-                    reverse_direction=_optional_bool(sub, "reverse_direction"),
-                    change_start_position=_optional_bool(sub, "change_start_position"),
-                    alternate_driving_direction=_optional_bool(sub, "alternate_driving_direction"),
-                ))
+                overrides.append(
+                    WorkerOverride(
+                        worker=worker,
+                        track=_track(sub, "track", "") or None,
+                        reverse_direction=_optional_bool(sub, "reverse_direction"),
+                        change_start_position=_optional_bool(sub, "change_start_position"),
+                        alternate_driving_direction=_optional_bool(
+                            sub, "alternate_driving_direction"
+                        ),
+                    )
+                )
                 sub.finish()
     section.finish()
-    return Rollouts(count=count, vcpus=vcpus, memory_mib=memory,
-                    overrides=tuple(sorted(overrides, key=lambda o: o.worker)))
+    return Rollouts(
+        count=count,
+        vcpus=vcpus,
+        memory_mib=memory,
+        overrides=tuple(sorted(overrides, key=lambda o: o.worker)),
+    )
 
 
 def _optional_bool(section: _Section, key: str) -> bool | None:
@@ -588,11 +710,17 @@ def _optional_bool(section: _Section, key: str) -> bool | None:
 
 def _pretrained(section: _Section) -> Pretrained:
     pretrained = Pretrained(
-        prefix=section.string("prefix", pattern=re.compile(r"^[A-Za-z0-9!_.*'()/-]+$"),
-                              allowed="the S3 prefix of an earlier run's model, e.g. "
-                                      "experiments/my-old-run"),
-        bucket=section.string("bucket", None, pattern=re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
-                              allowed="an S3 bucket name (default: the platform bucket)"),
+        prefix=section.string(
+            "prefix",
+            pattern=re.compile(r"^[A-Za-z0-9!_.*'()/-]+$"),
+            allowed="the S3 prefix of an earlier run's model, e.g. experiments/my-old-run",
+        ),
+        bucket=section.string(
+            "bucket",
+            None,
+            pattern=re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
+            allowed="an S3 bucket name (default: the platform bucket)",
+        ),
         checkpoint=section.choice("checkpoint", ("last", "best"), "last"),
     )
     section.finish()
@@ -610,14 +738,22 @@ def _tags(top: _Section) -> dict[str, str]:
         top.fail("tags", f"{len(raw)} tags", f"is too many: at most {MAX_USER_TAGS}")
     tags: dict[str, str] = {}
     for key, value in sorted(raw.items(), key=lambda kv: str(kv[0])):
-        if not isinstance(key, str) or not TAG_KEY_PATTERN.match(key) or key.lower().startswith(
-            ("aws:", "rollouts:")
+        if (
+            not isinstance(key, str)
+            or not TAG_KEY_PATTERN.match(key)
+            or key.lower().startswith(("aws:", "rollouts:"))
         ):
-            top.fail(f"tags.{key}", key, "is not an allowed tag name: 1-128 characters, not "
-                                         "starting with 'aws:' or 'rollouts:' (reserved)")
-        elif not isinstance(value, str | int | float) or isinstance(value, bool) or len(
-            str(value)
-        ) > 256:
+            top.fail(
+                f"tags.{key}",
+                key,
+                "is not an allowed tag name: 1-128 characters, not "
+                "starting with 'aws:' or 'rollouts:' (reserved)",
+            )
+        elif (
+            not isinstance(value, str | int | float)
+            or isinstance(value, bool)
+            or len(str(value)) > 256
+        ):
             top.fail(f"tags.{key}", value, "is not allowed: a string of at most 256 characters")
         else:
             tags[key] = str(value)
@@ -637,8 +773,11 @@ def _json_or_inline(top: _Section, key: str, base: Path) -> tuple[Any, str]:
         try:
             return json.loads(file.read_text(encoding="utf-8")), f"{key} ({raw})"
         except OSError as error:
-            top.fail(key, raw, f"cannot be read: {error.strerror} (paths are relative to the "
-                               "experiment file)")
+            top.fail(
+                key,
+                raw,
+                f"cannot be read: {error.strerror} (paths are relative to the experiment file)",
+            )
         except json.JSONDecodeError as error:
             top.fail(key, raw, f"is not valid JSON: {error.msg} at line {error.lineno}")
         return None, key
@@ -676,8 +815,11 @@ def _hyperparameters(top: _Section, base: Path) -> dict[str, Any]:
     for key, rule in rules.items():
         values[key] = rule(key, values[key])
     if values["batch_size"] not in contract.BATCH_SIZES and "batch_size" in raw:
-        section.fail("hyperparameters.batch_size", values["batch_size"],
-                     f"is not allowed: one of {', '.join(map(str, contract.BATCH_SIZES))}")
+        section.fail(
+            "hyperparameters.batch_size",
+            values["batch_size"],
+            f"is not allowed: one of {', '.join(map(str, contract.BATCH_SIZES))}",
+        )
     section.finish()
     return values
 
@@ -685,8 +827,12 @@ def _hyperparameters(top: _Section, base: Path) -> dict[str, Any]:
 def _model_metadata(top: _Section, base: Path) -> dict[str, Any]:
     raw, _label = _json_or_inline(top, "model_metadata", base)
     if raw is _MISSING:
-        top.fail("model_metadata", raw, "is required: a path to model_metadata.json (relative "
-                                        "to the experiment file) or an inline mapping")
+        top.fail(
+            "model_metadata",
+            raw,
+            "is required: a path to model_metadata.json (relative "
+            "to the experiment file) or an inline mapping",
+        )
         return {}
     if raw is None:
         return {}
@@ -696,14 +842,15 @@ def _model_metadata(top: _Section, base: Path) -> dict[str, Any]:
     _check_action_space(section, space_type, space)
     sensors = section.raw("sensor")
     _check_sensors(section, sensors)
-    network = section.choice("neural_network", contract.NEURAL_NETWORKS,
-                             "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW")
+    network = section.choice(
+        "neural_network", contract.NEURAL_NETWORKS, "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW"
+    )
     algorithm = section.choice("training_algorithm", contract.TRAINING_ALGORITHMS, "clipped_ppo")
     version = section.raw("version")
     if version is not _MISSING and not (
         isinstance(version, str | int) and not isinstance(version, bool) and str(version).isdigit()
     ):
-        section.fail("model_metadata.version", version, "is not allowed: a version number like \"5\"")
+        section.fail("model_metadata.version", version, 'is not allowed: a version number like "5"')
     # Keep a few keys the simapp accepts but this project does not interpret.
     for passthrough in ("preprocess_type", "regional_parameters", "lidar_clipping"):
         section.raw(passthrough)
@@ -721,12 +868,18 @@ def _check_action_space(section: _Section, space_type: str, space: Any) -> None:
     if space is _MISSING:
         section.fail(where, space, "is required")
         return
-    ranges = {"steering_angle": (-contract.MAX_STEERING_ANGLE, contract.MAX_STEERING_ANGLE),
-              "speed": (0.1, contract.MAX_SPEED)}
+    ranges = {
+        "steering_angle": (-contract.MAX_STEERING_ANGLE, contract.MAX_STEERING_ANGLE),
+        "speed": (0.1, contract.MAX_SPEED),
+    }
     if space_type == "discrete":
         if not isinstance(space, list) or not space:
-            section.fail(where, space, "is not allowed: a discrete action space is a non-empty "
-                                       "list of {steering_angle, speed}")
+            section.fail(
+                where,
+                space,
+                "is not allowed: a discrete action space is a non-empty "
+                "list of {steering_angle, speed}",
+            )
             return
         for i, action in enumerate(space):
             if not isinstance(action, Mapping):
@@ -734,26 +887,39 @@ def _check_action_space(section: _Section, space_type: str, space: Any) -> None:
                 continue
             for key, (low, high) in ranges.items():
                 value = action.get(key, _MISSING)
-                if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                    low <= value <= high
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, int | float)
+                    or not (low <= value <= high)
                 ):
-                    section.fail(f"{where}[{i}].{key}", value,
-                                 f"is not allowed: a number from {low:g} to {high:g}")
+                    section.fail(
+                        f"{where}[{i}].{key}",
+                        value,
+                        f"is not allowed: a number from {low:g} to {high:g}",
+                    )
     elif space_type == "continuous":
         if not isinstance(space, Mapping):
-            section.fail(where, space, "is not allowed: a continuous action space is "
-                                       "{steering_angle: {low, high}, speed: {low, high}}")
+            section.fail(
+                where,
+                space,
+                "is not allowed: a continuous action space is "
+                "{steering_angle: {low, high}, speed: {low, high}}",
+            )
             return
         for key, (low, high) in ranges.items():
             bounds = space.get(key)
             lo = bounds.get("low") if isinstance(bounds, Mapping) else None
             hi = bounds.get("high") if isinstance(bounds, Mapping) else None
             if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lo, hi)):
-                section.fail(f"{where}.{key}", bounds, "is not allowed: {low: <number>, high: "
-                                                       "<number>}")
+                section.fail(
+                    f"{where}.{key}", bounds, "is not allowed: {low: <number>, high: <number>}"
+                )
             elif not (low <= lo < hi <= high):  # type: ignore[operator]
-                section.fail(f"{where}.{key}", bounds,
-                             f"is not allowed: need {low:g} <= low < high <= {high:g}")
+                section.fail(
+                    f"{where}.{key}",
+                    bounds,
+                    f"is not allowed: need {low:g} <= low < high <= {high:g}",
+                )
 
 
 def _check_sensors(section: _Section, sensors: Any) -> None:
@@ -769,19 +935,30 @@ def _check_sensors(section: _Section, sensors: Any) -> None:
     cameras = [s for s in sensors if s in contract.CAMERA_SENSORS]
     lidars = [s for s in sensors if s in contract.LIDAR_SENSORS]
     if unknown:
-        section.fail(where, sensors, f"is not allowed: unknown {', '.join(unknown)}; sensors are "
-                                     f"{', '.join(allowed)}")
+        section.fail(
+            where,
+            sensors,
+            f"is not allowed: unknown {', '.join(unknown)}; sensors are {', '.join(allowed)}",
+        )
     elif len(cameras) != 1 or len(lidars) > 1:
-        section.fail(where, sensors, "is not allowed: exactly one camera "
-                                     f"({', '.join(contract.CAMERA_SENSORS)}) and at most one of "
-                                     f"{', '.join(contract.LIDAR_SENSORS)}")
+        section.fail(
+            where,
+            sensors,
+            "is not allowed: exactly one camera "
+            f"({', '.join(contract.CAMERA_SENSORS)}) and at most one of "
+            f"{', '.join(contract.LIDAR_SENSORS)}",
+        )
 
 
 def _reward_function(top: _Section, base: Path) -> tuple[Path, str]:
     raw = top.raw("reward_function")
     if raw is _MISSING or not isinstance(raw, str):
-        top.fail("reward_function", raw, "is required: the path of a Python file defining "
-                                         "reward_function(params), relative to the experiment file")
+        top.fail(
+            "reward_function",
+            raw,
+            "is required: the path of a Python file defining "
+            "reward_function(params), relative to the experiment file",
+        )
         return Path(), ""
     path = (base / raw).resolve()
     try:
@@ -799,9 +976,13 @@ def _reward_function(top: _Section, base: Path) -> tuple[Path, str]:
     if function is None:
         top.fail("reward_function", raw, "does not define reward_function(params) at top level")
     elif len(function.args.args) != 1:
-        top.fail("reward_function", raw, "defines reward_function with "
-                                         f"{len(function.args.args)} arguments: it must take "
-                                         "exactly one (params)")
+        top.fail(
+            "reward_function",
+            raw,
+            "defines reward_function with "
+            f"{len(function.args.args)} arguments: it must take "
+            "exactly one (params)",
+        )
     return path, source
 
 

@@ -65,14 +65,13 @@ def main() -> int:
     model_dir = TARGET / "robomaker" / "2018-06-29"
     if all((model_dir / name).is_file() for name in MODEL_FILES):
         return 0
-    with tempfile.TemporaryDirectory() as tmp:
-        with zipfile.ZipFile(_download_wheel(Path(tmp))) as wheel:
-            model_dir.mkdir(parents=True, exist_ok=True)
-            for name in MODEL_FILES:
-                (model_dir / name).write_bytes(_read_member(wheel, MODEL_DIR + name))
-            info = f"botocore-{BOTOCORE_VERSION}.dist-info/"
-            for legal in ("LICENSE.txt", "NOTICE"):
-                (TARGET / f"botocore-{legal}").write_bytes(wheel.read(info + legal))
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(_download_wheel(Path(tmp))) as wheel:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        for name in MODEL_FILES:
+            (model_dir / name).write_bytes(_read_member(wheel, MODEL_DIR + name))
+        info = f"botocore-{BOTOCORE_VERSION}.dist-info/"
+        for legal in ("LICENSE.txt", "NOTICE"):
+            (TARGET / f"botocore-{legal}").write_bytes(wheel.read(info + legal))
     print(f"RoboMaker API model (botocore {BOTOCORE_VERSION}) -> {model_dir.relative_to(ROOT)}")
     return 0
 

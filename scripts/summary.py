@@ -35,31 +35,44 @@ def main(argv: list[str]) -> int:
         print(f"error: {manifest_path} not found: run `make synth` first", file=sys.stderr)
         return 1
     manifest = json.loads(manifest_path.read_text())
-    stacks = sorted(name for name, artifact in manifest["artifacts"].items()
-                    if artifact["type"] == "aws:cloudformation:stack")
+    stacks = sorted(
+        name
+        for name, artifact in manifest["artifacts"].items()
+        if artifact["type"] == "aws:cloudformation:stack"
+    )
     print(f"\nSynthesized {len(stacks)} stacks into {outdir}/ (no AWS account was used):\n")
     for name in stacks:
         template = json.loads((outdir / f"{name}.template.json").read_text())
         counts = Counter(r["Type"] for r in template["Resources"].values())
         parts = [f"{counts[t]} {label}" for t, label in INTERESTING.items() if counts[t]]
         print(f"  {name}: {sum(counts.values())} resources ({', '.join(parts)})")
-        for run in (r for r in template["Resources"].values() if r["Type"] == "Custom::RolloutsRun"):
+        for run in (
+            r for r in template["Resources"].values() if r["Type"] == "Custom::RolloutsRun"
+        ):
             props = run["Properties"]
             tracks = sorted(set(props["Worlds"]))
-            print(f"    run: 1 trainer ({props['Trainer']['InstanceType']}, "
-                  f"max {int(props['Trainer']['MaxRuntimeSeconds']) // 60} min) + "
-                  f"{props['RolloutCount']} rollouts on {props['Backend']} "
-                  f"[{', '.join(tracks)}], video {'on' if props['VideoStreams'] else 'off'}")
+            print(
+                f"    run: 1 trainer ({props['Trainer']['InstanceType']}, "
+                f"max {int(props['Trainer']['MaxRuntimeSeconds']) // 60} min) + "
+                f"{props['RolloutCount']} rollouts on {props['Backend']} "
+                f"[{', '.join(tracks)}], video {'on' if props['VideoStreams'] else 'off'}"
+            )
         if "Platform" in name:
             lines = idle_monthly_cost(template)
-            print(f"    idle cost estimate (nothing running, us-east-1 list prices): "
-                  f"~${total(lines):.2f}/month")
+            print(
+                f"    idle cost estimate (nothing running, us-east-1 list prices): "
+                f"~${total(lines):.2f}/month"
+            )
             for line in lines:
                 print(f"      {line.item}: {line.count} -> ${line.monthly_usd:.2f}")
-            print("      + S3 storage of your data ($0.023/GB-month); training itself bills "
-                  "per second while it runs")
-    print("\nDeploy: npx cdk deploy DeepRacerRollouts-Platform, then "
-          "npx cdk deploy DeepRacerRollouts-<experiment> (see README).")
+            print(
+                "      + S3 storage of your data ($0.023/GB-month); training itself bills "
+                "per second while it runs"
+            )
+    print(
+        "\nDeploy: npx cdk deploy DeepRacerRollouts-Platform, then "
+        "npx cdk deploy DeepRacerRollouts-<experiment> (see README)."
+    )
     return 0
 
 

@@ -22,9 +22,17 @@ EXPERIMENT_TAG = "rollouts:experiment"
 
 
 class ExperimentStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, spec: ExperimentSpec,
-                 config: PlatformConfig, platform_name: str, bundle_dir: Path,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        spec: ExperimentSpec,
+        config: PlatformConfig,
+        platform_name: str,
+        bundle_dir: Path,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         Tags.of(self).add(EXPERIMENT_TAG, spec.name)
         for key, value in sorted(spec.tags.items()):
@@ -34,26 +42,46 @@ class ExperimentStack(Stack):
         prefix = ExperimentDataStore.experiment_prefix(spec.name)
 
         files = s3_assets.Asset(self, "Files", path=str(bundle_dir))
-        video = (RolloutVideoStreams(self, "Video", experiment=spec.name,
-                                     count=spec.rollouts.count, key_arn=platform.key_arn,
-                                     retention_hours=config.video_retention_hours)
-                 if spec.video else None)
+        video = (
+            RolloutVideoStreams(
+                self,
+                "Video",
+                experiment=spec.name,
+                count=spec.rollouts.count,
+                key_arn=platform.key_arn,
+                retention_hours=config.video_retention_hours,
+            )
+            if spec.video
+            else None
+        )
         max_seconds = spec.trainer.max_run_minutes * 60
         run = ExperimentRun(
-            self, "Run", experiment=spec.name, backend=config.backend, prefix=prefix,
-            platform=platform, files=files,
+            self,
+            "Run",
+            experiment=spec.name,
+            backend=config.backend,
+            prefix=prefix,
+            platform=platform,
+            files=files,
             trainer=TrainerSettings(
-                instance_type=spec.trainer.instance_type, volume_gb=spec.trainer.volume_gb,
+                instance_type=spec.trainer.instance_type,
+                volume_gb=spec.trainer.volume_gb,
                 max_runtime_seconds=max_seconds,
                 pretrained_bucket=spec.pretrained.bucket if spec.pretrained else None,
-                pretrained_prefix=spec.pretrained.prefix if spec.pretrained else None),
+                pretrained_prefix=spec.pretrained.prefix if spec.pretrained else None,
+            ),
             rollouts=RolloutSettings(
-                count=spec.rollouts.count, worlds=spec.worker_tracks,
+                count=spec.rollouts.count,
+                worlds=spec.worker_tracks,
                 video_streams=video.stream_names if video else [],
-                vcpus=spec.rollouts.vcpus, memory_mib=spec.rollouts.memory_mib,
+                vcpus=spec.rollouts.vcpus,
+                memory_mib=spec.rollouts.memory_mib,
                 # Rollouts stop with the trainer; the margin covers simulator start-up.
-                max_duration_seconds=max_seconds + 1800),
-            wait_for=config.wait_for, tags=spec.tags, log_retention=log_retention,
+                max_duration_seconds=max_seconds + 1800,
+            ),
+            wait_for=config.wait_for,
+            tags=spec.tags,
+            log_retention=log_retention,
         )
         if video is not None:
             for stream in video.streams:
@@ -70,15 +98,18 @@ class ExperimentStack(Stack):
             "VideoStreams": ",".join(video.stream_names) if video else "",
             "TrainingJobConsole": (
                 f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}"
-                f"#/jobs/{run.run_id}"),
+                f"#/jobs/{run.run_id}"
+            ),
             "DataConsole": (
                 f"https://s3.console.aws.amazon.com/s3/buckets/{platform.bucket_name}"
-                f"?region={region}&prefix={prefix}/"),
+                f"?region={region}&prefix={prefix}/"
+            ),
         }
         if config.backend == "batch":
             outputs["JobQueue"] = platform.job_queue_arn
             outputs["RolloutsConsole"] = (
-                f"https://{region}.console.aws.amazon.com/batch/home?region={region}#jobs")
+                f"https://{region}.console.aws.amazon.com/batch/home?region={region}#jobs"
+            )
         else:
             outputs["SimulationJobBatchArn"] = run.attribute("SimulationJobBatchArn")
         if video is not None:

@@ -21,13 +21,25 @@ NOT_USED = "none"
 
 
 class PlatformStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: PlatformConfig,
-                 platform_name: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: PlatformConfig,
+        platform_name: str,
+        **kwargs: Any,
+    ) -> None:
         self._az_count = config.az_count
         super().__init__(scope, construct_id, **kwargs)
         log_retention = logs.RetentionDays[_retention_enum_name(config.log_retention_days)]
-        network = RolloutNetwork(self, "Network", az_count=config.az_count, egress=config.egress,
-                                 log_retention=log_retention)
+        network = RolloutNetwork(
+            self,
+            "Network",
+            az_count=config.az_count,
+            egress=config.egress,
+            log_retention=log_retention,
+        )
         data = ExperimentDataStore(self, "Data")
         roles = RolloutRoles(self, "Roles", data=data, backend=config.backend)
         image = SimappImage(self, "Simapp", base_image=config.simapp_image)
@@ -36,39 +48,65 @@ class PlatformStack(Stack):
         job_queue_arn = job_definition_arn = simulation_application_arn = NOT_USED
         if config.backend == "batch":
             backend = BatchRolloutBackend(
-                self, "Batch", network=network, image=image, rollout_role=roles.rollout_role,
-                instance_types=config.rollout_instance_types, spot=config.spot,
-                max_vcpus=config.max_vcpus, gpu=config.gpu, log_retention=log_retention)
+                self,
+                "Batch",
+                network=network,
+                image=image,
+                rollout_role=roles.rollout_role,
+                instance_types=config.rollout_instance_types,
+                spot=config.spot,
+                max_vcpus=config.max_vcpus,
+                gpu=config.gpu,
+                log_retention=log_retention,
+            )
             job_queue_arn = backend.job_queue.job_queue_arn
             job_definition_arn = backend.job_definition.job_definition_arn
         else:
-            robomaker = RoboMakerRolloutBackend(self, "RoboMaker", bucket=data.bucket, image=image,
-                                                app_form=config.robomaker_app_form)
+            robomaker = RoboMakerRolloutBackend(
+                self,
+                "RoboMaker",
+                bucket=data.bucket,
+                image=image,
+                app_form=config.robomaker_app_form,
+            )
             if config.robomaker_app_form == "container":
                 roles.grant_image_pull_to_rollouts(image)
             simulation_application_arn = robomaker.application_arn
 
-        PlatformParameters(self, "Parameters", platform=platform_name, values={
-            "backend": config.backend,
-            "bucket-name": data.bucket.bucket_name,
-            "key-arn": data.key.key_arn,
-            "image-uri": image.image_uri,
-            "trainer-role-arn": roles.trainer_role.role_arn,
-            "rollout-role-arn": roles.rollout_role.role_arn,
-            "trainer-subnets": Fn.join(",", network.trainer_subnets.subnet_ids),
-            "trainer-security-group": network.trainer_security_group.security_group_id,
-            "rollout-subnets": Fn.join(",", network.rollout_subnets.subnet_ids),
-            "rollout-security-group": network.rollout_security_group.security_group_id,
-            "assign-public-ip": str(network.assign_public_ip).lower(),
-            "job-queue-arn": job_queue_arn,
-            "job-definition-arn": job_definition_arn,
-            "simulation-application-arn": simulation_application_arn,
-        })
-        CfnOutput(self, "DataBucket", value=data.bucket.bucket_name,
-                  description="Experiment data (retained when stacks are deleted)")
+        PlatformParameters(
+            self,
+            "Parameters",
+            platform=platform_name,
+            values={
+                "backend": config.backend,
+                "bucket-name": data.bucket.bucket_name,
+                "key-arn": data.key.key_arn,
+                "image-uri": image.image_uri,
+                "trainer-role-arn": roles.trainer_role.role_arn,
+                "rollout-role-arn": roles.rollout_role.role_arn,
+                "trainer-subnets": Fn.join(",", network.trainer_subnets.subnet_ids),
+                "trainer-security-group": network.trainer_security_group.security_group_id,
+                "rollout-subnets": Fn.join(",", network.rollout_subnets.subnet_ids),
+                "rollout-security-group": network.rollout_security_group.security_group_id,
+                "assign-public-ip": str(network.assign_public_ip).lower(),
+                "job-queue-arn": job_queue_arn,
+                "job-definition-arn": job_definition_arn,
+                "simulation-application-arn": simulation_application_arn,
+            },
+        )
+        CfnOutput(
+            self,
+            "DataBucket",
+            value=data.bucket.bucket_name,
+            description="Experiment data (retained when stacks are deleted)",
+        )
         CfnOutput(self, "Backend", value=config.backend)
-        CfnOutput(self, "ParameterPath", value=f"{PARAMETER_ROOT}/{platform_name}/",
-                  description="SSM parameters that experiment stacks read at deploy time")
+        CfnOutput(
+            self,
+            "ParameterPath",
+            value=f"{PARAMETER_ROOT}/{platform_name}/",
+            description="SSM parameters that experiment stacks read at deploy time",
+        )
 
     @property
     def availability_zones(self) -> list[str]:
@@ -78,8 +116,23 @@ class PlatformStack(Stack):
 
 
 def _retention_enum_name(days: int) -> str:
-    names = {1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS",
-             30: "ONE_MONTH", 60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS",
-             150: "FIVE_MONTHS", 180: "SIX_MONTHS", 365: "ONE_YEAR", 400: "THIRTEEN_MONTHS",
-             545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1827: "FIVE_YEARS", 3653: "TEN_YEARS"}
+    names = {
+        1: "ONE_DAY",
+        3: "THREE_DAYS",
+        5: "FIVE_DAYS",
+        7: "ONE_WEEK",
+        14: "TWO_WEEKS",
+        30: "ONE_MONTH",
+        60: "TWO_MONTHS",
+        90: "THREE_MONTHS",
+        120: "FOUR_MONTHS",
+        150: "FIVE_MONTHS",
+        180: "SIX_MONTHS",
+        365: "ONE_YEAR",
+        400: "THIRTEEN_MONTHS",
+        545: "EIGHTEEN_MONTHS",
+        731: "TWO_YEARS",
+        1827: "FIVE_YEARS",
+        3653: "TEN_YEARS",
+    }
     return names[days]

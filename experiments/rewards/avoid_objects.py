@@ -8,8 +8,10 @@ def reward_function(params):
     closest = params.get("closest_objects") or []
     if closest:
         ahead = closest[1]
-        distance = ((params["x"] - params["objects_location"][ahead][0]) ** 2
-                    + (params["y"] - params["objects_location"][ahead][1]) ** 2) ** 0.5
+        distance = (
+            (params["x"] - params["objects_location"][ahead][0]) ** 2
+            + (params["y"] - params["objects_location"][ahead][1]) ** 2
+        ) ** 0.5
         same_lane = params["objects_left_of_center"][ahead] == params["is_left_of_center"]
         if same_lane and distance < 0.8:
             reward *= 0.2

@@ -18,23 +18,29 @@ DRFC = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "drfc"
 
 RACES = {
     "TIME_TRIAL": "race: {type: TIME_TRIAL}",
-    "OBJECT_AVOIDANCE": ("race:\n  type: OBJECT_AVOIDANCE\n  object_avoidance:\n"
-                         "    object_positions: ['0.2,-1', '0.5,1', '0.8,-1']\n"
-                         "    is_obstacle_bot_car: true"),
-    "HEAD_TO_BOT": ("race:\n  type: HEAD_TO_BOT\n  head_to_bot:\n    number_of_bot_cars: 2\n"
-                    "    bot_car_speed: 0.4\n    is_lane_change: true"),
+    "OBJECT_AVOIDANCE": (
+        "race:\n  type: OBJECT_AVOIDANCE\n  object_avoidance:\n"
+        "    object_positions: ['0.2,-1', '0.5,1', '0.8,-1']\n"
+        "    is_obstacle_bot_car: true"
+    ),
+    "HEAD_TO_BOT": (
+        "race:\n  type: HEAD_TO_BOT\n  head_to_bot:\n    number_of_bot_cars: 2\n"
+        "    bot_car_speed: 0.4\n    is_lane_change: true"
+    ),
 }
 
 
-def write_experiment(tmp_path: Path, race: str, metadata: str = "model_metadata.json",
-                     extra: str = "") -> Path:
+def write_experiment(
+    tmp_path: Path, race: str, metadata: str = "model_metadata.json", extra: str = ""
+) -> Path:
     (tmp_path / "reward.py").write_text("def reward_function(params):\n    return 1.0\n")
     path = tmp_path / "experiment.yaml"
     path.write_text(
         f"name: render-test\ntrack: reInvent2019_wide_cw\n{race}\n"
         f"model_metadata: {DRFC / metadata}\nhyperparameters: {DRFC / 'hyperparameters.json'}\n"
         f"reward_function: reward.py\ncar: {{name: Speedy, color: Orange}}\n"
-        f"rollouts:\n  count: 3\n{extra}")
+        f"rollouts:\n  count: 3\n{extra}"
+    )
     return path
 
 
@@ -58,8 +64,10 @@ def test_every_mandatory_key_with_the_right_values(race_type: str, tmp_path: Pat
         assert params["CAR_COLOR"] == "Orange" and params["BODY_SHELL_TYPE"] == "deepracer"
         assert params["CAR_NAME"] == "Speedy" and params["NUM_WORKERS"] == "3"
         assert params["KINESIS_VIDEO_STREAM_NAME"] == "{{video_stream}}"
-    race_keys = {"OBJECT_AVOIDANCE": contract.OBJECT_AVOIDANCE_KEYS,
-                 "HEAD_TO_BOT": contract.HEAD_TO_BOT_KEYS}
+    race_keys = {
+        "OBJECT_AVOIDANCE": contract.OBJECT_AVOIDANCE_KEYS,
+        "HEAD_TO_BOT": contract.HEAD_TO_BOT_KEYS,
+    }
     params = yaml.safe_load(files["training_params_0.yaml"])
     for other, keys in race_keys.items():
         for key in keys:
@@ -73,8 +81,9 @@ def test_every_mandatory_key_with_the_right_values(race_type: str, tmp_path: Pat
         assert params["IS_LANE_CHANGE"] == "True"
 
 
-@pytest.mark.parametrize("metadata", ["model_metadata.json", "model_metadata_cont.json",
-                                      "model_metadata_sac.json"])
+@pytest.mark.parametrize(
+    "metadata", ["model_metadata.json", "model_metadata_cont.json", "model_metadata_sac.json"]
+)
 def test_real_drfc_files_load_and_render_unchanged(metadata: str, tmp_path: Path) -> None:
     spec = load_experiment(write_experiment(tmp_path, RACES["TIME_TRIAL"], metadata))
     source = json.loads((DRFC / metadata).read_text())
@@ -87,7 +96,7 @@ def test_real_drfc_files_load_and_render_unchanged(metadata: str, tmp_path: Path
 
 
 def test_worker_overrides_change_only_that_worker(tmp_path: Path) -> None:
-    extra = ("  overrides:\n    - {worker: 2, track: 2022_april_open, reverse_direction: true}\n")
+    extra = "  overrides:\n    - {worker: 2, track: 2022_april_open, reverse_direction: true}\n"
     spec = load_experiment(write_experiment(tmp_path, RACES["TIME_TRIAL"], extra=extra))
     first, second, third = (worker_params(spec, i) for i in range(3))
     assert first == second
@@ -106,7 +115,10 @@ def test_only_known_placeholders_and_deterministic_output(tmp_path: Path) -> Non
     manifest = json.loads(files["manifest.json"])
     assert manifest["worker_params"] == [f"training_params_{i}.yaml" for i in range(3)]
     assert {f["key"] for f in manifest["files"]} == {
-        contract.REWARD_FUNCTION_KEY, contract.MODEL_METADATA_KEY, contract.HYPERPARAMETERS_KEY}
+        contract.REWARD_FUNCTION_KEY,
+        contract.MODEL_METADATA_KEY,
+        contract.HYPERPARAMETERS_KEY,
+    }
 
 
 def test_shipped_experiments_are_valid() -> None:

@@ -33,69 +33,102 @@ def experiment(body: str, *, model: str = MODEL) -> str:
 BAD_FILES: dict[str, tuple[str, list[str]]] = {
     "misspelt-track": (
         "name: t1\ntrack: reInvent2019_trak\n",
-        ["track: 'reInvent2019_trak' is not a known track", "did you mean 'reInvent2019_track'"]),
+        ["track: 'reInvent2019_trak' is not a known track", "did you mean 'reInvent2019_track'"],
+    ),
     "too-many-rollouts-for-episodes": (
         "name: t2\ntrack: reInvent2019_track\nrollouts: {count: 24}\n"
         "hyperparameters: {num_episodes_between_training: 20}\n",
-        ["rollouts.count: 24 is more than hyperparameters.num_episodes_between_training (20)",
-         "workers 20..23 would exit at once and waste their compute"]),
+        [
+            "rollouts.count: 24 is more than hyperparameters.num_episodes_between_training (20)",
+            "workers 20..23 would exit at once and waste their compute",
+        ],
+    ),
     "rollouts-over-limit": (
         "name: t3\ntrack: reInvent2019_track\nrollouts: {count: 65}\n"
         "hyperparameters: {num_episodes_between_training: 100}\n",
-        ["rollouts.count: 65 is not allowed: an integer from 1 to 64"]),
+        ["rollouts.count: 65 is not allowed: an integer from 1 to 64"],
+    ),
     "unknown-top-level-key": (
         "name: t4\ntrack: reInvent2019_track\nrolouts: {count: 2}\n",
-        ["rolouts: {\"count\": 2} is not a known key here", "did you mean 'rollouts'?"]),
+        ['rolouts: {"count": 2} is not a known key here', "did you mean 'rollouts'?"],
+    ),
     "bad-race-type": (
         "name: t5\ntrack: reInvent2019_track\nrace: {type: TIME_TRAIL}\n",
-        ["race.type: 'TIME_TRAIL' is not allowed: must be one of TIME_TRIAL, OBJECT_AVOIDANCE, "
-         "HEAD_TO_BOT; did you mean 'TIME_TRIAL'?"]),
+        [
+            "race.type: 'TIME_TRAIL' is not allowed: must be one of TIME_TRIAL, OBJECT_AVOIDANCE, "
+            "HEAD_TO_BOT; did you mean 'TIME_TRIAL'?"
+        ],
+    ),
     "obstacles-on-time-trial": (
         "name: t6\ntrack: reInvent2019_track\nrace:\n  type: TIME_TRIAL\n"
         "  object_avoidance: {number_of_obstacles: 3}\n",
-        ["race.object_avoidance: {\"number_of_obstacles\": 3} is not allowed for race type "
-         "TIME_TRIAL: only for OBJECT_AVOIDANCE"]),
+        [
+            'race.object_avoidance: {"number_of_obstacles": 3} is not allowed for race type '
+            "TIME_TRIAL: only for OBJECT_AVOIDANCE"
+        ],
+    ),
     "bad-car-color": (
         "name: t7\ntrack: reInvent2019_track\ncar: {color: Green}\n",
-        ["car.color: 'Green' is not allowed: must be one of Black, Grey, Blue, Red, Orange, "
-         "White, Purple"]),
+        [
+            "car.color: 'Green' is not allowed: must be one of Black, Grey, Blue, Red, Orange, "
+            "White, Purple"
+        ],
+    ),
     "bad-name": (
         "name: My_Experiment\ntrack: reInvent2019_track\n",
-        ["name: 'My_Experiment' is not allowed: lowercase letters, digits and '-'"]),
+        ["name: 'My_Experiment' is not allowed: lowercase letters, digits and '-'"],
+    ),
     "override-for-missing-worker": (
         "name: t9\ntrack: reInvent2019_track\nrollouts:\n  count: 2\n  overrides:\n"
         "    - {worker: 5, track: 2022_april_open}\n",
-        ["rollouts.overrides[0].worker: 5 is not allowed: an integer from 0 to 1 "
-         "(a worker index below rollouts.count = 2)"]),
+        [
+            "rollouts.overrides[0].worker: 5 is not allowed: an integer from 0 to 1 "
+            "(a worker index below rollouts.count = 2)"
+        ],
+    ),
     "reward-without-function": (
         "name: t10\ntrack: reInvent2019_track\nreward_function: no_function.py\n",
-        ["reward_function: 'no_function.py' does not define reward_function(params)"]),
+        ["reward_function: 'no_function.py' does not define reward_function(params)"],
+    ),
     "sac-with-discrete-actions": (
-        experiment("name: t11\ntrack: reInvent2019_track\n", model=MODEL + "  training_algorithm: sac\n"),
-        ["model_metadata.training_algorithm: 'sac' is not allowed with a discrete action space"]),
+        experiment(
+            "name: t11\ntrack: reInvent2019_track\n", model=MODEL + "  training_algorithm: sac\n"
+        ),
+        ["model_metadata.training_algorithm: 'sac' is not allowed with a discrete action space"],
+    ),
     "two-cameras": (
-        experiment("name: t12\ntrack: reInvent2019_track\n", model=MODEL.replace(
-            "[FRONT_FACING_CAMERA]", "[FRONT_FACING_CAMERA, LEFT_CAMERA]")),
-        ["model_metadata.sensor: [\"FRONT_FACING_CAMERA\", \"LEFT_CAMERA\"] is not allowed: "
-         "exactly one camera"]),
+        experiment(
+            "name: t12\ntrack: reInvent2019_track\n",
+            model=MODEL.replace("[FRONT_FACING_CAMERA]", "[FRONT_FACING_CAMERA, LEFT_CAMERA]"),
+        ),
+        [
+            'model_metadata.sensor: ["FRONT_FACING_CAMERA", "LEFT_CAMERA"] is not allowed: '
+            "exactly one camera"
+        ],
+    ),
     "speed-out-of-range": (
-        experiment("name: t13\ntrack: reInvent2019_track\n", model=MODEL.replace(
-            "speed: 1.0", "speed: 9")),
-        ["model_metadata.action_space[0].speed: 9 is not allowed: a number from 0.1 to 4"]),
+        experiment(
+            "name: t13\ntrack: reInvent2019_track\n", model=MODEL.replace("speed: 1.0", "speed: 9")
+        ),
+        ["model_metadata.action_space[0].speed: 9 is not allowed: a number from 0.1 to 4"],
+    ),
     "unknown-hyperparameter": (
         "name: t14\ntrack: reInvent2019_track\nhyperparameters: {learning_rate: 0.001}\n",
-        ["hyperparameters.learning_rate: 0.001 is not a known key here"]),
+        ["hyperparameters.learning_rate: 0.001 is not a known key here"],
+    ),
     "trainer-instance-type": (
         "name: t15\ntrack: reInvent2019_track\ntrainer: {instance_type: c5.2xlarge}\n",
-        ["trainer.instance_type: 'c5.2xlarge' is not allowed: a SageMaker training instance "
-         "type such as ml.c5.2xlarge"]),
+        [
+            "trainer.instance_type: 'c5.2xlarge' is not allowed: a SageMaker training instance "
+            "type such as ml.c5.2xlarge"
+        ],
+    ),
     "boolean-as-string": (
         "name: t16\ntrack: reInvent2019_track\nvideo: 'yes'\n",
-        ["video: 'yes' is not allowed: true or false"]),
-    "missing-track": (
-        "name: t17\n", ["track: (missing) is required"]),
-    "invalid-yaml": (
-        "name: t18\ntrack: [unclosed\n", ["is not valid YAML at line"]),
+        ["video: 'yes' is not allowed: true or false"],
+    ),
+    "missing-track": ("name: t17\n", ["track: (missing) is required"]),
+    "invalid-yaml": ("name: t18\ntrack: [unclosed\n", ["is not valid YAML at line"]),
 }
 
 
@@ -110,8 +143,11 @@ def workdir(tmp_path: Path) -> Path:
 def test_bad_file_gets_its_specific_message(case: str, workdir: Path) -> None:
     body, expected = BAD_FILES[case]
     path = workdir / f"{case}.yaml"
-    path.write_text(body if "invalid" in case or "reward_function" in body or "model_metadata"
-                    in body else experiment(body))
+    path.write_text(
+        body
+        if "invalid" in case or "reward_function" in body or "model_metadata" in body
+        else experiment(body)
+    )
     with pytest.raises(SpecError) as caught:
         load_experiment(path)
     message = str(caught.value)
@@ -134,12 +170,19 @@ def test_synth_of_a_bad_file_exits_2_with_the_message_and_writes_nothing(workdir
     path = workdir / "bad.yaml"
     path.write_text(experiment("name: t1\ntrack: reInvent2019_trak\n"))
     outdir = workdir / "cdk.out"
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [sys.executable, str(REPO / "app.py")],
-        cwd=workdir, capture_output=True, text=True, check=False, timeout=120,
-        env={"PATH": f"{REPO / 'node_modules' / '.bin'}:/usr/bin:/bin",
-             "CDK_OUTDIR": str(outdir),
-             "CDK_CONTEXT_JSON": f'{{"experiment": "{path}"}}'})
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={
+            "PATH": f"{REPO / 'node_modules' / '.bin'}:/usr/bin:/bin",
+            "CDK_OUTDIR": str(outdir),
+            "CDK_CONTEXT_JSON": f'{{"experiment": "{path}"}}',
+        },
+    )
     assert result.returncode == 2, result.stderr
     assert "did you mean 'reInvent2019_track'" in result.stderr
     assert "Nothing was synthesized" in result.stderr
@@ -147,18 +190,32 @@ def test_synth_of_a_bad_file_exits_2_with_the_message_and_writes_nothing(workdir
     assert not outdir.exists()
 
 
-@pytest.mark.parametrize(("context", "expected"), [
-    ('{"backend": "ec2"}', "cdk context 'backend': 'ec2' is not allowed: one of batch, robomaker"),
-    ('{"azCount": "1"}', "cdk context 'azCount': '1' is not allowed: an integer from 2 to 6"),
-    ('{"experiment": "nope"}', "cdk context 'experiment': 'nope' is not an experiment file"),
-    ('{"rolloutInstanceTypes": "c5.huge"}', "cdk context 'rolloutInstanceTypes'"),
-])
+@pytest.mark.parametrize(
+    ("context", "expected"),
+    [
+        (
+            '{"backend": "ec2"}',
+            "cdk context 'backend': 'ec2' is not allowed: one of batch, robomaker",
+        ),
+        ('{"azCount": "1"}', "cdk context 'azCount': '1' is not allowed: an integer from 2 to 6"),
+        ('{"experiment": "nope"}', "cdk context 'experiment': 'nope' is not an experiment file"),
+        ('{"rolloutInstanceTypes": "c5.huge"}', "cdk context 'rolloutInstanceTypes'"),
+    ],
+)
 def test_bad_context_exits_2(context: str, expected: str, tmp_path: Path) -> None:
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [sys.executable, str(REPO / "app.py")],
-        cwd=REPO, capture_output=True, text=True, check=False, timeout=120,
-        env={"PATH": f"{REPO / 'node_modules' / '.bin'}:/usr/bin:/bin",
-             "CDK_OUTDIR": str(tmp_path / "out"), "CDK_CONTEXT_JSON": context})
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={
+            "PATH": f"{REPO / 'node_modules' / '.bin'}:/usr/bin:/bin",
+            "CDK_OUTDIR": str(tmp_path / "out"),
+            "CDK_CONTEXT_JSON": context,
+        },
+    )
     assert result.returncode == 2
     assert expected in result.stderr
     assert "Traceback" not in result.stderr

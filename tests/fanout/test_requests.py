@@ -178,7 +178,9 @@ def test_batch_array_job_request() -> None:
     assert not any(name.startswith("AWS_BATCH") for name in env), "reserved by Batch"
     # The experiment's rollout size overrides the job definition's default.
     assert request["containerOverrides"]["resourceRequirements"] == [
-        {"type": "VCPU", "value": "4"}, {"type": "MEMORY", "value": "8192"}]
+        {"type": "VCPU", "value": "4"},
+        {"type": "MEMORY", "value": "8192"},
+    ]
 
 
 def test_batch_single_rollout_is_a_plain_job_and_shared_yaml_is_one_entry() -> None:

@@ -53,8 +53,9 @@ def synthesize(outdir: Path, staging: Path, **overrides: Any) -> Synthesis:
         for message in stack.messages
         if str(message.level).endswith("WARNING")
     )
-    return Synthesis(backend=config.platform.backend, outdir=outdir, templates=templates,
-                     warnings=warnings)
+    return Synthesis(
+        backend=config.platform.backend, outdir=outdir, templates=templates, warnings=warnings
+    )
 
 
 def masked(template: Mapping[str, Any]) -> Any:

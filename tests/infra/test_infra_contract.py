@@ -22,8 +22,7 @@ DEPLOY_TIME_VALUES = {
     "PlatformAssignPublicIp": "true",
     "PlatformJobQueueArn": f"arn:aws:batch:us-east-1:{ACCOUNT}:job-queue/rollouts",
     "PlatformJobDefinitionArn": f"arn:aws:batch:us-east-1:{ACCOUNT}:job-definition/rollout:3",
-    "PlatformSimulationApplicationArn":
-        f"arn:aws:robomaker:us-east-1:{ACCOUNT}:simulation-application/deepracer/1",
+    "PlatformSimulationApplicationArn": f"arn:aws:robomaker:us-east-1:{ACCOUNT}:simulation-application/deepracer/1",
 }
 
 
@@ -36,8 +35,11 @@ def resolve(value: Any) -> Any:
             separator, text = value["Fn::Split"]
             return resolve(text).split(separator)
         if set(value) == {"Fn::Sub"}:
-            return value["Fn::Sub"].replace("${AWS::AccountId}", ACCOUNT).replace(
-                "${AWS::Region}", "us-east-1")
+            return (
+                value["Fn::Sub"]
+                .replace("${AWS::AccountId}", ACCOUNT)
+                .replace("${AWS::Region}", "us-east-1")
+            )
         if set(value) == {"Fn::GetAtt"}:
             return "arn:aws:lambda:us-east-1:123456789012:function:provider"
         return {k: resolve(v) for k, v in value.items()}
@@ -46,10 +48,10 @@ def resolve(value: Any) -> Any:
     return value
 
 
-@pytest.mark.parametrize("experiment", ["reinvent-time-trial", "oa-multi-track",
-                                        "h2b-continuous"])
-def test_synthesized_properties_parse_in_the_lambda(experiment: str, each_backend: Synthesis
-                                                   ) -> None:
+@pytest.mark.parametrize("experiment", ["reinvent-time-trial", "oa-multi-track", "h2b-continuous"])
+def test_synthesized_properties_parse_in_the_lambda(
+    experiment: str, each_backend: Synthesis
+) -> None:
     template = each_backend.experiment(experiment)
     [run] = [r for r in template["Resources"].values() if r["Type"] == "Custom::RolloutsRun"]
     raw = resolve(run["Properties"])

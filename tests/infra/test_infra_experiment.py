@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 from synth_support import Synthesis
+from tests_paths import EXPERIMENTS
 
 from rollouts.spec import load_experiment
-from tests_paths import EXPERIMENTS
 
 
 def by_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -20,8 +20,9 @@ def run_properties(template: dict[str, Any]) -> dict[str, Any]:
     return run["Properties"]
 
 
-@pytest.mark.parametrize("experiment_file", sorted(EXPERIMENTS.glob("*.yaml")),
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "experiment_file", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.stem
+)
 def test_one_encrypted_video_stream_per_rollout(experiment_file: Any, batch: Synthesis) -> None:
     spec = load_experiment(experiment_file)
     template = batch.experiment(spec.name)
@@ -52,12 +53,15 @@ def test_backend_specific_run_properties(batch: Synthesis, robomaker: Synthesis)
         "JobQueueArn": {"Ref": "PlatformJobQueueArn"},
         "JobDefinitionArn": {"Ref": "PlatformJobDefinitionArn"},
         "AttemptDurationSeconds": str(120 * 60 + 1800),
-        "Vcpus": "4", "MemoryMib": "8192"}
+        "Vcpus": "4",
+        "MemoryMib": "8192",
+    }
     assert "RoboMaker" not in batch_props
     robomaker_props = run_properties(robomaker.experiment("reinvent-time-trial"))
     assert robomaker_props["Backend"] == "robomaker"
     assert robomaker_props["RoboMaker"]["SimulationApplicationArn"] == {
-        "Ref": "PlatformSimulationApplicationArn"}
+        "Ref": "PlatformSimulationApplicationArn"
+    }
     assert "Batch" not in robomaker_props
     for props in (batch_props, robomaker_props):
         assert props["Trainer"]["InstanceType"] == "ml.c5.2xlarge"
@@ -66,14 +70,17 @@ def test_backend_specific_run_properties(batch: Synthesis, robomaker: Synthesis)
         assert props["Prefix"] == "experiments/reinvent-time-trial"
 
 
-def test_fanout_lambda_and_provider_stay_inside_cloudformation_limits(each_backend: Synthesis
-                                                                       ) -> None:
+def test_fanout_lambda_and_provider_stay_inside_cloudformation_limits(
+    each_backend: Synthesis,
+) -> None:
     template = each_backend.experiment("reinvent-time-trial")
     functions = by_type(template, "AWS::Lambda::Function")
     handlers = {f["Properties"]["Handler"] for f in functions.values()}
     assert {"fanout.handler.on_event", "fanout.handler.is_complete"} <= handlers
     [machine] = by_type(template, "AWS::StepFunctions::StateMachine").values()
-    definition = "".join(str(part) for part in machine["Properties"]["DefinitionString"]["Fn::Join"][1])
+    definition = "".join(
+        str(part) for part in machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    )
     # Provider framework: polls every 30 s, at most 100 times => 50 min < CloudFormation's 1 h.
     assert '"IntervalSeconds":30' in definition
     assert '"MaxAttempts":100' in definition
@@ -82,8 +89,11 @@ def test_fanout_lambda_and_provider_stay_inside_cloudformation_limits(each_backe
 def test_outputs_name_the_run(each_backend: Synthesis) -> None:
     outputs = each_backend.experiment("reinvent-time-trial")["Outputs"]
     assert outputs["ExperimentPrefix"]["Value"] == "experiments/reinvent-time-trial"
-    assert outputs["RunId"]["Value"] == {"Ref": next(iter(by_type(
-        each_backend.experiment("reinvent-time-trial"), "Custom::RolloutsRun")))}
+    assert outputs["RunId"]["Value"] == {
+        "Ref": next(
+            iter(by_type(each_backend.experiment("reinvent-time-trial"), "Custom::RolloutsRun"))
+        )
+    }
     assert outputs["VideoStreams"]["Value"].count(",") == 3
     expected = {"JobQueue"} if each_backend.backend == "batch" else {"SimulationJobBatchArn"}
     assert expected <= outputs.keys()
@@ -93,13 +103,27 @@ def test_experiment_bundle_is_an_asset_with_every_worker_params(batch: Synthesis
     import json
     import zipfile
 
-    manifest = json.loads((batch.outdir / "DeepRacerRollouts-oa-multi-track.assets.json").read_text())
+    manifest = json.loads(
+        (batch.outdir / "DeepRacerRollouts-oa-multi-track.assets.json").read_text()
+    )
     props = run_properties(batch.experiment("oa-multi-track"))
-    [files] = [f for f in manifest["files"].values()
-               if any(d["objectKey"] == props["FilesKey"] for d in f["destinations"].values())]
+    [files] = [
+        f
+        for f in manifest["files"].values()
+        if any(d["objectKey"] == props["FilesKey"] for d in f["destinations"].values())
+    ]
     staged = batch.outdir / files["source"]["path"]
-    names = sorted(p.name for p in staged.iterdir()) if staged.is_dir() else sorted(
-        zipfile.ZipFile(staged).namelist())
-    assert names == ["hyperparameters.json", "manifest.json", "model_metadata.json",
-                     "reward_function.py", "training_params_0.yaml", "training_params_1.yaml",
-                     "training_params_2.yaml"]
+    names = (
+        sorted(p.name for p in staged.iterdir())
+        if staged.is_dir()
+        else sorted(zipfile.ZipFile(staged).namelist())
+    )
+    assert names == [
+        "hyperparameters.json",
+        "manifest.json",
+        "model_metadata.json",
+        "reward_function.py",
+        "training_params_0.yaml",
+        "training_params_1.yaml",
+        "training_params_2.yaml",
+    ]

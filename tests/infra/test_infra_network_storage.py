@@ -40,21 +40,34 @@ def test_trainer_accepts_only_redis_from_the_rollout_group(each_backend: Synthes
     trainer = security_group_id(template, "DeepRacer trainer")
     rollout = security_group_id(template, "DeepRacer rollouts")
     into_trainer = [rule for target, rule in all_ingress(template) if target == trainer]
-    assert into_trainer == [{
-        "IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379,
-        "Description": "Redis experience stream from rollout workers",
-        "GroupId": {"Fn::GetAtt": [trainer, "GroupId"]},
-        "SourceSecurityGroupId": {"Fn::GetAtt": [rollout, "GroupId"]},
-    }]
+    assert into_trainer == [
+        {
+            "IpProtocol": "tcp",
+            "FromPort": 6379,
+            "ToPort": 6379,
+            "Description": "Redis experience stream from rollout workers",
+            "GroupId": {"Fn::GetAtt": [trainer, "GroupId"]},
+            "SourceSecurityGroupId": {"Fn::GetAtt": [rollout, "GroupId"]},
+        }
+    ]
     assert not [rule for target, rule in all_ingress(template) if target == rollout]
 
 
-@pytest.mark.parametrize("overrides", [{}, {"egress": "nat"}, {"egress": "endpoints"}],
-                         ids=["public", "nat", "endpoints"])
-def test_no_ingress_from_the_internet(overrides: dict[str, str], each_backend: Synthesis,
-                                      tmp_path_factory: pytest.TempPathFactory) -> None:
-    template = (each_backend.platform if not overrides else synthesize(
-        tmp_path_factory.mktemp("out"), tmp_path_factory.mktemp("stage"), **overrides).platform)
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"egress": "nat"}, {"egress": "endpoints"}],
+    ids=["public", "nat", "endpoints"],
+)
+def test_no_ingress_from_the_internet(
+    overrides: dict[str, str], each_backend: Synthesis, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    template = (
+        each_backend.platform
+        if not overrides
+        else synthesize(
+            tmp_path_factory.mktemp("out"), tmp_path_factory.mktemp("stage"), **overrides
+        ).platform
+    )
     for _target, rule in all_ingress(template):
         assert rule.get("CidrIp") not in ("0.0.0.0/0",), rule
         assert rule.get("CidrIpv6") not in ("::/0",), rule
@@ -65,8 +78,10 @@ def test_default_platform_has_no_idle_cost_network(batch: Synthesis) -> None:
     template = batch.platform
     assert not resources(template, "AWS::EC2::NatGateway")
     assert not resources(template, "AWS::EC2::VPCEndpoint").keys() - {
-        k for k, v in resources(template, "AWS::EC2::VPCEndpoint").items()
-        if v["Properties"].get("VpcEndpointType", "Gateway") == "Gateway"}
+        k
+        for k, v in resources(template, "AWS::EC2::VPCEndpoint").items()
+        if v["Properties"].get("VpcEndpointType", "Gateway") == "Gateway"
+    }
     _, endpoint = only(template, "AWS::EC2::VPCEndpoint")
     assert "s3" in str(endpoint["Properties"]["ServiceName"])
     # Two AZs by default, each with a trainer (isolated) and a public (rollout) subnet.
@@ -74,16 +89,21 @@ def test_default_platform_has_no_idle_cost_network(batch: Synthesis) -> None:
 
 
 def test_nat_and_endpoint_egress_modes(tmp_path_factory: pytest.TempPathFactory) -> None:
-    nat = synthesize(tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"),
-                     egress="nat", azCount=3).platform
+    nat = synthesize(
+        tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"), egress="nat", azCount=3
+    ).platform
     assert len(resources(nat, "AWS::EC2::NatGateway")) == 1
     assert len(resources(nat, "AWS::EC2::Subnet")) == 9  # trainer, public, rollouts x 3 AZs
-    endpoints = synthesize(tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"),
-                           egress="endpoints").platform
+    endpoints = synthesize(
+        tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"), egress="endpoints"
+    ).platform
     assert not resources(endpoints, "AWS::EC2::NatGateway")
     assert not resources(endpoints, "AWS::EC2::InternetGateway")
-    interface = [v for v in resources(endpoints, "AWS::EC2::VPCEndpoint").values()
-                 if v["Properties"].get("VpcEndpointType") == "Interface"]
+    interface = [
+        v
+        for v in resources(endpoints, "AWS::EC2::VPCEndpoint").values()
+        if v["Properties"].get("VpcEndpointType") == "Interface"
+    ]
     assert len(interface) == 7
 
 
@@ -99,23 +119,37 @@ def test_data_bucket_is_encrypted_versioned_tls_only_and_retained(each_backend: 
     assert template["Resources"][key_id]["DeletionPolicy"] == "Retain"
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     assert props["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True,
-        "RestrictPublicBuckets": True}
-    assert props["LoggingConfiguration"]["DestinationBucketName"]["Ref"].startswith("DataAccessLogs")
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert props["LoggingConfiguration"]["DestinationBucketName"]["Ref"].startswith(
+        "DataAccessLogs"
+    )
     for bucket in buckets.values():
         assert bucket["DeletionPolicy"] == "Retain"
         assert bucket["UpdateReplacePolicy"] == "Retain"
     # No auto-delete custom resource: a stack delete never empties a bucket.
-    assert not [r for r in template["Resources"].values()
-                if r["Type"] == "Custom::S3AutoDeleteObjects"]
-    policies = [p for p in resources(template, "AWS::S3::BucketPolicy").values()
-                if p["Properties"]["Bucket"] == {"Ref": data_id}]
+    assert not [
+        r for r in template["Resources"].values() if r["Type"] == "Custom::S3AutoDeleteObjects"
+    ]
+    policies = [
+        p
+        for p in resources(template, "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": data_id}
+    ]
     statements = policies[0]["Properties"]["PolicyDocument"]["Statement"]
-    assert {"Action": "s3:*", "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            "Effect": "Deny", "Principal": {"AWS": "*"},
-            "Resource": [{"Fn::GetAtt": [data_id, "Arn"]},
-                         {"Fn::Join": ["", [{"Fn::GetAtt": [data_id, "Arn"]}, "/*"]]}],
-            } in statements
+    assert {
+        "Action": "s3:*",
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        "Effect": "Deny",
+        "Principal": {"AWS": "*"},
+        "Resource": [
+            {"Fn::GetAtt": [data_id, "Arn"]},
+            {"Fn::Join": ["", [{"Fn::GetAtt": [data_id, "Arn"]}, "/*"]]},
+        ],
+    } in statements
 
 
 def test_batch_backend_scales_to_zero_with_imdsv2(batch: Synthesis) -> None:
@@ -139,17 +173,23 @@ def test_batch_backend_scales_to_zero_with_imdsv2(batch: Synthesis) -> None:
 
 
 def test_gpu_and_on_demand_settings(tmp_path_factory: pytest.TempPathFactory) -> None:
-    template = synthesize(tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"),
-                          gpu="true", spot="false").platform
+    template = synthesize(
+        tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"), gpu="true", spot="false"
+    ).platform
     _, environment = only(template, "AWS::Batch::ComputeEnvironment")
     assert environment["Properties"]["ComputeResources"]["Type"] == "EC2"
     assert environment["Properties"]["ComputeResources"]["InstanceTypes"] == [
-        "g4dn.2xlarge", "g4dn.xlarge"]
+        "g4dn.2xlarge",
+        "g4dn.xlarge",
+    ]
     _, job_definition = only(template, "AWS::Batch::JobDefinition")
     requirements = job_definition["Properties"]["ContainerProperties"]["ResourceRequirements"]
     assert {"Type": "GPU", "Value": "1"} in requirements
-    image = next(v for v in template["Resources"].values() if v["Type"] == "AWS::SSM::Parameter"
-                 and v["Properties"]["Name"].endswith("/image-uri"))
+    image = next(
+        v
+        for v in template["Resources"].values()
+        if v["Type"] == "AWS::SSM::Parameter" and v["Properties"]["Name"].endswith("/image-uri")
+    )
     assert image  # the image asset is staged with the GPU base image:
     assets = [p for p in (tmp_path_factory.getbasetemp()).rglob("*.assets.json")]
     assert any("6.0.6-gpu" in p.read_text() for p in assets)
@@ -171,8 +211,12 @@ def test_robomaker_application_has_the_workshop_settings(robomaker: Synthesis) -
 
 
 def test_robomaker_container_form(tmp_path_factory: pytest.TempPathFactory) -> None:
-    template = synthesize(tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"),
-                          backend="robomaker", robomakerAppForm="container").platform
+    template = synthesize(
+        tmp_path_factory.mktemp("o"),
+        tmp_path_factory.mktemp("s"),
+        backend="robomaker",
+        robomakerAppForm="container",
+    ).platform
     _, application = only(template, "AWS::RoboMaker::SimulationApplication")
     props = application["Properties"]
     assert props["RobotSoftwareSuite"] == {"Name": "General"}
@@ -184,16 +228,19 @@ def test_robomaker_container_form(tmp_path_factory: pytest.TempPathFactory) -> N
 def test_platform_publishes_every_value_experiments_read(each_backend: Synthesis) -> None:
     from constructs_lib.platform_parameters import PLATFORM_KEYS
 
-    names = sorted(p["Properties"]["Name"] for p in
-                   resources(each_backend.platform, "AWS::SSM::Parameter").values())
+    names = sorted(
+        p["Properties"]["Name"]
+        for p in resources(each_backend.platform, "AWS::SSM::Parameter").values()
+    )
     assert names == sorted(f"/deepracer-rollouts/default/{key}" for key in PLATFORM_KEYS)
     # Experiments read them as deploy-time parameters: no exports, no cross-stack imports.
     assert "Export" not in str(each_backend.platform.get("Outputs", {}))
     for name, template in each_backend.templates.items():
         if name != "DeepRacerRollouts-Platform":
             assert "Fn::ImportValue" not in str(template)
-            read = {p["Default"] for k, p in template["Parameters"].items()
-                    if k.startswith("Platform")}
+            read = {
+                p["Default"] for k, p in template["Parameters"].items() if k.startswith("Platform")
+            }
             assert read and read <= set(names)
 
 
@@ -201,12 +248,15 @@ def test_idle_cost_estimate(batch: Synthesis, tmp_path_factory: pytest.TempPathF
     from rollouts.idle_cost import idle_monthly_cost, total
 
     default = idle_monthly_cost(batch.platform)
-    assert [line.item for line in default] == ["KMS customer-managed key",
-                                               "simapp image in ECR (~6 GB)"]
+    assert [line.item for line in default] == [
+        "KMS customer-managed key",
+        "simapp image in ECR (~6 GB)",
+    ]
     assert total(default) == pytest.approx(1.60)
     nat = synthesize(tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"), egress="nat")
     assert total(idle_monthly_cost(nat.platform)) == pytest.approx(1.60 + 0.045 * 730)
-    endpoints = synthesize(tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"),
-                           egress="endpoints")
+    endpoints = synthesize(
+        tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"), egress="endpoints"
+    )
     # 7 interface endpoints in 2 AZs.
     assert total(idle_monthly_cost(endpoints.platform)) == pytest.approx(1.60 + 14 * 0.01 * 730)

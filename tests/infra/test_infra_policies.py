@@ -14,16 +14,27 @@ from synth_support import REPO, Synthesis, cdk_context
 
 # Actions that AWS authorizes on "*" only; each use is acknowledged beside its resource.
 STAR_RESOURCE_ACTIONS = {
-    "ec2:DescribeVpcs", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
-    "ec2:DescribeNetworkInterfaces", "ec2:DescribeDhcpOptions",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeDhcpOptions",
     "cloudwatch:PutMetricData",  # conditioned on SageMaker's namespace
     "ecr:GetAuthorizationToken",
-    "batch:ListJobs", "batch:DescribeJobs",
-    "robomaker:ListSimulationJobBatches", "robomaker:ListSimulationJobs",
+    "batch:ListJobs",
+    "batch:DescribeJobs",
+    "robomaker:ListSimulationJobBatches",
+    "robomaker:ListSimulationJobs",
     # CDK's Step Functions logging for the Provider framework's waiter.
-    "logs:CreateLogDelivery", "logs:CreateLogStream", "logs:DeleteLogDelivery",
-    "logs:DescribeLogGroups", "logs:DescribeResourcePolicies", "logs:GetLogDelivery",
-    "logs:ListLogDeliveries", "logs:PutLogEvents", "logs:PutResourcePolicy",
+    "logs:CreateLogDelivery",
+    "logs:CreateLogStream",
+    "logs:DeleteLogDelivery",
+    "logs:DescribeLogGroups",
+    "logs:DescribeResourcePolicies",
+    "logs:GetLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutLogEvents",
+    "logs:PutResourcePolicy",
     "logs:UpdateLogDelivery",
 }
 
@@ -44,27 +55,35 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def test_no_wildcard_action_and_star_resource_only_where_aws_requires(each_backend: Synthesis
-                                                                      ) -> None:
+def test_no_wildcard_action_and_star_resource_only_where_aws_requires(
+    each_backend: Synthesis,
+) -> None:
     checked = 0
     for stack, template in each_backend.templates.items():
         for policy, statement in statements(template):
             actions = as_list(statement["Action"])
             checked += 1
             assert "*" not in actions and not any(a.endswith(":*") for a in actions), (
-                stack, policy, actions)
+                stack,
+                policy,
+                actions,
+            )
             if "*" in as_list(statement["Resource"]):
                 assert set(actions) <= STAR_RESOURCE_ACTIONS, (stack, policy, actions)
                 if "cloudwatch:PutMetricData" in actions:
-                    assert statement["Condition"] == {"StringEquals": {
-                        "cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}}
+                    assert statement["Condition"] == {
+                        "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}
+                    }
     assert checked > 20
 
 
 def test_pass_role_only_for_the_job_roles_to_their_services(each_backend: Synthesis) -> None:
-    passes = [(stack, statement) for stack, template in each_backend.templates.items()
-              for _policy, statement in statements(template)
-              if "iam:PassRole" in as_list(statement["Action"])]
+    passes = [
+        (stack, statement)
+        for stack, template in each_backend.templates.items()
+        for _policy, statement in statements(template)
+        if "iam:PassRole" in as_list(statement["Action"])
+    ]
     expected = {"PlatformTrainerRoleArn": "sagemaker.amazonaws.com"}
     if each_backend.backend == "robomaker":
         expected["PlatformRolloutRoleArn"] = "robomaker.amazonaws.com"
@@ -85,16 +104,19 @@ def test_fanout_touches_only_its_own_experiment(batch: Synthesis) -> None:
         text = json.dumps(statement["Resource"])
         if statement["Action"] == "s3:ListBucket":
             assert statement["Condition"] == {
-                "StringLike": {"s3:prefix": ["experiments/oa-multi-track/*"]}}
+                "StringLike": {"s3:prefix": ["experiments/oa-multi-track/*"]}
+            }
         elif "cdk-hnb659fds-assets" not in text:  # the bundle asset object
             assert "/experiments/oa-multi-track/" in text, text
     deletes = [s for s in s3 if "s3:DeleteObject" in as_list(s["Action"])]
     assert [json.dumps(s["Resource"]) for s in deletes] == [
         '{"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", '
-        '{"Ref": "PlatformBucketName"}, "/experiments/oa-multi-track/ip/*"]]}']
+        '{"Ref": "PlatformBucketName"}, "/experiments/oa-multi-track/ip/*"]]}'
+    ]
     stops = [s for s in role_policy if "batch:TerminateJob" in as_list(s["Action"])]
     assert stops[0]["Condition"] == {
-        "StringEquals": {"aws:ResourceTag/rollouts:experiment": "oa-multi-track"}}
+        "StringEquals": {"aws:ResourceTag/rollouts:experiment": "oa-multi-track"}
+    }
     trainer = [s for s in role_policy if "sagemaker:CreateTrainingJob" in as_list(s["Action"])]
     assert "training-job/oa-multi-track-*" in json.dumps(trainer[0]["Resource"])
 
@@ -140,12 +162,22 @@ def test_cdk_nag_fails_synth_on_an_unacknowledged_finding() -> None:
 
 
 def test_cfn_lint_passes_on_every_template(batch: Synthesis, robomaker: Synthesis) -> None:
-    templates = [str(p) for s in (batch, robomaker) for p in sorted(s.outdir.glob("*.template.json"))]
+    templates = [
+        str(p) for s in (batch, robomaker) for p in sorted(s.outdir.glob("*.template.json"))
+    ]
     assert len(templates) == 8
-    result = subprocess.run(  # noqa: S603
-        [str(Path(sys.executable).parent / "cfn-lint"), "--config-file",
-         str(REPO / ".cfnlintrc.yaml"), "--", *templates],
-        capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "cfn-lint"),
+            "--config-file",
+            str(REPO / ".cfnlintrc.yaml"),
+            "--",
+            *templates,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == ""
 
@@ -177,12 +209,18 @@ def test_every_acknowledgement_answers_a_real_finding(
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         app.synth()
     report = json.loads((tmp_path / "validation-report.json").read_text())
-    findings = {(c["constructPath"], v["ruleName"])
-                for plugin in report["pluginReports"] if plugin["pluginName"] == "AwsSolutions"
-                for v in plugin["violations"] for c in v["violatingConstructs"]}
+    findings = {
+        (c["constructPath"], v["ruleName"])
+        for plugin in report["pluginReports"]
+        if plugin["pluginName"] == "AwsSolutions"
+        for v in plugin["violations"]
+        for c in v["violatingConstructs"]
+    }
     for path, rule in recorded:
         assert any(p.startswith(path + "/") and r == rule for p, r in findings), (
-            f"stale acknowledgement {rule} on {path}")
+            f"stale acknowledgement {rule} on {path}"
+        )
     for path, rule in findings:
         assert any(path.startswith(p + "/") and r == rule for p, r in recorded), (
-            f"unacknowledged finding {rule} on {path}")
+            f"unacknowledged finding {rule} on {path}"
+        )

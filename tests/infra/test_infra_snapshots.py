@@ -22,8 +22,9 @@ def json_snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_stack_snapshot(stack: str, each_backend: Synthesis, json_snapshot: SnapshotAssertion
-                        ) -> None:
+def test_stack_snapshot(
+    stack: str, each_backend: Synthesis, json_snapshot: SnapshotAssertion
+) -> None:
     template = each_backend.templates[f"DeepRacerRollouts-{stack}"]
     assert masked(template) == json_snapshot(name=f"{each_backend.backend}-{stack}")
 

@@ -1,0 +1,996 @@
+"""``rollouts``: the operator command line (also ``python -m rollouts``).
+
+Exit codes: 0 ok, 1 failure (AWS or runtime), 2 bad usage or bad input. Every command has
+``--help``; machine-readable output is ``--json`` (structures documented in ``docs/cli.md``).
+Human output goes to stdout, progress and diagnostics to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from rollouts import __version__
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+PROG = "rollouts"
+
+
+class CliError(Exception):
+    """Ends the command with a message on stderr and an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class UsageError(CliError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_USAGE)
+
+
+# ----------------------------------------------------------------------------- output helpers
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, indent: str = "") -> str:
+    """A plain aligned text table; numbers are right-aligned, None shows as '-'."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    numeric = [
+        all(isinstance(row[i], int | float) or row[i] is None for row in rows)
+        and any(isinstance(row[i], int | float) and not isinstance(row[i], bool) for row in rows)
+        for i in range(len(headers))
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ]
+        return (indent + "  ".join(parts)).rstrip()
+
+    rule = indent + "  ".join("-" * w for w in widths)
+    return "\n".join([line(list(headers)), rule, *(line(r) for r in cells)])
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def emit_json(document: Any, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    json.dump(document, out, indent=2, sort_keys=False, default=str)
+    out.write("\n")
+
+
+def err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+@contextmanager
+def progress(message: str) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr while a slow step runs (only on a terminal; silent when piped).
+
+    Yields a function to update the message (e.g. "3/8 files")."""
+    if not sys.stderr.isatty():
+        yield lambda _text: None
+        return
+    state = {"text": message}
+    done = threading.Event()
+
+    def spin() -> None:
+        frames = "|/-\\"
+        i = 0
+        while not done.wait(0.1):
+            sys.stderr.write(f"\r{frames[i % 4]} {state['text']}\x1b[K")
+            sys.stderr.flush()
+            i += 1
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    try:
+        yield lambda text: state.update(text=f"{message}: {text}")
+    finally:
+        done.set()
+        thread.join()
+        sys.stderr.write("\r\x1b[K")
+        sys.stderr.flush()
+
+
+# ----------------------------------------------------------------------------- validate
+
+
+def _problem_dict(problem: Any) -> dict[str, Any]:
+    value = problem.value
+    missing = type(value) is object  # the spec's "missing" sentinel
+    if not missing:
+        try:
+            json.dumps(value)
+        except TypeError:
+            value = str(value)
+    return {
+        "file": problem.file,
+        "field": problem.field,
+        "value": None if missing else value,
+        "missing": missing,
+        "message": problem.message,
+    }
+
+
+def _show_value(problem: dict[str, Any]) -> str:
+    if problem["missing"]:
+        return "(missing)"
+    text = (
+        json.dumps(problem["value"])
+        if not isinstance(problem["value"], str)
+        else repr(problem["value"])
+    )
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def print_problems(problems: Sequence[dict[str, Any]], out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    for p in problems:
+        print(f"  {p['field']}: {_show_value(p)}\n      {p['message']}", file=out)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from rollouts.spec import SpecError, load_experiment  # noqa: PLC0415
+
+    results = []
+    names: dict[str, str] = {}
+    for path in args.files:
+        entry: dict[str, Any] = {
+            "file": str(path),
+            "valid": True,
+            "experiment": None,
+            "problems": [],
+        }
+        try:
+            spec = load_experiment(path)
+        except SpecError as error:
+            entry["valid"] = False
+            entry["problems"] = [_problem_dict(p) for p in error.problems]
+        else:
+            entry["experiment"] = spec.name
+            entry["summary"] = (
+                f"{spec.rollouts.count} worker(s), {spec.race.type} on "
+                f"{spec.track}, {spec.episodes_per_iteration} episodes/iteration"
+            )
+            if spec.name in names:
+                entry["valid"] = False
+                entry["problems"] = [
+                    {
+                        "file": str(path),
+                        "field": "name",
+                        "value": spec.name,
+                        "missing": False,
+                        "message": f"is already used by {names[spec.name]}: experiment names must "
+                        "be unique (they name the stack)",
+                    }
+                ]
+            names.setdefault(spec.name, str(path))
+        results.append(entry)
+    valid = all(r["valid"] for r in results)
+    if args.json:
+        emit_json({"valid": valid, "files": results})
+    else:
+        for r in results:
+            if r["valid"]:
+                print(f"ok       {r['file']}  ({r['experiment']}: {r['summary']})")
+            else:
+                print(f"INVALID  {r['file']}  ({len(r['problems'])} problem(s))")
+                print_problems(r["problems"])
+        bad = sum(not r["valid"] for r in results)
+        if bad:
+            err(f"{bad} of {len(results)} file(s) invalid")
+    return EXIT_OK if valid else EXIT_USAGE
+
+
+def _load_spec(path: Path) -> Any:
+    from rollouts.spec import SpecError, load_experiment  # noqa: PLC0415
+
+    try:
+        return load_experiment(path)
+    except SpecError as error:
+        err(f"{path}: invalid experiment ({len(error.problems)} problem(s)):")
+        print_problems([_problem_dict(p) for p in error.problems], out=sys.stderr)
+        raise CliError("fix the experiment file (see `rollouts validate`)", EXIT_USAGE) from None
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+def _context_overrides(pairs: Sequence[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"-c/--context expects key=value, got {pair!r}")
+        overrides[key.strip()] = value
+    return overrides
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from rollouts import plan  # noqa: PLC0415
+
+    spec = _load_spec(args.file)
+    cdk_json = args.cdk_json or plan.find_cdk_json(Path.cwd())
+    try:
+        context = plan.load_context(cdk_json, _context_overrides(args.context))
+        platform = plan.platform_summary(context)
+    except ValueError as error:
+        raise CliError(str(error), EXIT_USAGE) from None
+    document = plan.build_plan(spec, platform)
+    document["platform_context"] = str(cdk_json) if cdk_json else None
+    if args.json:
+        emit_json(document)
+        return EXIT_OK
+    _print_plan(document)
+    return EXIT_OK
+
+
+def _print_plan(p: dict[str, Any]) -> None:
+    t, r = p["trainer"], p["rollouts"]
+    print(f"Experiment {p['experiment']}  ({p['source']})")
+    print(f"  stack      {p['stack']}   backend {p['backend']}")
+    print(
+        f"  race       {p['race']['type']}, car {p['race']['car']['name']} "
+        f"({p['race']['car']['color']} {p['race']['car']['shell']})"
+    )
+    print(f"\nTrainer: {t['service']}")
+    print(
+        f"  {t['instance_type']}, {t['volume_gb']} GB volume, stops after "
+        f"{t['max_run_minutes']} min; {t['algorithm']}, {t['action_space_type']} actions, "
+        f"sensors {', '.join(t['sensors'])}"
+    )
+    if t["pretrained"]:
+        pre = t["pretrained"]
+        print(
+            f"  starts from s3://{pre['bucket']}/{pre['prefix']} ({pre['checkpoint']} checkpoint)"
+        )
+    print(
+        f"\nRollouts: {r['count']} x {r['service']}, {r['vcpus']} vCPU / {r['memory_mib']} MiB "
+        f"each ({r['total_vcpus']} vCPU in total)"
+    )
+    if "rollout_instance_types" in r:
+        print(
+            f"  instances {', '.join(r['rollout_instance_types'])}"
+            f"{' (spot)' if r['spot'] else ''}{' with GPU' if r['gpu'] else ''}; "
+            f"image {r['simapp_image']}"
+        )
+    e = p["episodes"]
+    print(
+        f"\nEpisodes: {e['per_iteration']} per iteration, split "
+        f"{'/'.join(map(str, e['per_worker']))} over the workers; at most "
+        f"{e['max_episodes']} episodes (~{e['max_iterations']} iterations)\n"
+    )
+    print(
+        table(
+            [
+                "worker",
+                "track",
+                "race",
+                "reverse",
+                "change start",
+                "alternate dir",
+                "episodes/iter",
+                "params",
+                "video stream",
+            ],
+            [
+                [
+                    w["index"],
+                    w["track"],
+                    w["race_type"],
+                    w["reverse_direction"],
+                    w["change_start_position"],
+                    w["alternate_driving_direction"],
+                    w["episodes_per_iteration"],
+                    w["params_key"].rsplit("/", 1)[-1],
+                    w["video_stream"],
+                ]
+                for w in p["workers"]
+            ],
+            indent="  ",
+        )
+    )
+    v = p["video"]
+    video = f"on, {len(v['streams'])} Kinesis video stream(s)" if v["enabled"] else "off"
+    print(f"\nVideo: {video}")
+    s3 = p["s3"]
+    print(f"\nS3 (s3://{s3['bucket']}/{s3['prefix']}/):")
+    for key, value in s3["keys"].items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        print(f"  {key:<16} {shown}")
+    if p["warnings"]:
+        print()
+        for warning in p["warnings"]:
+            print(f"warning: {warning}")
+
+
+# ----------------------------------------------------------------------------- render
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from rollouts import contract, plan, render  # noqa: PLC0415
+
+    spec = _load_spec(args.file)
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory")
+    if args.bundle:
+        render.write_bundle(spec, out)
+        files = sorted(p.name for p in out.iterdir() if p.is_file())
+        if args.json:
+            emit_json({"out": str(out), "bundle": True, "files": files})
+        else:
+            print(f"wrote the deploy bundle ({len(files)} files, placeholders kept) to {out}/")
+            for name in files:
+                print(f"  {name}")
+        return EXIT_OK
+    count = spec.rollouts.count
+    values: dict[str, str] = {"prefix": args.prefix or plan.experiment_prefix(spec.name)}
+    for key in ("bucket", "region", "account", "training_job_arn"):
+        if getattr(args, key):
+            values[key] = getattr(args, key)
+    if args.video_streams is not None:
+        streams = [s.strip() for s in args.video_streams.split(",")] if args.video_streams else []
+        if len(streams) != count:
+            raise UsageError(
+                f"--video-streams lists {len(streams)} name(s), the experiment has "
+                f"{count} worker(s)"
+            )
+    else:
+        streams = [plan.video_stream_name(spec.name, i) if spec.video else "" for i in range(count)]
+    if args.keep_placeholders:
+        values, streams = {}, [render.placeholder("video_stream")] * count
+    texts = [
+        render.fill(render.worker_yaml(spec, i), {**values, "video_stream": streams[i]})
+        for i in range(count)
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    if len(set(texts)) == 1:
+        names = [contract.SHARED_PARAMS_NAME] * count
+        (out / contract.SHARED_PARAMS_NAME).write_text(texts[0], encoding="utf-8")
+    else:
+        names = [contract.worker_params_name(i) for i in range(count)]
+        for name, text in zip(names, texts, strict=True):
+            (out / name).write_text(text, encoding="utf-8")
+    left = sorted(
+        {name for name in render.PLACEHOLDERS if any(render.placeholder(name) in t for t in texts)}
+    )
+    document = {
+        "out": str(out),
+        "files": sorted(set(names)),
+        "workers": [{"index": i, "file": n} for i, n in enumerate(names)],
+        "placeholders": left,
+    }
+    if args.json:
+        emit_json(document)
+        return EXIT_OK
+    print(f"wrote {len(set(names))} training params file(s) to {out}/")
+    for i, name in enumerate(names):
+        print(f"  worker {i}: {name}")
+    if left:
+        print(
+            "placeholders left for deploy time: "
+            + ", ".join(render.placeholder(n) for n in left)
+            + "  (fill with --"
+            + " --".join(n.replace("_", "-") for n in left)
+            + ")"
+        )
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def _episodes_per_iteration(args: argparse.Namespace, loaded: Any) -> tuple[int, str]:
+    from rollouts.metrics import MetricsError  # noqa: PLC0415
+
+    if args.episodes_per_iteration:
+        return args.episodes_per_iteration, "--episodes-per-iteration"
+    if loaded.hyperparameters is not None:
+        return loaded.hyperparameters
+    if args.experiment_file:
+        spec = _load_spec(args.experiment_file)
+        return spec.episodes_per_iteration, str(args.experiment_file)
+    raise MetricsError(
+        "episodes per iteration unknown: no hyperparameters.json found next to the "
+        "metrics; pass --episodes-per-iteration N or --experiment-file FILE"
+    )
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from rollouts import metrics as m  # noqa: PLC0415
+    from rollouts import operate  # noqa: PLC0415
+
+    loaded = None
+    if args.window < 1:
+        raise UsageError("--window must be at least 1")
+    try:
+        with progress("loading metrics") as update:
+            loaded = operate.load_metrics(args.source, lambda: _aws(args), update)
+        episodes, origin = _episodes_per_iteration(args, loaded)
+        report = m.build_report(loaded.workers, episodes, args.workers or loaded.worker_count)
+    except m.MetricsError as error:
+        raise CliError(str(error), EXIT_USAGE if loaded_is_input(error) else EXIT_FAILURE) from None
+    document = report.as_dict()
+    document["source"] = loaded.description
+    document["episodes_per_iteration_from"] = origin
+    phases = ("training", "evaluation") if args.phase == "all" else (args.phase,)
+    rows = [r for r in report.rows if r.phase in phases]
+    if args.plot:
+        from rollouts.plot import plot  # noqa: PLC0415
+
+        with progress(f"drawing {args.plot}"):
+            document["plot"] = plot(report, args.plot, window=args.window, title=loaded.title)
+    if args.csv:
+        text = m.to_csv(rows)
+        if str(args.csv) == "-":
+            sys.stdout.write(text)
+        else:
+            args.csv.write_text(text, encoding="utf-8")
+    if args.json:
+        emit_json(document)
+    elif str(args.csv) != "-":
+        _print_metrics(report, rows, document, args)
+    return EXIT_OK
+
+
+def loaded_is_input(error: Exception) -> bool:
+    """Malformed or missing metrics are bad input (exit 2); AWS trouble is a failure (1)."""
+    return not getattr(error, "aws", False)
+
+
+def _print_metrics(
+    report: Any, rows: Sequence[Any], document: dict[str, Any], args: argparse.Namespace
+) -> None:
+    workers = report.worker_count
+    print(
+        f"Metrics of {document['source']}: {workers} worker(s), "
+        f"{sum(len(w.episodes) for w in report.workers)} rows, {report.iterations} "
+        f"iteration(s) of {report.episodes_per_iteration} episodes "
+        f"(from {document['episodes_per_iteration_from']})"
+    )
+    for w in report.workers:
+        print(f"  worker {w.worker}: {w.source} ({len(w.episodes)} rows)")
+    for note in report.notes:
+        print(f"note: {note}")
+    shown = [r for r in rows if r.worker == "overall" or (workers > 1 and args.per_worker)]
+    if args.last:
+        keep = sorted({r.iteration for r in shown})[-args.last :]
+        shown = [r for r in shown if r.iteration in keep]
+    for phase in ("training", "evaluation"):
+        phase_rows = [r for r in shown if r.phase == phase]
+        if not phase_rows:
+            continue
+        scope = ", per worker and overall" if workers > 1 and args.per_worker else ""
+        print(f"\n{phase} (per iteration{scope}):")
+        print(
+            table(
+                [
+                    "iter",
+                    "worker",
+                    "episodes",
+                    "mean reward",
+                    "best reward",
+                    "mean progress %",
+                    "completed %",
+                    "best lap s",
+                ],
+                [
+                    [
+                        r.iteration,
+                        r.worker,
+                        r.episodes,
+                        r.mean_reward,
+                        r.best_reward,
+                        r.mean_progress,
+                        r.completion_rate * 100,
+                        r.best_lap_seconds,
+                    ]
+                    for r in phase_rows
+                ],
+                indent="  ",
+            )
+        )
+    if report.evaluation_trials:
+        from rollouts.metrics import trial_summary  # noqa: PLC0415
+
+        s = trial_summary(report.evaluation_trials)
+        print(
+            f"\nevaluation trials without an episode number (an evaluation job): {s['trials']} "
+            f"trials, mean progress {s['mean_progress']:.1f} %, completed "
+            f"{s['completion_rate'] * 100:.0f} %, best lap {_cell(s['best_lap_seconds'])} s"
+        )
+    if workers > 1 and not args.per_worker:
+        print("\n(overall rows only; --per-worker adds one row per worker)")
+    if args.plot:
+        print(f"\nplot: {args.plot}")
+    if args.csv:
+        print(f"csv: {args.csv}")
+
+
+# ----------------------------------------------------------------------------- status / stop
+
+
+def _aws(args: argparse.Namespace) -> Any:
+    from rollouts import operate  # noqa: PLC0415
+
+    return operate.Aws(region=args.region, profile=args.profile)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rollouts import operate  # noqa: PLC0415
+
+    aws = _aws(args)
+    interval = args.watch
+    first = True
+    try:
+        while True:
+            with (
+                progress(f"reading {operate.stack_name(args.experiment)}")
+                if first
+                else _nullcontext()
+            ):
+                status = operate.collect_status(aws, args.experiment)
+            first = False
+            if args.json:
+                emit_json(status)
+            else:
+                text = operate.format_status(status)
+                if interval and sys.stdout.isatty():
+                    sys.stdout.write("\x1b[H\x1b[2J")  # refresh in place
+                print(text)
+                if interval:
+                    print(f"\n(refreshing every {interval:g} s; Ctrl-C to stop)")
+            sys.stdout.flush()
+            if not interval:
+                return EXIT_OK
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except operate.OperateError as error:
+        raise CliError(str(error), error.code) from None
+
+
+@contextmanager
+def _nullcontext() -> Iterator[None]:
+    yield None
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from rollouts import operate  # noqa: PLC0415
+
+    aws = _aws(args)
+    try:
+        with progress(f"reading {operate.stack_name(args.experiment)}"):
+            target = operate.stop_target(aws, args.experiment)
+        if not args.json:
+            print(operate.describe_stop(target))
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise UsageError(
+                    "refusing to stop without confirmation: stdin is not a terminal; pass --yes"
+                )
+            answer = input(f"Stop run {target.run_id} of {args.experiment} now? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                err("not stopped")
+                return EXIT_FAILURE
+        with progress("stopping"):
+            report = operate.stop(aws, target)
+    except operate.OperateError as error:
+        raise CliError(str(error), error.code) from None
+    if args.json:
+        emit_json(report)
+    else:
+        print(operate.format_stop(report))
+    return EXIT_FAILURE if report["errors"] else EXIT_OK
+
+
+# ----------------------------------------------------------------------------- import-drfc
+
+
+def cmd_import_drfc(args: argparse.Namespace) -> int:
+    from rollouts import drfc  # noqa: PLC0415
+    from rollouts.spec import SpecError, load_experiment  # noqa: PLC0415
+
+    out: Path = args.out
+    if out.suffix not in (".yaml", ".yml"):
+        raise UsageError(f"--out {out}: the experiment file must end in .yaml")
+    if out.exists() and not args.force:
+        raise UsageError(f"--out {out} exists; pass --force to overwrite it")
+    envs = list(args.envs)
+    system_env = None
+    if envs and "worker" not in envs[0].name.lower():
+        system_env = envs.pop(0)
+    try:
+        result = drfc.import_drfc(
+            args.run_env,
+            system_env,
+            envs,
+            out=out,
+            name=args.name,
+            model_metadata=args.model_metadata,
+            hyperparameters=args.hyperparameters,
+            reward_function=args.reward_function,
+        )
+    except drfc.DrfcError as error:
+        raise CliError(str(error), EXIT_USAGE) from None
+    sources = [args.run_env, *([system_env] if system_env else []), *envs]
+    text = drfc.to_yaml(result, sources)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staged = out.with_name(f".{out.name}.importing.yaml")
+    staged.write_text(text, encoding="utf-8")
+    problems: list[dict[str, Any]] = []
+    try:
+        load_experiment(staged)
+    except SpecError as error:
+        problems = [{**_problem_dict(p), "file": str(out)} for p in error.problems]
+        staged.unlink()
+    else:
+        staged.replace(out)
+    document = {**result.as_dict(), "out": str(out), "valid": not problems, "problems": problems}
+    if args.json:
+        emit_json(document)
+    else:
+        if problems:
+            print(
+                f"NOT written: the imported experiment would not validate "
+                f"({len(problems)} problem(s)):"
+            )
+            print_problems(problems)
+        else:
+            print(f"wrote {out} (experiment {result.experiment['name']!r}; it validates)")
+        print(f"\nmapped ({len(result.mapped)}):")
+        print(
+            table(
+                ["variable", "value", "file", "experiment field"],
+                [[v.variable, v.value, v.source, v.target] for v in result.mapped],
+                indent="  ",
+            )
+        )
+        print(f"\nnot mapped ({len(result.unmapped)}):")
+        print(
+            table(
+                ["variable", "value", "file", "why"],
+                [[v.variable, v.value, v.source, v.reason] for v in result.unmapped],
+                indent="  ",
+            )
+        )
+        for note in result.notes:
+            print(f"note: {note}")
+    return EXIT_USAGE if problems else EXIT_OK
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(
+            EXIT_USAGE,
+            f"{self.prog}: error: {message}\nTry '{self.prog} --help' for more information.\n",
+        )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("refresh at most once a second")
+    return value
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    return path
+
+
+def _aws_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("AWS")
+    group.add_argument("--region", help="AWS region (default: AWS_REGION / your profile's)")
+    group.add_argument("--profile", help="AWS profile name (default: AWS_PROFILE or default)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(
+        prog=PROG,
+        description="Operate DeepRacer Rollouts experiments: check and preview experiment files "
+        "offline, watch and stop deployed runs, plot their metrics.",
+        epilog="Exit codes: 0 ok, 1 failure, 2 bad usage or input. "
+        "See docs/cli.md for examples and the --json formats.",
+        formatter_class=fmt,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser(
+        "validate",
+        help="check experiment files offline",
+        description="Check experiment files offline. Every problem is listed "
+        "with file, field, value and what is allowed; exit 2 if any.",
+        formatter_class=fmt,
+    )
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="experiment YAML file(s)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "plan",
+        help="show what a deploy would run (offline)",
+        description="Show what `cdk deploy` of this experiment would run: "
+        "trainer, each worker's track and race settings, compute, "
+        "video streams, S3 layout, episodes per worker per "
+        "iteration, and warnings about wasteful settings. No AWS "
+        "calls.",
+        epilog="example: rollouts plan experiments/default.yaml -c backend=robomaker",
+        formatter_class=fmt,
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="experiment YAML file")
+    p.add_argument(
+        "-c",
+        "--context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a platform setting of cdk.json's context (repeatable)",
+    )
+    p.add_argument(
+        "--cdk-json",
+        type=_existing_file,
+        metavar="PATH",
+        help="cdk.json to read platform defaults from (default: nearest one)",
+    )
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser(
+        "render",
+        help="write the training params YAML the workers read",
+        description="Write the training params YAML file(s) exactly as the "
+        "workers will read them: one training_params.yaml when all "
+        "workers' files are identical, else training_params_<i>.yaml. "
+        "Deploy-time values come from the flags; the prefix and video "
+        "stream names are known offline; the rest stay visible as "
+        "{{placeholders}}.",
+        epilog="example: rollouts render experiments/default.yaml --out /tmp/params "
+        "--bucket my-bucket --region eu-west-1",
+        formatter_class=fmt,
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="experiment YAML file")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    p.add_argument("--bucket", help="the platform data bucket")
+    p.add_argument("--prefix", help="S3 prefix (default: experiments/<name>)")
+    p.add_argument("--region", help="AWS region")
+    p.add_argument("--account", help="AWS account id")
+    p.add_argument("--training-job-arn", help="the trainer's SageMaker training job ARN")
+    p.add_argument(
+        "--video-streams",
+        metavar="NAMES",
+        help="comma-separated stream names, one per worker (default: "
+        "rollouts-<name>-<i> when video is on, empty when off)",
+    )
+    p.add_argument(
+        "--keep-placeholders",
+        action="store_true",
+        help="fill nothing: write the files as bundled for the fan-out",
+    )
+    p.add_argument(
+        "--bundle",
+        action="store_true",
+        help="write the whole deploy bundle (params, reward function, model "
+        "metadata, hyperparameters, manifest.json) with placeholders",
+    )
+    p.add_argument("--json", action="store_true", help="print what was written as JSON")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser(
+        "status",
+        help="state of a deployed experiment's trainer and rollouts",
+        description="From the deployed stack DeepRacerRollouts-<EXPERIMENT> "
+        "(outputs and tags): the trainer's and every rollout's state, "
+        "start time and last metrics episode.",
+        epilog="example: rollouts status reinvent-time-trial --watch 30",
+        formatter_class=fmt,
+    )
+    p.add_argument("experiment", metavar="EXPERIMENT", help="experiment name")
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        const=10.0,
+        type=_seconds,
+        metavar="SECONDS",
+        help="refresh in place every SECONDS (default 10) until Ctrl-C",
+    )
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    _aws_options(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "metrics",
+        help="per-iteration reward/progress of every worker; plots",
+        description="Load every worker's metrics JSON (TrainingMetrics.json, "
+        "TrainingMetrics_<i>.json, training_metrics.json) from a "
+        "deployed experiment, an s3:// prefix, local files or "
+        "folders; derive iterations; print per-iteration aggregates.",
+        epilog="examples:\n"
+        "  rollouts metrics reinvent-time-trial --plot curves.png\n"
+        "  rollouts metrics ./downloaded/ --episodes-per-iteration 20 "
+        "--csv out.csv\n"
+        "  rollouts metrics s3://bucket/experiments/x --json",
+        formatter_class=fmt,
+    )
+    p.add_argument(
+        "source",
+        nargs="+",
+        metavar="EXPERIMENT_OR_PATH",
+        help="experiment name, s3://bucket/prefix, or metrics file(s)/folder(s)",
+    )
+    p.add_argument(
+        "--episodes-per-iteration",
+        type=_positive_int,
+        metavar="N",
+        help="num_episodes_between_training (default: from hyperparameters.json)",
+    )
+    p.add_argument(
+        "--experiment-file",
+        type=Path,
+        metavar="FILE",
+        help="take episodes per iteration from this experiment file",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="number of workers of the run (default: the files found)",
+    )
+    p.add_argument(
+        "--phase",
+        choices=("training", "evaluation", "all"),
+        default="all",
+        help="rows to print/export (default all)",
+    )
+    p.add_argument(
+        "--per-worker",
+        action="store_true",
+        help="also print one row per worker (JSON/CSV always have them)",
+    )
+    p.add_argument(
+        "--last", type=_positive_int, metavar="N", help="print only the last N iterations"
+    )
+    p.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE.png",
+        help="draw reward and progress per iteration into a PNG",
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        default=5,
+        metavar="N",
+        help="rolling mean window in iterations (default 5)",
+    )
+    p.add_argument("--csv", type=Path, metavar="FILE", help="write the rows as CSV ('-': stdout)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _aws_options(p)
+    p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser(
+        "stop",
+        help="stop a run's trainer and rollouts now (data kept)",
+        description="Stop the trainer and all rollouts of the experiment's "
+        "current run now. S3 data is kept; the stack stays (destroy "
+        "it with cdk destroy when done).",
+        epilog="example: rollouts stop reinvent-time-trial --yes",
+        formatter_class=fmt,
+    )
+    p.add_argument("experiment", metavar="EXPERIMENT", help="experiment name")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--json", action="store_true", help="print what was stopped as JSON")
+    _aws_options(p)
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser(
+        "import-drfc",
+        help="turn a deepracer-for-cloud config into an experiment",
+        description="Turn deepracer-for-cloud env files (run.env, system.env, "
+        "worker-<n>.env) into an experiment file that validates, "
+        "listing every variable that could not be mapped and why. "
+        "Model metadata, hyperparameters and reward function are "
+        "read from local files (DRfC keeps them in S3).",
+        epilog="example: rollouts import-drfc run.env system.env worker-2.env "
+        "--out experiments/imported.yaml --reward-function reward.py",
+        formatter_class=fmt,
+    )
+    p.add_argument("run_env", type=_existing_file, metavar="RUN_ENV", help="DRfC run.env")
+    p.add_argument(
+        "envs",
+        nargs="*",
+        type=_existing_file,
+        metavar="SYSTEM_ENV|WORKER_ENV",
+        help="system.env, then worker-<n>.env files",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="experiment YAML file to write"
+    )
+    p.add_argument("--name", help="experiment name (default: from DR_LOCAL_S3_MODEL_PREFIX)")
+    p.add_argument(
+        "--model-metadata",
+        type=Path,
+        metavar="FILE",
+        help="model_metadata.json (default: next to RUN_ENV)",
+    )
+    p.add_argument(
+        "--hyperparameters",
+        type=Path,
+        metavar="FILE",
+        help="hyperparameters.json (default: next to RUN_ENV)",
+    )
+    p.add_argument(
+        "--reward-function",
+        type=Path,
+        metavar="FILE",
+        help="reward_function.py (default: next to RUN_ENV)",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--json", action="store_true", help="print the mapping report as JSON")
+    p.set_defaults(func=cmd_import_drfc)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as error:
+        err(f"{PROG} {args.command}: error: {error}")
+        return error.code
+    except KeyboardInterrupt:
+        err("interrupted")
+        return 130
+    except BrokenPipeError:
+        # Output piped into e.g. `head`: not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

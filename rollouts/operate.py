@@ -1,0 +1,781 @@
+"""AWS side of the CLI: find a deployed experiment, read its state and metrics, stop its run.
+
+The experiment stack ``DeepRacerRollouts-<name>`` exports ``RunId`` (= the SageMaker training job
+name = the Batch array job name; RoboMaker jobs carry tag ``rollouts:run``), ``Backend``,
+``DataBucket``, ``ExperimentPrefix``, ``JobQueue`` (batch), ``SimulationJobBatchArn``
+(robomaker), ``VideoStreams`` and ``RolloutCount``.
+
+Stopping reuses the fan-out Lambda's own stop functions (``lambda/fanout``: the same "stop
+everything of run X" logic the stack deletion runs), so there is one implementation of it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from rollouts import metrics as m
+from rollouts.plan import experiment_prefix, metrics_key, stack_name
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LAMBDA_DIR = REPO_ROOT / "lambda"
+ROBOMAKER_MODEL_DIR = LAMBDA_DIR / "fanout" / "botocore_data"
+BATCH_DESCRIBE_LIMIT = 100
+
+
+class OperateError(Exception):
+    """An AWS-side problem, with the exit code to use (1 failure, 2 bad input)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class MetricsFetchError(m.MetricsError):
+    """Metrics could not be fetched from AWS (a failure, not bad input)."""
+
+    aws = True
+
+
+# ----------------------------------------------------------------------------- clients
+
+
+class Aws:
+    """boto3 clients built on first use (tests pre-fill ``clients``)."""
+
+    def __init__(
+        self,
+        region: str | None = None,
+        profile: str | None = None,
+        clients: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.region = region
+        self.profile = profile
+        self.clients: dict[str, Any] = dict(clients or {})
+        self._session: Any = None
+
+    def session(self) -> Any:
+        if self._session is None:
+            import boto3  # noqa: PLC0415
+            import botocore.session  # noqa: PLC0415
+            from botocore.exceptions import ProfileNotFound  # noqa: PLC0415
+
+            core = botocore.session.get_session()
+            if ROBOMAKER_MODEL_DIR.is_dir():  # RoboMaker's final model (see aws-facts)
+                loader = core.get_component("data_loader")
+                if str(ROBOMAKER_MODEL_DIR) not in loader.search_paths:
+                    loader.search_paths.append(str(ROBOMAKER_MODEL_DIR))
+            try:
+                self._session = boto3.session.Session(
+                    botocore_session=core, region_name=self.region, profile_name=self.profile
+                )
+            except ProfileNotFound as error:
+                raise OperateError(str(error), 2) from None
+        return self._session
+
+    def client(self, service: str) -> Any:
+        if service not in self.clients:
+            from botocore.exceptions import NoRegionError, UnknownServiceError  # noqa: PLC0415
+
+            try:
+                self.clients[service] = self.session().client(service)
+            except NoRegionError:
+                raise OperateError("no AWS region: pass --region or set AWS_REGION", 2) from None
+            except UnknownServiceError:
+                raise OperateError(
+                    f"this botocore has no {service} client; for RoboMaker run `make setup` "
+                    f"(it puts the final RoboMaker model in {ROBOMAKER_MODEL_DIR})"
+                ) from None
+        return self.clients[service]
+
+
+def _aws_call(what: str, fn: Callable[[], Any]) -> Any:
+    """Run one AWS call, turning credential/network errors into OperateError."""
+    from botocore.exceptions import (  # noqa: PLC0415
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+    )
+
+    try:
+        return fn()
+    except NoCredentialsError:
+        raise OperateError(
+            "no AWS credentials found: configure a profile (--profile) or "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+        ) from None
+    except ClientError as error:
+        info = error.response.get("Error", {})
+        raise OperateError(f"{what}: {info.get('Code')}: {info.get('Message')}") from None
+    except BotoCoreError as error:
+        raise OperateError(f"{what}: {error}") from None
+
+
+def _error_code(error: Exception) -> str:
+    response = getattr(error, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _time(value: Any) -> str | None:
+    """ISO 8601 UTC from a datetime or Batch's epoch milliseconds."""
+    if value in (None, "", 0):
+        return None
+    if isinstance(value, int | float):
+        value = datetime.fromtimestamp(value / 1000, tz=UTC)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- the stack
+
+
+@dataclass(frozen=True)
+class Deployed:
+    experiment: str
+    stack: str
+    stack_status: str
+    outputs: dict[str, str]
+    tags: dict[str, str]
+
+    def output(self, key: str) -> str | None:
+        value = self.outputs.get(key)
+        return None if value in (None, "", "-") else value
+
+    @property
+    def run_id(self) -> str:
+        run_id = self.output("RunId")
+        if not run_id:
+            raise OperateError(
+                f"stack {self.stack} has no RunId output ({self.stack_status}): "
+                "is the deploy finished?"
+            )
+        return run_id
+
+    @property
+    def backend(self) -> str:
+        return self.output("Backend") or "batch"
+
+    @property
+    def bucket(self) -> str | None:
+        return self.output("DataBucket")
+
+    @property
+    def prefix(self) -> str:
+        return (self.output("ExperimentPrefix") or experiment_prefix(self.experiment)).rstrip("/")
+
+    @property
+    def rollout_count(self) -> int:
+        try:
+            return max(int(self.output("RolloutCount") or "1"), 1)
+        except ValueError:
+            return 1
+
+    @property
+    def video_streams(self) -> list[str]:
+        return [s for s in (self.output("VideoStreams") or "").split(",") if s.strip()]
+
+
+def find_stack(aws: Aws, experiment: str) -> Deployed:
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    name = stack_name(experiment)
+    cfn = aws.client("cloudformation")
+    try:
+        stacks = _aws_call(
+            "cloudformation:DescribeStacks", lambda: _describe_stacks(cfn, name, ClientError)
+        )
+    except _StackMissingError:
+        raise OperateError(
+            f"experiment {experiment!r} is not deployed: no stack {name} in "
+            f"region {cfn.meta.region_name} (wrong --region/--profile?)"
+        ) from None
+    stack = stacks[0]
+    outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs", [])}
+    tags = {t["Key"]: t["Value"] for t in stack.get("Tags", [])}
+    tagged = tags.get("rollouts:experiment")
+    if tagged and tagged != experiment:
+        raise OperateError(f"stack {name} belongs to experiment {tagged!r}, not {experiment!r}")
+    return Deployed(experiment, name, str(stack.get("StackStatus", "")), outputs, tags)
+
+
+class _StackMissingError(Exception):
+    pass
+
+
+def _describe_stacks(cfn: Any, name: str, client_error: type[Exception]) -> list[dict[str, Any]]:
+    try:
+        stacks = cfn.describe_stacks(StackName=name)["Stacks"]
+    except client_error as error:
+        if _error_code(error) == "ValidationError":
+            raise _StackMissingError from None
+        raise
+    if not stacks or stacks[0].get("StackStatus") == "DELETE_COMPLETE":
+        raise _StackMissingError
+    return list(stacks)
+
+
+# ----------------------------------------------------------------------------- status
+
+
+def trainer_status(aws: Aws, name: str) -> dict[str, Any]:
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    sagemaker = aws.client("sagemaker")
+
+    def describe() -> dict[str, Any] | None:
+        try:
+            return dict(sagemaker.describe_training_job(TrainingJobName=name))
+        except ClientError as error:
+            if _error_code(error) in ("ValidationException", "ResourceNotFound"):
+                return None
+            raise
+
+    job = _aws_call("sagemaker:DescribeTrainingJob", describe)
+    if job is None:
+        return {
+            "name": name,
+            "state": "NOT FOUND",
+            "detail": None,
+            "started": None,
+            "ended": None,
+            "reason": None,
+        }
+    return {
+        "name": name,
+        "state": job.get("TrainingJobStatus"),
+        "detail": job.get("SecondaryStatus"),
+        "started": _time(job.get("TrainingStartTime") or job.get("CreationTime")),
+        "ended": _time(job.get("TrainingEndTime")),
+        "reason": job.get("FailureReason"),
+    }
+
+
+def _rollout(  # noqa: PLR0917 (a row constructor)
+    worker: int,
+    job_id: str | None,
+    state: str | None,
+    started: Any = None,
+    stopped: Any = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "worker": worker,
+        "job_id": job_id,
+        "state": state or "NOT FOUND",
+        "started": _time(started),
+        "stopped": _time(stopped),
+        "reason": reason,
+        "last_episode": None,
+    }
+
+
+def batch_rollouts(aws: Aws, deployed: Deployed) -> list[dict[str, Any]]:
+    count = deployed.rollout_count
+    queue = deployed.output("JobQueue")
+    if not queue:
+        raise OperateError(
+            f"stack {deployed.stack} has no JobQueue output: cannot find the Batch rollouts"
+        )
+    batch = aws.client("batch")
+    run_id = deployed.run_id
+
+    def list_jobs() -> list[dict[str, Any]]:
+        jobs: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "jobQueue": queue,
+            "filters": [{"name": "JOB_NAME", "values": [run_id]}],
+        }
+        while True:
+            page = batch.list_jobs(**kwargs)
+            jobs += page.get("jobSummaryList", [])
+            if not page.get("nextToken"):
+                return jobs
+            kwargs["nextToken"] = page["nextToken"]
+
+    jobs = [j for j in _aws_call("batch:ListJobs", list_jobs) if j.get("jobName") == run_id]
+    if not jobs:
+        return [_rollout(i, None, "NOT FOUND") for i in range(count)]
+    parent = max(jobs, key=lambda j: j.get("createdAt", 0))
+    parent_id = str(parent["jobId"])
+    if count == 1 and not parent.get("arrayProperties"):
+        described = _describe_batch(batch, [parent_id])
+        job = described.get(parent_id, parent)
+        return [
+            _rollout(
+                0,
+                parent_id,
+                job.get("status"),
+                job.get("startedAt"),
+                job.get("stoppedAt"),
+                job.get("statusReason"),
+            )
+        ]
+    ids = [f"{parent_id}:{i}" for i in range(count)]
+    described = _describe_batch(batch, ids)
+    result = []
+    for i, child_id in enumerate(ids):
+        job = described.get(child_id)
+        if job is None:
+            # Children not materialised yet: they share the parent's (pending) state.
+            result.append(_rollout(i, child_id, parent.get("status")))
+        else:
+            result.append(
+                _rollout(
+                    i,
+                    child_id,
+                    job.get("status"),
+                    job.get("startedAt"),
+                    job.get("stoppedAt"),
+                    job.get("statusReason"),
+                )
+            )
+    return result
+
+
+def _describe_batch(batch: Any, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), BATCH_DESCRIBE_LIMIT):
+        chunk = list(ids[start : start + BATCH_DESCRIBE_LIMIT])
+        page = _aws_call("batch:DescribeJobs", partial(batch.describe_jobs, jobs=chunk))
+        for job in page.get("jobs", []):
+            found[str(job["jobId"])] = job
+    return found
+
+
+def robomaker_rollouts(aws: Aws, deployed: Deployed) -> list[dict[str, Any]]:
+    count = deployed.rollout_count
+    arn = deployed.output("SimulationJobBatchArn")
+    if not arn:
+        return [_rollout(i, None, "NOT FOUND") for i in range(count)]
+    robomaker = aws.client("robomaker")
+    batch = _aws_call(
+        "robomaker:DescribeSimulationJobBatch",
+        lambda: robomaker.describe_simulation_job_batch(batch=arn),
+    )
+    arns = [str(r["arn"]) for r in batch.get("createdRequests", []) if r.get("arn")]
+    jobs: list[dict[str, Any]] = []
+    for start in range(0, len(arns), 100):
+        chunk = arns[start : start + 100]
+        jobs += _aws_call(
+            "robomaker:BatchDescribeSimulationJob",
+            partial(robomaker.batch_describe_simulation_job, jobs=chunk),
+        ).get("jobs", [])
+    result: dict[int, dict[str, Any]] = {}
+    for position, job in enumerate(jobs):
+        index = _rollout_idx(job, position)
+        result[index] = _rollout(
+            index,
+            job.get("arn"),
+            job.get("status"),
+            job.get("lastStartedAt"),
+            None,
+            job.get("failureReason") or job.get("failureCode"),
+        )
+    pending = batch.get("status") if not jobs else None
+    return [result.get(i) or _rollout(i, None, pending or "NOT FOUND") for i in range(count)]
+
+
+def _rollout_idx(job: Mapping[str, Any], default: int) -> int:
+    for app in job.get("simulationApplications", []) or []:
+        env = (app.get("launchConfig") or {}).get("environmentVariables") or {}
+        if str(env.get("ROLLOUT_IDX", "")).isdigit():
+            return int(env["ROLLOUT_IDX"])
+    return default
+
+
+def last_episodes(
+    aws: Aws, bucket: str, prefix: str, count: int
+) -> tuple[dict[int, dict[str, Any]], int | None]:
+    """Last metrics row of each worker (absent files are simply missing from the result)."""
+    s3 = aws.client("s3")
+    episodes = _s3_hyperparameters(s3, bucket, prefix)
+    found: dict[int, dict[str, Any]] = {}
+    for worker in range(count):
+        key = f"{prefix}/{metrics_key(worker)}"
+        data = _s3_get(s3, bucket, key)
+        if data is None:
+            continue
+        try:
+            parsed = m.parse(data, source=f"s3://{bucket}/{key}", worker=worker)
+        except m.MetricsError as error:
+            found[worker] = {"error": str(error)}
+            continue
+        training = [e for e in parsed.episodes if e.episode is not None]
+        if not training:
+            continue
+        last = training[-1]
+        share = m.episodes_for_worker(episodes, count, worker) if episodes else 0
+        found[worker] = {
+            "episode": last.episode,
+            "iteration": (last.episode - 1) // share + 1 if share and last.episode else None,
+            "phase": last.phase,
+            "status": last.status,
+            "progress": last.progress,
+            "reward": last.reward,
+        }
+    return found, episodes
+
+
+def _s3_get(s3: Any, bucket: str, key: str) -> bytes | None:
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    def get() -> bytes | None:
+        try:
+            return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except ClientError as error:
+            if _error_code(error) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+
+    return _aws_call(f"s3:GetObject s3://{bucket}/{key}", get)
+
+
+def _s3_hyperparameters(s3: Any, bucket: str, prefix: str) -> int | None:
+    for key in (f"{prefix}/hyperparameters.json", f"{prefix}/ip/hyperparameters.json"):
+        data = _s3_get(s3, bucket, key)
+        if data is not None:
+            try:
+                return m.hyperparameter_episodes(data, f"s3://{bucket}/{key}")
+            except m.MetricsError:
+                return None
+    return None
+
+
+def collect_status(aws: Aws, experiment: str) -> dict[str, Any]:
+    deployed = find_stack(aws, experiment)
+    run_id = deployed.run_id
+    trainer = trainer_status(aws, run_id)
+    if deployed.backend == "robomaker":
+        rollouts = robomaker_rollouts(aws, deployed)
+    else:
+        rollouts = batch_rollouts(aws, deployed)
+    episodes = None
+    if deployed.bucket:
+        last, episodes = last_episodes(
+            aws, deployed.bucket, deployed.prefix, deployed.rollout_count
+        )
+        for rollout in rollouts:
+            rollout["last_episode"] = last.get(rollout["worker"])
+    states: dict[str, int] = {}
+    for rollout in rollouts:
+        states[rollout["state"]] = states.get(rollout["state"], 0) + 1
+    return {
+        "experiment": experiment,
+        "stack": {"name": deployed.stack, "status": deployed.stack_status},
+        "run_id": run_id,
+        "backend": deployed.backend,
+        "data": f"s3://{deployed.bucket}/{deployed.prefix}/" if deployed.bucket else None,
+        "episodes_per_iteration": episodes,
+        "trainer": trainer,
+        "rollouts": rollouts,
+        "rollout_states": dict(sorted(states.items())),
+        "video_streams": deployed.video_streams,
+        "checked_at": _time(datetime.now(tz=UTC)),
+    }
+
+
+def format_status(status: Mapping[str, Any]) -> str:
+    from rollouts.cli import table  # noqa: PLC0415
+
+    t = status["trainer"]
+    states = ", ".join(f"{n} {s}" for s, n in status["rollout_states"].items())
+    lines = [
+        f"Experiment {status['experiment']}  run {status['run_id']}  backend "
+        f"{status['backend']}  (stack {status['stack']['name']}: {status['stack']['status']})",
+        f"data {status['data'] or '-'}   checked {status['checked_at']}",
+        "",
+        f"trainer  {t['state']}"
+        + (f" / {t['detail']}" if t["detail"] else "")
+        + f"   started {t['started'] or '-'}"
+        + (f"   ended {t['ended']}" if t["ended"] else "")
+        + (f"\n         reason: {t['reason']}" if t["reason"] else ""),
+        f"rollouts {len(status['rollouts'])}: {states}",
+        "",
+    ]
+    rows = []
+    for r in status["rollouts"]:
+        last = r["last_episode"] or {}
+        if "error" in last:
+            episode = "unreadable"
+        elif last:
+            episode = (
+                f"ep {last['episode']}"
+                + (f" (iter {last['iteration']})" if last.get("iteration") else "")
+                + f" {last['phase']}: {last['status']}, {last['progress']:.0f} %"
+            )
+        else:
+            episode = "no metrics yet"
+        rows.append([r["worker"], r["state"], r["started"], r["job_id"], episode])
+    lines.append(table(["worker", "state", "started", "job", "last metrics episode"], rows))
+    for r in status["rollouts"]:
+        if r["reason"]:
+            lines.append(f"  worker {r['worker']}: {r['reason']}")
+    if status["video_streams"]:
+        lines.append(f"\nvideo: {', '.join(status['video_streams'])}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- stop
+
+
+def fanout_modules() -> dict[str, ModuleType]:
+    """The fan-out Lambda's modules (``lambda/fanout``), which own the stop logic.
+
+    ``lambda/`` is the Lambda asset root, not an installed package, so it is put on
+    ``sys.path`` (appended: it never shadows installed packages).
+    """
+    if str(LAMBDA_DIR) not in sys.path and (LAMBDA_DIR / "fanout" / "__init__.py").is_file():
+        sys.path.append(str(LAMBDA_DIR))
+    try:
+        from fanout import batch_backend, errors, retry, robomaker_backend, trainer  # noqa: PLC0415
+    except ImportError as error:
+        raise OperateError(
+            f"cannot load the fan-out stop logic from {LAMBDA_DIR}/fanout "
+            f"({error}); run the CLI from a checkout of the repository"
+        ) from None
+    return {
+        "batch": batch_backend,
+        "robomaker": robomaker_backend,
+        "trainer": trainer,
+        "retry": retry,
+        "errors": errors,
+    }
+
+
+@dataclass(frozen=True)
+class StopTarget:
+    experiment: str
+    run_id: str
+    backend: str
+    queue: str | None
+    simulation_batch: str | None
+    rollout_count: int
+    stack: str
+
+
+def stop_target(aws: Aws, experiment: str) -> StopTarget:
+    deployed = find_stack(aws, experiment)
+    return StopTarget(
+        experiment,
+        deployed.run_id,
+        deployed.backend,
+        deployed.output("JobQueue"),
+        deployed.output("SimulationJobBatchArn"),
+        deployed.rollout_count,
+        deployed.stack,
+    )
+
+
+def describe_stop(target: StopTarget) -> str:
+    if target.backend == "robomaker":
+        rollouts = (
+            f"the RoboMaker simulation job batch(es) of run {target.run_id}"
+            f"{' (' + target.simulation_batch + ')' if target.simulation_batch else ''}"
+        )
+    else:
+        rollouts = (
+            f"the AWS Batch job(s) named {target.run_id} in {target.queue or '(unknown queue)'}"
+            f" ({target.rollout_count} rollout(s))"
+        )
+    return (
+        f"This stops run {target.run_id} of experiment {target.experiment} "
+        f"(stack {target.stack}):\n"
+        f"  trainer:  SageMaker training job {target.run_id}\n"
+        f"  rollouts: {rollouts}\n"
+        "Data in S3 is kept; the stack stays until `cdk destroy`."
+    )
+
+
+def stop(aws: Aws, target: StopTarget, *, budget_seconds: float = 120.0) -> dict[str, Any]:
+    """Stop rollouts, then the trainer, of the target's run; never raises for AWS errors:
+    every part is attempted and failures are listed in ``errors``."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    fanout = fanout_modules()
+    retrier = fanout["retry"].Retrier(budget_seconds=budget_seconds)
+    failures = (ClientError, BotoCoreError, fanout["errors"].FanoutError, OperateError)
+    report: dict[str, Any] = {
+        "experiment": target.experiment,
+        "run_id": target.run_id,
+        "backend": target.backend,
+        "trainer": "not checked",
+        "rollouts": [],
+        "errors": [],
+    }
+    try:
+        if target.backend == "robomaker":
+            known = [target.simulation_batch] if target.simulation_batch else []
+            report["rollouts"] = fanout["robomaker"].stop(
+                aws.client("robomaker"), retrier, target.run_id, known
+            )
+        elif target.queue:
+            report["rollouts"] = fanout["batch"].stop(
+                aws.client("batch"), retrier, target.queue, target.run_id
+            )
+        else:
+            report["errors"].append("rollouts: the stack has no JobQueue output")
+    except failures as error:
+        report["errors"].append(f"rollouts: {_describe(error)}")
+    try:
+        report["trainer"] = fanout["trainer"].stop(aws.client("sagemaker"), retrier, target.run_id)
+    except failures as error:
+        report["errors"].append(f"trainer: {_describe(error)}")
+    return report
+
+
+def _describe(error: Exception) -> str:
+    code = _error_code(error)
+    return f"{code}: {error}" if code else str(error)
+
+
+def format_stop(report: Mapping[str, Any]) -> str:
+    trainer = report["trainer"]
+    trainer_text = {"stopping": "stop requested", "absent": "not found (nothing to stop)"}.get(
+        trainer, f"already {trainer}"
+    )
+    rollouts = report["rollouts"]
+    lines = [
+        f"run {report['run_id']} of {report['experiment']}:",
+        f"  trainer:  {trainer_text}",
+        f"  rollouts: {len(rollouts)} active job(s) stopped"
+        + (f" ({', '.join(rollouts)})" if rollouts else " (none were running)"),
+    ]
+    for error in report["errors"]:
+        lines.append(f"  error: {error}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- metrics sources
+
+
+@dataclass
+class LoadedMetrics:
+    workers: list[m.WorkerMetrics]
+    description: str
+    title: str
+    hyperparameters: tuple[int, str] | None = None  # (episodes per iteration, where from)
+    worker_count: int | None = None
+
+
+def load_metrics(
+    sources: Sequence[str], aws: Callable[[], Aws], update: Callable[[str], None]
+) -> LoadedMetrics:
+    """Metrics from an experiment name, an ``s3://bucket/prefix`` or local files/folders
+    (``aws`` builds the clients, only when AWS is needed)."""
+    if len(sources) == 1 and sources[0].startswith("s3://"):
+        bucket, _, prefix = sources[0][len("s3://") :].partition("/")
+        if not bucket:
+            raise m.MetricsError(f"{sources[0]}: expected s3://bucket/prefix")
+        return _load_s3(aws(), bucket, prefix.strip("/"), sources[0], None, update)
+    paths = [Path(s) for s in sources]
+    if len(sources) == 1 and not paths[0].exists() and _looks_like_name(sources[0]):
+        return load_experiment_metrics(aws(), sources[0], update)
+    if any(s.startswith("s3://") for s in sources):
+        raise m.MetricsError("give one s3:// prefix, or local files, not both")
+    return _load_local(paths, update)
+
+
+def _looks_like_name(text: str) -> bool:
+    from rollouts.spec import NAME_PATTERN  # noqa: PLC0415
+
+    return bool(NAME_PATTERN.match(text))
+
+
+def load_experiment_metrics(
+    aws: Aws, experiment: str, update: Callable[[str], None]
+) -> LoadedMetrics:
+    try:
+        deployed = find_stack(aws, experiment)
+    except OperateError as error:
+        raise MetricsFetchError(f"{error} (for local files, check the path exists)") from None
+    if not deployed.bucket:
+        raise MetricsFetchError(f"stack {deployed.stack} has no DataBucket output")
+    return _load_s3(
+        aws, deployed.bucket, deployed.prefix, experiment, deployed.rollout_count, update
+    )
+
+
+def _load_s3(  # noqa: PLR0917
+    aws: Aws, bucket: str, prefix: str, label: str, count: int | None, update: Callable[[str], None]
+) -> LoadedMetrics:
+    try:
+        s3 = aws.client("s3")
+        keys: list[tuple[int, str]] = []
+
+        def list_keys() -> None:
+            for folder in (
+                f"{prefix}/metrics/" if prefix else "metrics/",
+                f"{prefix}/" if prefix else "",
+            ):
+                paginator = s3.get_paginator("list_objects_v2")
+                for page in paginator.paginate(Bucket=bucket, Prefix=folder, Delimiter="/"):
+                    for item in page.get("Contents", []):
+                        index = m.worker_index(item["Key"].rsplit("/", 1)[-1])
+                        if index is not None and all(i != index for i, _ in keys):
+                            keys.append((index, item["Key"]))
+
+        _aws_call("s3:ListObjectsV2", list_keys)
+        if not keys:
+            raise m.MetricsError(
+                f"s3://{bucket}/{prefix}: no metrics files yet (looked for "
+                "metrics/TrainingMetrics*.json and training_metrics.json)"
+            )
+        workers = []
+        for n, (index, key) in enumerate(sorted(keys), start=1):
+            update(f"{n}/{len(keys)} s3://{bucket}/{key}")
+            data = _s3_get(s3, bucket, key)
+            if data is None:
+                continue
+            workers.append(m.parse(data, source=f"s3://{bucket}/{key}", worker=index))
+        hyper = _s3_hyperparameters(s3, bucket, prefix)
+    except OperateError as error:
+        raise MetricsFetchError(str(error)) from None
+    return LoadedMetrics(
+        workers=workers,
+        description=label,
+        title=label,
+        hyperparameters=(hyper, f"s3://{bucket}/{prefix}/hyperparameters.json") if hyper else None,
+        worker_count=count,
+    )
+
+
+def _load_local(paths: Sequence[Path], update: Callable[[str], None]) -> LoadedMetrics:
+    files = m.local_metrics_files(paths)
+    workers = []
+    for n, (index, path) in enumerate(files, start=1):
+        update(f"{n}/{len(files)} {path}")
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise m.MetricsError(f"{path}: cannot be read: {error.strerror}") from None
+        workers.append(m.parse(data, source=str(path), worker=index))
+    hyper = None
+    folders = []
+    for _, path in files:
+        for folder in (path.parent, path.parent.parent):
+            if folder not in folders:
+                folders.append(folder)
+    for folder in folders:
+        candidate = folder / "hyperparameters.json"
+        if candidate.is_file():
+            hyper = (
+                m.hyperparameter_episodes(candidate.read_bytes(), str(candidate)),
+                str(candidate),
+            )
+            break
+    label = ", ".join(str(p) for p in paths)
+    return LoadedMetrics(
+        workers=workers,
+        description=label,
+        title=paths[0].name if len(paths) == 1 else "metrics",
+        hyperparameters=hyper,
+    )

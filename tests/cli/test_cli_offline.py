@@ -1,0 +1,272 @@
+"""validate, plan, render and usage: offline commands, exit codes, --json structures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from cli_support import EXPERIMENTS, REPO
+
+from rollouts.render import fill, worker_yaml
+from rollouts.spec import load_experiment
+
+COMMANDS = ("validate", "plan", "render", "status", "metrics", "stop", "import-drfc")
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def bad_experiment(tmp_path: Path) -> Path:
+    return write(
+        tmp_path / "bad.yaml",
+        "name: Bad_Name\ntrack: reInvent2019_trak\n"
+        "race: {type: DRAG_RACE}\nmodel_metadata: nope.json\n"
+        "reward_function: missing.py\n",
+    )
+
+
+# ----------------------------------------------------------------------------- usage
+
+
+def test_help_everywhere(run):
+    top = run("--help")
+    assert top.code == 0 and all(c in top.out for c in COMMANDS)
+    for command in COMMANDS:
+        result = run(command, "--help")
+        assert result.code == 0, command
+        assert f"usage: rollouts {command}" in result.out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["frobnicate"],
+        ["validate"],
+        ["render", str(EXPERIMENTS / "default.yaml")],  # --out missing
+        ["metrics", "x", "--episodes-per-iteration", "0"],
+        ["metrics", "x", "--phase", "warmup"],
+        ["status", "x", "--watch", "0.1"],
+        ["import-drfc", "/nonexistent/run.env", "--out", "x.yaml"],
+        ["plan", str(EXPERIMENTS / "default.yaml"), "-c", "novalue"],
+    ],
+)
+def test_bad_arguments_exit_2_with_usage(run, argv):
+    result = run(*argv)
+    assert result.code == 2
+    assert "usage: rollouts" in result.err or "error:" in result.err
+
+
+def test_python_dash_m_and_console_script():
+    module = subprocess.run(
+        [sys.executable, "-m", "rollouts", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    assert module.returncode == 0 and module.stdout.startswith("rollouts ")
+    script = Path(sys.executable).with_name("rollouts")
+    if script.exists():
+        bad = subprocess.run([str(script), "validate"], capture_output=True, text=True, check=False)
+        assert bad.returncode == 2 and "usage:" in bad.stderr
+
+
+# ----------------------------------------------------------------------------- validate
+
+
+def test_validate_examples_ok(run):
+    files = sorted(EXPERIMENTS.glob("*.yaml"))
+    result = run("validate", *files)
+    assert result.code == 0, result.out + result.err
+    assert result.out.count("ok ") == len(files)
+
+
+def test_validate_lists_every_problem(run, bad_experiment):
+    result = run("validate", bad_experiment)
+    assert result.code == 2
+    for field in ("name", "track", "race.type", "model_metadata", "reward_function"):
+        assert f"  {field}: " in result.out
+    assert "did you mean 'reInvent2019_track'" in result.out
+    doc = run("validate", bad_experiment, "--json").json()
+    assert doc["valid"] is False
+    problems = doc["files"][0]["problems"]
+    assert {p["field"] for p in problems} >= {"name", "track", "race.type"}
+    assert set(problems[0]) == {"file", "field", "value", "missing", "message"}
+    name = next(p for p in problems if p["field"] == "name")
+    assert name["value"] == "Bad_Name" and name["file"] == str(bad_experiment)
+
+
+def test_validate_mixed_and_duplicate_names(run, tmp_path, bad_experiment):
+    copy = tmp_path / "copy.yaml"
+    text = (EXPERIMENTS / "default.yaml").read_text().replace("models/", f"{EXPERIMENTS}/models/")
+    write(copy, text.replace("rewards/", f"{EXPERIMENTS}/rewards/"))
+    doc = run("validate", EXPERIMENTS / "default.yaml", copy, "--json").json()
+    assert doc["valid"] is False
+    assert "already used" in doc["files"][1]["problems"][0]["message"]
+    result = run("validate", EXPERIMENTS / "default.yaml", bad_experiment)
+    assert result.code == 2 and "1 of 2 file(s) invalid" in result.err
+
+
+def test_validate_missing_file(run, tmp_path):
+    result = run("validate", tmp_path / "nope.yaml", "--json")
+    assert result.code == 2
+    assert "cannot be read" in result.json()["files"][0]["problems"][0]["message"]
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+def test_plan_multi_track(run):
+    doc = run("plan", EXPERIMENTS / "multi-track-oa.yaml", "--json").json()
+    assert doc["experiment"] == "oa-multi-track"
+    assert [w["track"] for w in doc["workers"]] == [
+        "reInvent2019_track",
+        "2022_april_open",
+        "reInvent2019_wide_cw",
+    ]
+    assert [w["reverse_direction"] for w in doc["workers"]] == [False, False, True]
+    assert doc["episodes"]["per_worker"] == [4, 4, 4]
+    assert doc["video"] == {"enabled": False, "streams": []}
+    assert doc["s3"]["prefix"] == "experiments/oa-multi-track"
+    assert (
+        doc["s3"]["keys"]["metrics"][1]
+        == "experiments/oa-multi-track/metrics/TrainingMetrics_1.json"
+    )
+    assert doc["rollouts"]["count"] == 3 and doc["backend"] == "batch"
+    assert doc["trainer"]["instance_type"] == "ml.c5.2xlarge"
+    text = run("plan", EXPERIMENTS / "multi-track-oa.yaml")
+    assert text.code == 0 and "2022_april_open" in text.out and "Episodes: 12" in text.out
+
+
+def test_plan_warnings(run, tmp_path):
+    src = (EXPERIMENTS / "default.yaml").read_text()
+    src = src.replace("count: 4 ", "count: 7 ").replace("models/", f"{EXPERIMENTS}/models/")
+    src = src.replace("rewards/", f"{EXPERIMENTS}/rewards/").replace(
+        "num_episodes_between_training: 20", "num_episodes_between_training: 10"
+    )
+    experiment = write(tmp_path / "wasteful.yaml", src)
+    load_experiment(experiment)  # valid, but wasteful
+    doc = run("plan", experiment, "--json", "-c", "backend=robomaker").json()
+    joined = "\n".join(doc["warnings"])
+    assert "do not split evenly" in joined  # 10 over 7: 2 or 1 each
+    assert "about 1 episode" in joined
+    assert "video is on for 7 workers" in joined
+    assert "RoboMaker" in joined
+    assert doc["episodes"]["per_worker"] == [2, 2, 2, 1, 1, 1, 1]
+    assert sum(doc["episodes"]["per_worker"]) == 10
+    assert doc["video"]["streams"][6] == "rollouts-reinvent-time-trial-6"
+    assert run("plan", experiment).out.count("warning:") == 3  # batch: no RoboMaker one
+
+
+def test_plan_default_no_warnings_and_bad_context(run):
+    doc = run("plan", EXPERIMENTS / "default.yaml", "--json").json()
+    assert doc["warnings"] == []
+    bad = run("plan", EXPERIMENTS / "default.yaml", "-c", "backend=ec2")
+    assert bad.code == 2 and "backend" in bad.err
+
+
+def test_plan_invalid_experiment_exit_2(run, bad_experiment):
+    result = run("plan", bad_experiment)
+    assert result.code == 2 and "race.type" in result.err
+
+
+# ----------------------------------------------------------------------------- render
+
+
+def test_render_per_worker_files_match_render_module(run, tmp_path):
+    spec = load_experiment(EXPERIMENTS / "multi-track-oa.yaml")
+    result = run(
+        "render",
+        EXPERIMENTS / "multi-track-oa.yaml",
+        "--out",
+        tmp_path,
+        "--bucket",
+        "bkt",
+        "--region",
+        "eu-west-1",
+        "--json",
+    )
+    assert result.code == 0
+    doc = result.json()
+    assert doc["files"] == [f"training_params_{i}.yaml" for i in range(3)]
+    assert doc["placeholders"] == ["account", "training_job_arn"]
+    for i in range(3):
+        expected = fill(
+            worker_yaml(spec, i),
+            {
+                "bucket": "bkt",
+                "region": "eu-west-1",
+                "prefix": "experiments/oa-multi-track",
+                "video_stream": "",
+            },
+        )
+        text = (tmp_path / f"training_params_{i}.yaml").read_text()
+        assert text == expected
+        params = yaml.safe_load(text)
+        assert params["WORLD_NAME"] == spec.worker_track(i)
+        assert params["SAGEMAKER_SHARED_S3_BUCKET"] == "bkt"
+        assert params["TRAINING_JOB_ARN"] == "{{training_job_arn}}"  # visible placeholder
+
+
+def test_render_shared_file_when_identical(run, tmp_path):
+    # head-to-bot: 2 workers, same settings, video off -> one shared file, as the fan-out does.
+    result = run(
+        "render",
+        EXPERIMENTS / "head-to-bot.yaml",
+        "--out",
+        tmp_path,
+        "--bucket",
+        "b",
+        "--region",
+        "r",
+        "--account",
+        "1",
+        "--training-job-arn",
+        "arn:x",
+    )
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["training_params.yaml"]
+    params = yaml.safe_load((tmp_path / "training_params.yaml").read_text())
+    assert "{{" not in (tmp_path / "training_params.yaml").read_text()
+    assert params["RACE_TYPE"] == "HEAD_TO_BOT" and params["NUMBER_OF_BOT_CARS"] == "2"
+
+
+def test_render_video_streams_and_placeholders(run, tmp_path):
+    out = tmp_path / "o"
+    doc = run("render", EXPERIMENTS / "default.yaml", "--out", out, "--json").json()
+    assert len(doc["files"]) == 4  # stream names differ per worker
+    assert (
+        yaml.safe_load((out / "training_params_3.yaml").read_text())["KINESIS_VIDEO_STREAM_NAME"]
+        == "rollouts-reinvent-time-trial-3"
+    )
+    bad = run("render", EXPERIMENTS / "default.yaml", "--out", out, "--video-streams", "a,b")
+    assert bad.code == 2 and "4 worker" in bad.err
+    raw = run(
+        "render",
+        EXPERIMENTS / "default.yaml",
+        "--out",
+        tmp_path / "raw",
+        "--keep-placeholders",
+        "--json",
+    ).json()
+    assert raw["files"] == ["training_params.yaml"]
+    assert "video_stream" in raw["placeholders"] and "prefix" in raw["placeholders"]
+
+
+def test_render_bundle(run, tmp_path):
+    doc = run(
+        "render", EXPERIMENTS / "default.yaml", "--out", tmp_path, "--bundle", "--json"
+    ).json()
+    assert {"manifest.json", "reward_function.py", "model_metadata.json"} <= set(doc["files"])
+
+
+def test_render_out_is_a_file(run, tmp_path):
+    target = write(tmp_path / "f", "x")
+    assert run("render", EXPERIMENTS / "default.yaml", "--out", target).code == 2

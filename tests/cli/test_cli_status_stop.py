@@ -1,0 +1,391 @@
+"""status and stop against Stubber (request shapes checked against the real service models,
+RoboMaker's final one included) and moto S3 for the metrics files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+from cli_support import FIXTURES
+from moto import mock_aws
+
+from rollouts import cli, operate
+
+RUN = "reinvent-time-trial-0a1b2c3d"
+EXP = "reinvent-time-trial"
+STACK = f"DeepRacerRollouts-{EXP}"
+QUEUE = "arn:aws:batch:us-east-1:123456789012:job-queue/rollouts"
+SIM_BATCH = "arn:aws:robomaker:us-east-1:123456789012:simulation-job-batch/sjb-1"
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+BUCKET = "platform-data"
+PREFIX = f"experiments/{EXP}"
+
+
+class World:
+    """Stubbed clients for one test; S3 is moto's."""
+
+    def __init__(self) -> None:
+        self.aws = operate.Aws(region="us-east-1")
+        self.stubs: dict[str, Stubber] = {}
+        for service in ("cloudformation", "sagemaker", "batch", "robomaker"):
+            client = self.aws.session().client(service, region_name="us-east-1")
+            self.aws.clients[service] = client
+            self.stubs[service] = Stubber(client)
+            self.stubs[service].activate()
+        self.aws.clients["s3"] = boto3.client("s3", region_name="us-east-1")
+        self.aws.clients["s3"].create_bucket(Bucket=BUCKET)
+
+    def stack(self, backend: str = "batch", count: int = 3) -> None:
+        outputs = {
+            "ExperimentName": EXP,
+            "Backend": backend,
+            "DataBucket": BUCKET,
+            "ExperimentPrefix": PREFIX,
+            "RunId": RUN,
+            "RolloutCount": str(count),
+            "VideoStreams": ",".join(f"rollouts-{EXP}-{i}" for i in range(count)),
+        }
+        if backend == "batch":
+            outputs["JobQueue"] = QUEUE
+        else:
+            outputs["SimulationJobBatchArn"] = SIM_BATCH
+        self.stubs["cloudformation"].add_response(
+            "describe_stacks",
+            {
+                "Stacks": [
+                    {
+                        "StackName": STACK,
+                        "CreationTime": T0,
+                        "StackStatus": "CREATE_COMPLETE",
+                        "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()],
+                        "Tags": [{"Key": "rollouts:experiment", "Value": EXP}],
+                    }
+                ]
+            },
+            {"StackName": STACK},
+        )
+
+    def trainer(self, status: str = "InProgress") -> None:
+        self.stubs["sagemaker"].add_response(
+            "describe_training_job",
+            {
+                "TrainingJobName": RUN,
+                "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{RUN}",
+                "ModelArtifacts": {"S3ModelArtifacts": f"s3://{BUCKET}/{PREFIX}/model"},
+                "TrainingJobStatus": status,
+                "SecondaryStatus": "Training",
+                "AlgorithmSpecification": {
+                    "TrainingInputMode": "File",
+                    "TrainingImage": "123.dkr.ecr/simapp:6",
+                },
+                "ResourceConfig": {
+                    "InstanceType": "ml.c5.2xlarge",
+                    "InstanceCount": 1,
+                    "VolumeSizeInGB": 30,
+                },
+                "StoppingCondition": {"MaxRuntimeInSeconds": 7200},
+                "CreationTime": T0,
+                "TrainingStartTime": T0,
+            },
+            {"TrainingJobName": RUN},
+        )
+
+    def batch_jobs(self, parent_status: str = "RUNNING") -> None:
+        self.stubs["batch"].add_response(
+            "list_jobs",
+            {
+                "jobSummaryList": [
+                    {
+                        "jobId": "job-1",
+                        "jobName": RUN,
+                        "createdAt": 1,
+                        "status": parent_status,
+                        "arrayProperties": {"size": 3},
+                    }
+                ]
+            },
+            {"jobQueue": QUEUE, "filters": [{"name": "JOB_NAME", "values": [RUN]}]},
+        )
+
+    def s3_metrics(self) -> None:
+        s3 = self.aws.clients["s3"]
+        data = json.loads((FIXTURES / "metrics" / "console-training-metrics.json").read_text())
+        s3.put_object(
+            Bucket=BUCKET, Key=f"{PREFIX}/metrics/TrainingMetrics.json", Body=json.dumps(data)
+        )
+        s3.put_object(
+            Bucket=BUCKET,
+            Key=f"{PREFIX}/metrics/TrainingMetrics_1.json",
+            Body=json.dumps({"metrics": data["metrics"][:3]}),
+        )
+        s3.put_object(
+            Bucket=BUCKET,
+            Key=f"{PREFIX}/hyperparameters.json",
+            Body=json.dumps({"num_episodes_between_training": 21}),
+        )
+
+    def done(self) -> None:
+        for stub in self.stubs.values():
+            stub.assert_no_pending_responses()
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with mock_aws():
+        w = World()
+        monkeypatch.setattr(cli, "_aws", lambda _args: w.aws)
+        yield w
+
+
+def test_status_batch(run, world):
+    world.stack()
+    world.trainer()
+    world.batch_jobs()
+    started = int(T0.timestamp() * 1000)
+    world.stubs["batch"].add_response(
+        "describe_jobs",
+        {
+            "jobs": [
+                {
+                    "jobId": "job-1:0",
+                    "jobName": RUN,
+                    "jobQueue": QUEUE,
+                    "status": "RUNNING",
+                    "startedAt": started,
+                    "jobDefinition": "jd",
+                },
+                {
+                    "jobId": "job-1:1",
+                    "jobName": RUN,
+                    "jobQueue": QUEUE,
+                    "status": "FAILED",
+                    "startedAt": started,
+                    "stoppedAt": started + 1000,
+                    "statusReason": "Essential container in task exited",
+                    "jobDefinition": "jd",
+                },
+            ]
+        },
+        {"jobs": ["job-1:0", "job-1:1", "job-1:2"]},
+    )
+    world.s3_metrics()
+    doc = run("status", EXP, "--json").json()
+    world.done()
+    assert doc["run_id"] == RUN and doc["backend"] == "batch"
+    assert doc["trainer"]["state"] == "InProgress"
+    assert doc["trainer"]["started"] == "2026-11-24T12:00:00Z"
+    states = [r["state"] for r in doc["rollouts"]]
+    assert states == ["RUNNING", "FAILED", "RUNNING"]  # child 2 not described: parent's state
+    assert doc["rollouts"][0]["started"] == "2026-11-24T12:00:00Z"
+    assert "exited" in doc["rollouts"][1]["reason"]
+    last0 = doc["rollouts"][0]["last_episode"]
+    assert last0["episode"] == 568 and last0["phase"] == "training"
+    assert last0["iteration"] == -(-568 // 7)  # 21 episodes over 3 workers: 7 each
+    assert doc["rollouts"][1]["last_episode"]["episode"] == 3
+    assert doc["rollouts"][2]["last_episode"] is None
+    assert doc["rollout_states"] == {"FAILED": 1, "RUNNING": 2}
+    assert len(doc["video_streams"]) == 3
+
+
+def test_status_text_and_watch(run, world, monkeypatch):
+    world.stack(count=1)
+    world.trainer("Stopped")
+    world.stubs["batch"].add_response(
+        "list_jobs",
+        {
+            "jobSummaryList": [
+                {"jobId": "job-9", "jobName": RUN, "createdAt": 5, "status": "SUCCEEDED"}
+            ]
+        },
+        None,
+    )
+    world.stubs["batch"].add_response(
+        "describe_jobs",
+        {
+            "jobs": [
+                {
+                    "jobId": "job-9",
+                    "jobName": RUN,
+                    "jobQueue": QUEUE,
+                    "status": "SUCCEEDED",
+                    "startedAt": 1,
+                    "jobDefinition": "jd",
+                }
+            ]
+        },
+        {"jobs": ["job-9"]},
+    )
+
+    def interrupt(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.time, "sleep", interrupt)
+    result = run("status", EXP, "--watch", "5")
+    world.done()
+    assert result.code == 0
+    assert "trainer  Stopped" in result.out and "SUCCEEDED" in result.out
+    assert "no metrics yet" in result.out and "refreshing every 5 s" in result.out
+
+
+def test_status_not_deployed(run, world):
+    world.stubs["cloudformation"].add_client_error(
+        "describe_stacks", "ValidationError", f"Stack with id {STACK} does not exist"
+    )
+    result = run("status", EXP)
+    assert result.code == 1
+    assert "not deployed" in result.err and STACK in result.err
+
+
+def test_status_robomaker(run, world):
+    world.stack("robomaker", count=2)
+    world.trainer()
+    world.stubs["robomaker"].add_response(
+        "describe_simulation_job_batch",
+        {
+            "arn": SIM_BATCH,
+            "status": "InProgress",
+            "createdRequests": [{"arn": "arn:sim/1"}, {"arn": "arn:sim/0"}],
+        },
+        {"batch": SIM_BATCH},
+    )
+    world.stubs["robomaker"].add_response(
+        "batch_describe_simulation_job",
+        {
+            "jobs": [
+                {
+                    "arn": "arn:sim/1",
+                    "status": "Running",
+                    "lastStartedAt": T0,
+                    "simulationApplications": [
+                        {
+                            "application": "app",
+                            "launchConfig": {"environmentVariables": {"ROLLOUT_IDX": "1"}},
+                        }
+                    ],
+                },
+                {
+                    "arn": "arn:sim/0",
+                    "status": "Preparing",
+                    "simulationApplications": [
+                        {
+                            "application": "app",
+                            "launchConfig": {"environmentVariables": {"ROLLOUT_IDX": "0"}},
+                        }
+                    ],
+                },
+            ]
+        },
+        {"jobs": ["arn:sim/1", "arn:sim/0"]},
+    )
+    doc = run("status", EXP, "--json").json()
+    world.done()
+    assert [(r["worker"], r["state"]) for r in doc["rollouts"]] == [
+        (0, "Preparing"),
+        (1, "Running"),
+    ]
+    assert doc["rollouts"][1]["started"] == "2026-11-24T12:00:00Z"
+
+
+def test_stop_batch_with_yes(run, world):
+    world.stack()
+    # the fan-out's batch stop: find by name, cancel + terminate every active one
+    world.batch_jobs()
+    world.stubs["batch"].add_response("cancel_job", {}, {"jobId": "job-1", "reason": ANY})
+    world.stubs["batch"].add_response("terminate_job", {}, {"jobId": "job-1", "reason": ANY})
+    world.trainer("InProgress")
+    world.stubs["sagemaker"].add_response("stop_training_job", {}, {"TrainingJobName": RUN})
+    result = run("stop", EXP, "--yes")
+    world.done()
+    assert result.code == 0, result.err
+    assert "trainer:  stop requested" in result.out
+    assert "1 active job(s) stopped (job-1)" in result.out
+    assert "Data in S3 is kept" in result.out
+
+
+def test_stop_json_already_finished(run, world):
+    world.stack()
+    world.batch_jobs("SUCCEEDED")  # nothing active: no cancel/terminate
+    world.trainer("Completed")  # no StopTrainingJob either
+    doc = run("stop", EXP, "--yes", "--json").json()
+    world.done()
+    assert doc == {
+        "experiment": EXP,
+        "run_id": RUN,
+        "backend": "batch",
+        "trainer": "Completed",
+        "rollouts": [],
+        "errors": [],
+    }
+
+
+def test_stop_robomaker(run, world):
+    world.stack("robomaker", count=2)
+    world.stubs["robomaker"].add_response(
+        "list_simulation_job_batches",
+        {"simulationJobBatchSummaries": [{"arn": SIM_BATCH, "status": "InProgress"}]},
+        {},
+    )
+    world.stubs["robomaker"].add_response(
+        "describe_simulation_job_batch",
+        {"arn": SIM_BATCH, "status": "InProgress", "tags": {"rollouts:run": RUN}},
+        {"batch": SIM_BATCH},
+    )
+    world.stubs["robomaker"].add_response("cancel_simulation_job_batch", {}, {"batch": SIM_BATCH})
+    world.trainer("InProgress")
+    world.stubs["sagemaker"].add_response("stop_training_job", {}, {"TrainingJobName": RUN})
+    doc = run("stop", EXP, "--yes", "--json").json()
+    world.done()
+    assert doc["rollouts"] == [SIM_BATCH] and doc["trainer"] == "stopping"
+
+
+def test_stop_reports_errors_exit_1(run, world):
+    world.stack()
+    world.stubs["batch"].add_client_error("list_jobs", "AccessDeniedException", "no", 403)
+    world.trainer("InProgress")
+    world.stubs["sagemaker"].add_response("stop_training_job", {}, {"TrainingJobName": RUN})
+    result = run("stop", EXP, "--yes")
+    world.done()
+    assert result.code == 1
+    assert "error: rollouts: AccessDeniedException" in result.out
+    assert "stop requested" in result.out  # the trainer is still stopped
+
+
+def test_stop_needs_confirmation(run, world, monkeypatch):
+    world.stack()
+    result = run("stop", EXP)  # stdin is not a terminal under pytest
+    assert result.code == 2 and "--yes" in result.err
+    world.stack()
+    monkeypatch.setattr(cli.sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr("builtins.input", lambda _prompt: "n")
+    declined = run("stop", EXP)
+    world.done()  # nothing stubbed beyond the stack lookups: nothing was stopped
+    assert declined.code == 1 and "not stopped" in declined.err
+
+
+def test_metrics_by_experiment_name(run, world):
+    world.stack()
+    world.s3_metrics()
+    doc = run("metrics", EXP, "--json").json()
+    world.done()
+    assert doc["source"] == EXP
+    assert [w["worker"] for w in doc["workers"]] == [0, 1]
+    assert doc["episodes_per_iteration"] == 21
+    assert [w["episodes_per_iteration"] for w in doc["workers"]] == [7, 7]  # RolloutCount 3
+
+
+def test_no_credentials_is_a_clear_failure(run, monkeypatch, tmp_path):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    result = run("status", EXP, "--region", "us-east-1")
+    assert result.code == 1 and "no AWS credentials" in result.err
+
+
+def _unused(_: Any) -> None:  # keep imports explicit for readers
+    return None
