@@ -17,7 +17,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent
 EXPERIMENTS_DIR = ROOT / "experiments"
 STAGING_DIR = ROOT / "build" / "experiments"
-STACK_PREFIX = "DeepRacerRollouts"
 
 
 @dataclass(frozen=True)
@@ -90,16 +89,16 @@ def build_app(
     import aws_cdk as cdk  # noqa: PLC0415
     from cdk_nag import AwsSolutionsChecks  # noqa: PLC0415
 
+    from rollouts.naming import platform_stack_name, stack_name  # noqa: PLC0415
     from rollouts.render import write_bundle  # noqa: PLC0415
     from stacks.experiment_stack import ExperimentStack  # noqa: PLC0415
     from stacks.platform_stack import PlatformStack  # noqa: PLC0415
 
     # Environment-agnostic on purpose: the same templates for every account and region (and
     # for CI), no synth-time lookups; `cdk deploy` targets the account/region of its profile.
-    suffix = "" if config.platform_name == "default" else f"-{config.platform_name}"
     platform_stack = PlatformStack(
         app,
-        f"{STACK_PREFIX}-Platform{suffix}",
+        platform_stack_name(config.platform_name),
         config=config.platform,
         platform_name=config.platform_name,
         description="DeepRacer Rollouts platform: network, data, roles, simapp image, "
@@ -108,7 +107,7 @@ def build_app(
     for spec in config.experiments:
         stack = ExperimentStack(
             app,
-            f"{STACK_PREFIX}-{spec.name}",
+            stack_name(spec.name),
             spec=spec,
             config=config.platform,
             platform_name=config.platform_name,

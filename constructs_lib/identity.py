@@ -14,8 +14,8 @@ from constructs import Construct
 from constructs_lib.nag import acknowledge, token_name
 from constructs_lib.simapp_image import SimappImage
 from constructs_lib.storage import ExperimentDataStore
+from rollouts.naming import VIDEO_STREAM_PREFIX
 
-VIDEO_STREAM_PREFIX = "rollouts-"
 _COLON = ArnFormat.COLON_RESOURCE_NAME
 ROLLOUT_SERVICE = {"batch": "ecs-tasks.amazonaws.com", "robomaker": "robomaker.amazonaws.com"}
 

@@ -8,7 +8,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-EXPERIMENTS_PREFIX = "experiments"
+from rollouts.naming import EXPERIMENTS_PREFIX
 
 
 class ExperimentDataStore(Construct):
@@ -62,10 +62,6 @@ class ExperimentDataStore(Construct):
                 )
             ],
         )
-
-    @staticmethod
-    def experiment_prefix(experiment: str) -> str:
-        return f"{EXPERIMENTS_PREFIX}/{experiment}"
 
     def grant_experiments_read_write(self, grantee: iam.IGrantable) -> None:
         """Read/write objects under ``experiments/`` only (job roles shared by all experiments)."""

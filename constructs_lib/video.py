@@ -6,13 +6,7 @@ from aws_cdk import Stack
 from aws_cdk import aws_kinesisvideo as kinesisvideo
 from constructs import Construct
 
-from constructs_lib.identity import VIDEO_STREAM_PREFIX
-
-
-def stream_name(experiment: str, worker: int) -> str:
-    # Named (not generated) because the rollout role is scoped to the "rollouts-" prefix and
-    # workers receive their stream by name.
-    return f"{VIDEO_STREAM_PREFIX}{experiment}-{worker}"
+from rollouts.naming import video_stream_name
 
 
 class RolloutVideoStreams(Construct):
@@ -31,14 +25,14 @@ class RolloutVideoStreams(Construct):
             kinesisvideo.CfnStream(
                 self,
                 f"Rollout{worker}",
-                name=stream_name(experiment, worker),
+                name=video_stream_name(experiment, worker),
                 data_retention_in_hours=retention_hours,
                 media_type="video/h264",
                 kms_key_id=key_arn,
             )
             for worker in range(count)
         ]
-        self.stream_names = [stream_name(experiment, worker) for worker in range(count)]
+        self.stream_names = [video_stream_name(experiment, worker) for worker in range(count)]
 
     def console_url(self, worker: int) -> str:
         region = Stack.of(self).region

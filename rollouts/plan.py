@@ -13,27 +13,11 @@ from typing import Any
 
 from rollouts import contract
 from rollouts.metrics import episodes_for_worker
+from rollouts.naming import experiment_prefix, stack_name, video_stream_name
 from rollouts.spec import ExperimentSpec
 
-# Naming conventions of the experiment stack (constructs_lib.storage / constructs_lib.video; kept
-# here because those modules import the CDK, which the offline CLI must not need).
-STACK_PREFIX = "DeepRacerRollouts"
-EXPERIMENTS_PREFIX = "experiments"
-VIDEO_STREAM_PREFIX = "rollouts-"
 VIDEO_WARN_WORKERS = 4  # more streams than this: warn about cost
 BUCKET_PLACEHOLDER = "<platform data bucket>"
-
-
-def stack_name(experiment: str) -> str:
-    return f"{STACK_PREFIX}-{experiment}"
-
-
-def experiment_prefix(experiment: str) -> str:
-    return f"{EXPERIMENTS_PREFIX}/{experiment}"
-
-
-def video_stream_name(experiment: str, worker: int) -> str:
-    return f"{VIDEO_STREAM_PREFIX}{experiment}-{worker}"
 
 
 def find_cdk_json(start: Path) -> Path | None:

@@ -12,8 +12,8 @@ from constructs import Construct
 
 from constructs_lib.fanout import ExperimentRun, RolloutSettings, TrainerSettings
 from constructs_lib.platform_parameters import PlatformReference
-from constructs_lib.storage import ExperimentDataStore
 from constructs_lib.video import RolloutVideoStreams
+from rollouts.naming import experiment_prefix
 from rollouts.platform import PlatformConfig
 from rollouts.spec import ExperimentSpec
 from stacks.platform_stack import _retention_enum_name
@@ -39,7 +39,7 @@ class ExperimentStack(Stack):
             Tags.of(self).add(key, value)
         log_retention = logs.RetentionDays[_retention_enum_name(config.log_retention_days)]
         platform = PlatformReference(self, platform=platform_name)
-        prefix = ExperimentDataStore.experiment_prefix(spec.name)
+        prefix = experiment_prefix(spec.name)
 
         files = s3_assets.Asset(self, "Files", path=str(bundle_dir))
         video = (
