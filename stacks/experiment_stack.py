@@ -6,17 +6,16 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import Aws, CfnOutput, Stack, Tags
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from constructs_lib.fanout import ExperimentRun, RolloutSettings, TrainerSettings
 from constructs_lib.platform_parameters import PlatformReference
+from constructs_lib.retention import log_retention
 from constructs_lib.video import RolloutVideoStreams
 from rollouts.naming import experiment_prefix
 from rollouts.platform import PlatformConfig
 from rollouts.spec import ExperimentSpec
-from stacks.platform_stack import _retention_enum_name
 
 EXPERIMENT_TAG = "rollouts:experiment"
 
@@ -37,7 +36,7 @@ class ExperimentStack(Stack):
         Tags.of(self).add(EXPERIMENT_TAG, spec.name)
         for key, value in sorted(spec.tags.items()):
             Tags.of(self).add(key, value)
-        log_retention = logs.RetentionDays[_retention_enum_name(config.log_retention_days)]
+        retention = log_retention(config.log_retention_days)
         platform = PlatformReference(self, platform=platform_name)
         prefix = experiment_prefix(spec.name)
 
@@ -81,7 +80,7 @@ class ExperimentStack(Stack):
             ),
             wait_for=config.wait_for,
             tags=spec.tags,
-            log_retention=log_retention,
+            log_retention=retention,
         )
         if video is not None:
             for stream in video.streams:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Fn, Stack
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from constructs_lib.batch_backend import BatchRolloutBackend
 from constructs_lib.identity import RolloutRoles
 from constructs_lib.network import RolloutNetwork
 from constructs_lib.platform_parameters import PARAMETER_ROOT, PlatformParameters
+from constructs_lib.retention import log_retention
 from constructs_lib.robomaker_backend import RoboMakerRolloutBackend
 from constructs_lib.simapp_image import SimappImage
 from constructs_lib.storage import ExperimentDataStore
@@ -32,13 +32,13 @@ class PlatformStack(Stack):
     ) -> None:
         self._az_count = config.az_count
         super().__init__(scope, construct_id, **kwargs)
-        log_retention = logs.RetentionDays[_retention_enum_name(config.log_retention_days)]
+        retention = log_retention(config.log_retention_days)
         network = RolloutNetwork(
             self,
             "Network",
             az_count=config.az_count,
             egress=config.egress,
-            log_retention=log_retention,
+            log_retention=retention,
         )
         data = ExperimentDataStore(self, "Data")
         roles = RolloutRoles(self, "Roles", data=data, backend=config.backend)
@@ -57,7 +57,7 @@ class PlatformStack(Stack):
                 spot=config.spot,
                 max_vcpus=config.max_vcpus,
                 gpu=config.gpu,
-                log_retention=log_retention,
+                log_retention=retention,
             )
             job_queue_arn = backend.job_queue.job_queue_arn
             job_definition_arn = backend.job_definition.job_definition_arn
@@ -113,26 +113,3 @@ class PlatformStack(Stack):
         # Environment-agnostic stacks get two AZs by default; select more from Fn::GetAZs
         # at deploy time instead of looking them up at synth time.
         return [Fn.select(i, Fn.get_azs()) for i in range(self._az_count)]
-
-
-def _retention_enum_name(days: int) -> str:
-    names = {
-        1: "ONE_DAY",
-        3: "THREE_DAYS",
-        5: "FIVE_DAYS",
-        7: "ONE_WEEK",
-        14: "TWO_WEEKS",
-        30: "ONE_MONTH",
-        60: "TWO_MONTHS",
-        90: "THREE_MONTHS",
-        120: "FOUR_MONTHS",
-        150: "FIVE_MONTHS",
-        180: "SIX_MONTHS",
-        365: "ONE_YEAR",
-        400: "THIRTEEN_MONTHS",
-        545: "EIGHTEEN_MONTHS",
-        731: "TWO_YEARS",
-        1827: "FIVE_YEARS",
-        3653: "TEN_YEARS",
-    }
-    return names[days]

@@ -2,7 +2,7 @@
 
 ``on_event`` writes the experiment's files and starts the trainer and the rollouts; ``is_complete``
 polls until they are accepted (or running) and then records the run in ``<Prefix>/run.json``.
-Semantics: docs/fanout.md. Contract with the CDK side: docs/fanout-contract.md.
+Semantics: README.md ("The fan-out"). Contract with the CDK side: docs/fanout-contract.md.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _guard(
 
 
 def _on_event(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    """Create / Update / Delete of the run (see docs/fanout.md)."""
+    """Create / Update / Delete of the run (see README.md, "The fan-out")."""
     request = event.get("RequestType")
     if request == "Create":
         return _create(event, context)

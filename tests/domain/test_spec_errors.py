@@ -132,6 +132,23 @@ BAD_FILES: dict[str, tuple[str, list[str]]] = {
 }
 
 
+def run_app(context_json: str, *, cwd: Path, outdir: Path) -> subprocess.CompletedProcess[str]:
+    """Run app.py the way `cdk synth` does: context and output directory from the environment."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "app.py")],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={
+            "PATH": f"{REPO / 'node_modules' / '.bin'}:/usr/bin:/bin",
+            "CDK_OUTDIR": str(outdir),
+            "CDK_CONTEXT_JSON": context_json,
+        },
+    )
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     (tmp_path / "reward.py").write_text(REWARD)
@@ -170,19 +187,7 @@ def test_synth_of_a_bad_file_exits_2_with_the_message_and_writes_nothing(workdir
     path = workdir / "bad.yaml"
     path.write_text(experiment("name: t1\ntrack: reInvent2019_trak\n"))
     outdir = workdir / "cdk.out"
-    result = subprocess.run(
-        [sys.executable, str(REPO / "app.py")],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        env={
-            "PATH": f"{REPO / 'node_modules' / '.bin'}:/usr/bin:/bin",
-            "CDK_OUTDIR": str(outdir),
-            "CDK_CONTEXT_JSON": f'{{"experiment": "{path}"}}',
-        },
-    )
+    result = run_app(f'{{"experiment": "{path}"}}', cwd=workdir, outdir=outdir)
     assert result.returncode == 2, result.stderr
     assert "did you mean 'reInvent2019_track'" in result.stderr
     assert "Nothing was synthesized" in result.stderr
@@ -203,19 +208,7 @@ def test_synth_of_a_bad_file_exits_2_with_the_message_and_writes_nothing(workdir
     ],
 )
 def test_bad_context_exits_2(context: str, expected: str, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "app.py")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        env={
-            "PATH": f"{REPO / 'node_modules' / '.bin'}:/usr/bin:/bin",
-            "CDK_OUTDIR": str(tmp_path / "out"),
-            "CDK_CONTEXT_JSON": context,
-        },
-    )
+    result = run_app(context, cwd=REPO, outdir=tmp_path / "out")
     assert result.returncode == 2
     assert expected in result.stderr
     assert "Traceback" not in result.stderr

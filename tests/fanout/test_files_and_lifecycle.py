@@ -27,6 +27,8 @@ from fanout_builders import (
 )
 from fanout_world import World
 
+from rollouts import contract
+
 # --------------------------------------------------------------------------- files
 
 
@@ -185,15 +187,7 @@ def test_rollouts_render_output_is_filled_completely(experiment: Path) -> None:
         "training_job_arn": "arn:aws:sagemaker:eu-west-1:123456789012:training-job/x",
     }
     rendered = files.render(asset, values, [f"stream-{i}" for i in range(n)])
-    mandatory = (
-        "SAGEMAKER_SHARED_S3_BUCKET",
-        "SAGEMAKER_SHARED_S3_PREFIX",
-        "METRICS_S3_BUCKET",
-        "METRICS_S3_OBJECT_KEY",
-        "MODEL_METADATA_FILE_S3_KEY",
-        "BODY_SHELL_TYPE",
-        "CAR_COLOR",
-    )
+    mandatory = contract.MANDATORY_TRAINING_KEYS
     for i, key in enumerate(rendered.worker_yaml_keys):
         text = rendered.objects[key].decode()
         assert "{{" not in text and "}}" not in text
