@@ -2,7 +2,8 @@
 
 A 2 x 2 grid: rows are mean reward and mean progress, columns the training and evaluation
 phases. Each panel has one line per worker (per-iteration mean), the overall per-iteration
-mean, and the overall rolling mean.
+mean, and the overall rolling mean. A last training iteration with fewer episodes than an
+iteration holds (a run in progress or stopped) is circled and labelled as partial.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def plot(report: Report, out: Path, *, window: int = 5, title: str | None = None
     colors = plt.get_cmap("tab10")
     fig, axes = plt.subplots(2, 2, figsize=(13, 8), sharex="col", squeeze=False)
     panels: dict[str, list[str]] = {}
+    partial: dict[str, int] | None = None
     try:
         for col, phase in enumerate((TRAINING, EVALUATION)):
             for row, (key, label) in enumerate(METRICS):
@@ -81,6 +83,22 @@ def plot(report: Report, out: Path, *, window: int = 5, title: str | None = None
                         label=roll_label,
                     )
                     panels[name] += ["overall", roll_label]
+                    last = overall[-1]
+                    if phase == TRAINING and last.episodes < report.episodes_per_iteration:
+                        partial = {"iteration": last.iteration, "episodes": last.episodes}
+                        # The run is still in (or stopped in) this iteration: flag its mean as
+                        # based on fewer episodes rather than let it read as a collapse.
+                        ax.plot(
+                            [last.iteration],
+                            [getattr(last, key)],
+                            linestyle="none",
+                            marker="o",
+                            markersize=9,
+                            markerfacecolor="white",
+                            markeredgecolor="crimson",
+                            label=f"partial: {last.episodes}/{report.episodes_per_iteration} "
+                            "episodes",
+                        )
                     ax.legend(loc="best", fontsize=8, frameon=False)
                 ax.grid(True, alpha=0.3)
                 ax.set_ylabel(label)
@@ -98,4 +116,4 @@ def plot(report: Report, out: Path, *, window: int = 5, title: str | None = None
         fig.savefig(out, format="png", dpi=100)
     finally:
         plt.close(fig)
-    return {"file": str(out), "panels": panels}
+    return {"file": str(out), "panels": panels, "partial_iteration": partial}

@@ -128,6 +128,14 @@ def test_plot_is_png_with_expected_series(run, tmp_path):
     }
     for series in panels.values():  # 1 worker + overall + rolling mean
         assert series == ["worker 0", "overall", "overall, rolling mean (5)"]
+    # The console run stopped 8 training episodes into its last iteration (computed here:
+    # training episodes modulo E), which the plot circles instead of showing it as a collapse.
+    rows = json.loads(TRAINING.read_text())["metrics"]
+    training_episodes = len({r["episode"] for r in rows if r["phase"] == "training"})
+    assert doc["plot"]["partial_iteration"] == {
+        "iteration": training_episodes // int(E) + 1,
+        "episodes": training_episodes % int(E),
+    }
 
 
 def two_workers(tmp_path: Path) -> Path:
