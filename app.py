@@ -7,6 +7,7 @@ built; bad input ends here with a clear message and exit code 2, and nothing is 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -129,24 +130,14 @@ def main() -> int:
     requested_outdir = os.environ.get("CDK_OUTDIR")
     outdir_existed = requested_outdir is not None and Path(requested_outdir).exists()
     app = cdk.App()
-    keys = (
-        "experiment",
-        "platformName",
-        "backend",
-        "azCount",
-        "egress",
-        "rolloutInstanceTypes",
-        "gpuInstanceTypes",
-        "spot",
-        "maxVcpus",
-        "gpu",
-        "simappVersion",
-        "videoRetentionHours",
-        "robomakerAppForm",
-        "logRetentionDays",
-        "waitFor",
-    )
-    context = {key: value for key in keys if (value := app.node.try_get_context(key)) is not None}
+    # cdk.json holds every default; the CLI passes it merged with -c overrides, and a direct
+    # `python app.py` run gets the same values from the file itself.
+    defaults = json.loads((ROOT / "cdk.json").read_text(encoding="utf-8"))["context"]
+    context = {
+        key: value if (value := app.node.try_get_context(key)) is not None else default
+        for key, default in defaults.items()
+        if not key.startswith("@")
+    }
     try:
         config = resolve_config(context)
     except ConfigError as error:

@@ -1,7 +1,7 @@
 """Platform settings: one typed, validated object built from CDK context (``cdk.json`` + ``-c``).
 
-Defaults live in ``cdk.json`` under ``context``; every key can be overridden per synth with
-``-c key=value`` (values from the command line arrive as strings and are parsed here).
+Defaults live in one place, ``cdk.json`` under ``context``; every key can be overridden per synth
+with ``-c key=value`` (values from the command line arrive as strings and are parsed here).
 """
 
 from __future__ import annotations
@@ -17,22 +17,22 @@ ROBOMAKER_APP_FORMS = ("bundle", "container")
 SIMAPP_VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")
 EC2_INSTANCE_PATTERN = re.compile(r"^[a-z][a-z0-9-]*\.(?:[0-9]*x?large|metal|medium)$|^optimal$")
 
-# The context keys this module reads, with their defaults (the same values as cdk.json).
-DEFAULTS: dict[str, Any] = {
-    "backend": "batch",
-    "azCount": 2,
-    "egress": "public",
-    "rolloutInstanceTypes": "c5.2xlarge,c5.4xlarge,c6i.2xlarge,c6i.4xlarge",
-    "gpuInstanceTypes": "g4dn.xlarge,g4dn.2xlarge",
-    "spot": True,
-    "maxVcpus": 256,
-    "gpu": False,
-    "simappVersion": "6.0.6",
-    "videoRetentionHours": 24,
-    "robomakerAppForm": "bundle",
-    "logRetentionDays": 30,
-    "waitFor": "ACCEPTED",
-}
+# The context keys this module reads. Their defaults live in one place: cdk.json's "context".
+SETTINGS = (
+    "backend",
+    "azCount",
+    "egress",
+    "rolloutInstanceTypes",
+    "gpuInstanceTypes",
+    "spot",
+    "maxVcpus",
+    "gpu",
+    "simappVersion",
+    "videoRetentionHours",
+    "robomakerAppForm",
+    "logRetentionDays",
+    "waitFor",
+)
 
 
 class PlatformConfigError(ValueError):
@@ -76,7 +76,7 @@ def _bool(key: str, value: Any, problems: list[str]) -> bool:
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     problems.append(_problem(key, value, "true or false"))
-    return bool(DEFAULTS[key])
+    return False
 
 
 def _int(key: str, value: Any, low: int, high: int, problems: list[str]) -> int:
@@ -86,7 +86,7 @@ def _int(key: str, value: Any, low: int, high: int, problems: list[str]) -> int:
         number = None
     if number is None or not low <= number <= high or (isinstance(value, float)):
         problems.append(_problem(key, value, f"an integer from {low} to {high}"))
-        return int(DEFAULTS[key])
+        return low
     return number
 
 
@@ -94,7 +94,7 @@ def _choice(key: str, value: Any, choices: tuple[str, ...], problems: list[str])
     if value in choices:
         return str(value)
     problems.append(_problem(key, value, "one of " + ", ".join(choices)))
-    return str(DEFAULTS[key])
+    return choices[0]
 
 
 def _instance_list(key: str, value: Any, problems: list[str]) -> tuple[str, ...]:
@@ -117,7 +117,13 @@ def _instance_list(key: str, value: Any, problems: list[str]) -> tuple[str, ...]
 
 def load_platform_config(context: Mapping[str, Any]) -> PlatformConfig:
     """Build the platform config from CDK context values; raise listing every bad key."""
-    values = {**DEFAULTS, **{k: v for k, v in context.items() if k in DEFAULTS}}
+    missing = [key for key in SETTINGS if key not in context]
+    if missing:
+        raise PlatformConfigError(
+            f"cdk context is missing {', '.join(missing)}: every platform setting has its "
+            "default in cdk.json's \"context\" (restore them from the README's table)"
+        )
+    values = {key: context[key] for key in SETTINGS}
     problems: list[str] = []
     gpu = _bool("gpu", values["gpu"], problems)
     instance_key = "gpuInstanceTypes" if gpu else "rolloutInstanceTypes"
