@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 # No AWS account is needed to synthesize: never probe instance metadata for credentials.
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: setup synth test lint typecheck format bench clean
+.PHONY: setup synth test lint lint-templates typecheck format bench clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -31,6 +31,10 @@ synth: setup
 ## Run the whole test suite: lint, types, unit, snapshot, policy, handler and CLI tests.
 test: setup lint typecheck
 	$(BIN)/pytest
+
+## cfn-lint on the synthesized templates (settings and the one ignored rule: .cfnlintrc.yaml).
+lint-templates: synth
+	$(BIN)/cfn-lint --config-file .cfnlintrc.yaml -- cdk.out/*.template.json
 
 lint: setup
 	$(BIN)/ruff check .

@@ -7,8 +7,10 @@ built; bad input ends here with a clear message and exit code 2, and nothing is 
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent
 EXPERIMENTS_DIR = ROOT / "experiments"
 STAGING_DIR = ROOT / "build" / "experiments"
+PLATFORM_NAME = re.compile(r"^[A-Za-z0-9-]{1,32}$")
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def resolve_config(context: Mapping[str, Any]) -> AppConfig:
     except PlatformConfigError as error:
         raise ConfigError(str(error)) from None
     platform_name = str(context.get("platformName", "default"))
-    if not platform_name.replace("-", "").isalnum() or len(platform_name) > 32:
+    if not PLATFORM_NAME.match(platform_name):
         raise ConfigError(
             f"cdk context 'platformName': {platform_name!r} is not allowed: "
             "letters, digits and '-', at most 32 characters"
@@ -124,6 +127,20 @@ def build_app(
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
 
 
+def unknown_context_keys(given: Mapping[str, Any], *, known: Mapping[str, Any]) -> list[str]:
+    """Plain keys (no ``@`` feature flag, no ``:`` CDK or lookup key) that nothing reads: most
+    likely a misspelt ``-c`` setting, which would otherwise be ignored without a word."""
+    names = sorted(k for k in known if not k.startswith("@"))
+    notes = []
+    for key in sorted(given):
+        if key.startswith("@") or ":" in key or key in known:
+            continue
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; settings are {', '.join(names)}"
+        notes.append(f"cdk context {key!r} is not a setting of this app and is ignored{hint}")
+    return notes
+
+
 def main() -> int:
     import aws_cdk as cdk  # noqa: PLC0415
 
@@ -138,6 +155,8 @@ def main() -> int:
         for key, default in defaults.items()
         if not key.startswith("@")
     }
+    for unknown in unknown_context_keys(app.node.get_all_context(), known=defaults):
+        print(f"warning: {unknown}", file=sys.stderr)
     try:
         config = resolve_config(context)
     except ConfigError as error:

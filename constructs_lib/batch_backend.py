@@ -35,12 +35,13 @@ class BatchRolloutBackend(Construct):
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
-        # IMDSv2 only: containers must not read instance credentials with a bare GET.
+        # IMDSv2 only, hop limit 1: the ECS agent (host network) reaches instance metadata,
+        # containers (one hop further) do not; they use their job role's credentials.
         launch_template = ec2.LaunchTemplate(
             self,
             "LaunchTemplate",
             require_imdsv2=True,
-            http_put_response_hop_limit=2,
+            http_put_response_hop_limit=1,
             block_devices=[
                 ec2.BlockDevice(
                     device_name="/dev/xvda",
@@ -125,6 +126,6 @@ class BatchRolloutBackend(Construct):
             {
                 "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
                 "AmazonEC2ContainerServiceforEC2Role]": "The ECS agent on Batch instances needs this AWS-maintained instance policy; "
-                "containers get their own job role and IMDSv2 with hop limit 2.",
+                "containers get their own job role and cannot reach instance metadata (IMDSv2, hop limit 1).",
             },
         )

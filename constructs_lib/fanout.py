@@ -23,8 +23,9 @@ from constructs_lib.platform_parameters import PlatformReference
 
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
 LAMBDA_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_cache"]
-# CloudFormation waits at most an hour for a custom resource; stay well inside it.
-TOTAL_TIMEOUT = Duration.minutes(50)
+# CloudFormation waits at most an hour for a custom resource: on_event (2 min) plus the waiter
+# (45 min) stay well inside it. on_event only validates and plans; is_complete starts and polls.
+TOTAL_TIMEOUT = Duration.minutes(45)
 QUERY_INTERVAL = Duration.seconds(30)
 
 
@@ -33,8 +34,8 @@ class TrainerSettings:
     instance_type: str
     volume_gb: int
     max_runtime_seconds: int
-    pretrained_bucket: str | None = None
-    pretrained_prefix: str | None = None
+    pretrained_prefix: str | None = None  # an earlier experiment's prefix in the data bucket
+    pretrained_checkpoint: str = "last"
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class ExperimentRun(Construct):
         code = lambda_.Code.from_asset(str(LAMBDA_DIR), exclude=LAMBDA_EXCLUDES)
         handlers: dict[str, lambda_.Function] = {}
         for name, handler, timeout in (
-            ("OnEvent", "on_event", 10),
+            ("OnEvent", "on_event", 2),
             ("IsComplete", "is_complete", 5),
         ):
             log_group = logs.LogGroup(
@@ -140,8 +141,9 @@ class ExperimentRun(Construct):
                 "SecurityGroups": [platform.trainer_security_group],
                 **(
                     {
-                        "PretrainedBucket": trainer.pretrained_bucket or platform.bucket_name,
+                        "PretrainedBucket": platform.bucket_name,
                         "PretrainedPrefix": trainer.pretrained_prefix,
+                        "PretrainedCheckpoint": trainer.pretrained_checkpoint,
                     }
                     if trainer.pretrained_prefix
                     else {}
@@ -264,7 +266,9 @@ class ExperimentRun(Construct):
                     stack.format_arn(
                         service="sagemaker",
                         resource="training-job",
-                        resource_name=f"{experiment}-*",
+                        # Run ids are <experiment>-<8 hex>: "????????" keeps experiment
+                        # "reinvent" away from the jobs of "reinvent-time-trial".
+                        resource_name=f"{experiment}-????????",
                     )
                 ],
             )
@@ -331,10 +335,21 @@ class ExperimentRun(Construct):
                         "robomaker:StartSimulationJobBatch",
                         "robomaker:CreateSimulationJob",
                         "robomaker:TagResource",
+                    ],
+                    resources=[*simulation_arns, platform.simulation_application_arn],
+                )
+            )
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="WatchAndStopRollouts",
+                    actions=[
                         "robomaker:DescribeSimulationJobBatch",
                         "robomaker:CancelSimulationJobBatch",
                     ],
-                    resources=[*simulation_arns, platform.simulation_application_arn],
+                    resources=simulation_arns,
+                    conditions={
+                        "StringEquals": {"aws:ResourceTag/rollouts:experiment": experiment}
+                    },
                 )
             )
             role.add_to_policy(
@@ -355,8 +370,6 @@ class ExperimentRun(Construct):
             "and run.json under its own prefix only.",
             f"AwsSolutions-IAM5[Resource::{bucket}/{prefix}/ip/*]": "Stale handshake markers (ip/ip.json, ip/done) of an earlier run are deleted so "
             "rollouts never connect to a dead trainer; nothing else can be deleted.",
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:{account}:"
-            f"training-job/{experiment}-*]": "Training job names are <experiment>-<run hash>, generated per run.",
             "AwsSolutions-IAM5[Resource::*]": "List/Describe calls of Batch and RoboMaker have no resource-level permissions; "
             "they are read-only and used to find this experiment's jobs by name.",
         }

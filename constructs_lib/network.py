@@ -124,10 +124,11 @@ class RolloutNetwork(Construct):
         self.rollout_security_group.add_egress_rule(
             self.trainer_security_group, ec2.Port.tcp(REDIS_PORT), "Redis on the trainer"
         )
+        # HTTPS to "anywhere": in the "endpoints" mode the subnets are isolated, so it reaches the
+        # interface endpoints and S3 (gateway endpoint on public S3 addresses: ECR image layers
+        # and all training data live there) and nothing else.
         self.rollout_security_group.add_egress_rule(
-            ec2.Peer.any_ipv4()
-            if egress != "endpoints"
-            else ec2.Peer.ipv4(self.vpc.vpc_cidr_block),
+            ec2.Peer.any_ipv4(),
             ec2.Port.tcp(443),
             "HTTPS to ECR, S3, CloudWatch Logs and Kinesis Video",
         )

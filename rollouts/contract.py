@@ -1,7 +1,8 @@
 """The DeepRacer simulation application's interface, as this project relies on it.
 
-Facts from the public simapp (community image 6.x), the DeepRacer workshop and deepracer-for-cloud;
-see ``docs/simapp-contract.md`` in the shared reference. One copy of each list lives here.
+Facts about the public simapp (community image 6.x), the DeepRacer 400-level workshop and
+deepracer-for-cloud: valid values, mandatory training-params keys, the S3 layout under one
+experiment prefix. One copy of each list lives here; the rest of the project imports it.
 """
 
 from __future__ import annotations

@@ -33,9 +33,15 @@ def load_context(cdk_json: Path | None, overrides: Mapping[str, str]) -> dict[st
     context: dict[str, Any] = {}
     if cdk_json is not None:
         try:
-            context = dict(json.loads(cdk_json.read_text(encoding="utf-8")).get("context", {}))
-        except (OSError, ValueError) as error:
+            document = json.loads(cdk_json.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise ValueError(f"{cdk_json}: cannot be read: {error.strerror}") from None
+        except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
             raise ValueError(f"{cdk_json}: cannot read its context: {error}") from None
+        raw = document.get("context", {}) if isinstance(document, dict) else None
+        if not isinstance(raw, dict):
+            raise ValueError(f'{cdk_json}: expected a JSON object with a "context" object')
+        context = dict(raw)
     context.update(overrides)
     return context
 
@@ -115,7 +121,7 @@ def build_plan(spec: ExperimentSpec, platform: Mapping[str, Any]) -> dict[str, A
             "pretrained": None
             if spec.pretrained is None
             else {
-                "bucket": spec.pretrained.bucket or BUCKET_PLACEHOLDER,
+                "bucket": BUCKET_PLACEHOLDER,
                 "prefix": spec.pretrained.prefix,
                 "checkpoint": spec.pretrained.checkpoint,
             },

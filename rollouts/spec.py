@@ -22,7 +22,10 @@ from rollouts import contract
 MAX_ROLLOUTS = 64
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 TRAINER_INSTANCE_PATTERN = re.compile(r"^ml\.[a-z][a-z0-9]*\.(?:[0-9]+)?x?large$")
-TAG_KEY_PATTERN = re.compile(r"^[\w .:/=+\-@]{1,128}$")
+# The characters every tagged service accepts (RoboMaker's tag pattern is the narrowest).
+TAG_KEY_PATTERN = re.compile(r"^[A-Za-z0-9 _.:/=+\-]{1,128}$")
+TAG_VALUE_PATTERN = re.compile(r"^[A-Za-z0-9 _.:/=+\-]{0,256}$")
+PRETRAINED_PREFIX_PATTERN = re.compile(r"^experiments/[a-z][a-z0-9-]{0,39}$")
 MAX_USER_TAGS = 40  # jobs take 50 tags; the project adds its own
 
 T = TypeVar("T")
@@ -141,8 +144,9 @@ class Trainer:
 
 @dataclass(frozen=True)
 class Pretrained:
+    """An earlier experiment's model in the platform bucket to start from."""
+
     prefix: str
-    bucket: str | None = None  # None: the platform bucket
     checkpoint: str = "last"
 
 
@@ -303,6 +307,21 @@ class _Section:
 # ----------------------------------------------------------------------------- loading
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice (YAML would keep the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_experiment(path: str | Path, *, display_root: Path | None = None) -> ExperimentSpec:
     """Load and validate one experiment file; raise ``SpecError`` listing every problem."""
     path = Path(path)
@@ -314,8 +333,12 @@ def load_experiment(path: str | Path, *, display_root: Path | None = None) -> Ex
         raise SpecError(
             [Problem(shown, "(file)", str(path), f"cannot be read: {error.strerror}")]
         ) from None
+    except UnicodeDecodeError as error:
+        raise SpecError(
+            [Problem(shown, "(file)", str(path), f"is not UTF-8 text (byte {error.start})")]
+        ) from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -679,19 +702,17 @@ def _rollouts(section: _Section, hyperparameters: Mapping[str, Any]) -> Rollouts
                 )
                 if worker in seen:
                     sub.fail(sub.name("worker"), worker, "is not allowed: worker listed twice")
-                seen.add(worker)
-                overrides.append(
-                    WorkerOverride(
-                        worker=worker,
-                        track=_track(sub, "track", "") or None,
-                        reverse_direction=_optional_bool(sub, "reverse_direction"),
-                        change_start_position=_optional_bool(sub, "change_start_position"),
-                        alternate_driving_direction=_optional_bool(
-                            sub, "alternate_driving_direction"
-                        ),
-                    )
+                override = WorkerOverride(
+                    worker=worker,
+                    track=_track(sub, "track", "") or None,
+                    reverse_direction=_optional_bool(sub, "reverse_direction"),
+                    change_start_position=_optional_bool(sub, "change_start_position"),
+                    alternate_driving_direction=_optional_bool(sub, "alternate_driving_direction"),
                 )
                 sub.finish()
+                if isinstance(worker, int):  # a bad index is already reported above
+                    seen.add(worker)
+                    overrides.append(override)
     section.finish()
     return Rollouts(
         count=count,
@@ -712,14 +733,10 @@ def _pretrained(section: _Section) -> Pretrained:
     pretrained = Pretrained(
         prefix=section.string(
             "prefix",
-            pattern=re.compile(r"^[A-Za-z0-9!_.*'()/-]+$"),
-            allowed="the S3 prefix of an earlier run's model, e.g. experiments/my-old-run",
-        ),
-        bucket=section.string(
-            "bucket",
-            None,
-            pattern=re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
-            allowed="an S3 bucket name (default: the platform bucket)",
+            pattern=PRETRAINED_PREFIX_PATTERN,
+            allowed="the prefix of an earlier experiment in the platform bucket, "
+            "experiments/<name> (the trainer may read nothing else; copy a model from "
+            "elsewhere there first)",
         ),
         checkpoint=section.choice("checkpoint", ("last", "best"), "last"),
     )
@@ -746,15 +763,19 @@ def _tags(top: _Section) -> dict[str, str]:
             top.fail(
                 f"tags.{key}",
                 key,
-                "is not an allowed tag name: 1-128 characters, not "
-                "starting with 'aws:' or 'rollouts:' (reserved)",
+                "is not an allowed tag name: 1-128 of A-Z a-z 0-9 space _ . : / = + -, "
+                "not starting with 'aws:' or 'rollouts:' (reserved)",
             )
         elif (
             not isinstance(value, str | int | float)
             or isinstance(value, bool)
-            or len(str(value)) > 256
+            or not TAG_VALUE_PATTERN.match(str(value))
         ):
-            top.fail(f"tags.{key}", value, "is not allowed: a string of at most 256 characters")
+            top.fail(
+                f"tags.{key}",
+                value,
+                "is not allowed: at most 256 of A-Z a-z 0-9 space _ . : / = + -",
+            )
         else:
             tags[key] = str(value)
     return tags
@@ -778,6 +799,8 @@ def _json_or_inline(top: _Section, key: str, base: Path) -> tuple[Any, str]:
                 raw,
                 f"cannot be read: {error.strerror} (paths are relative to the experiment file)",
             )
+        except UnicodeDecodeError as error:
+            top.fail(key, raw, f"is not UTF-8 text (byte {error.start})")
         except json.JSONDecodeError as error:
             top.fail(key, raw, f"is not valid JSON: {error.msg} at line {error.lineno}")
         return None, key
@@ -965,6 +988,9 @@ def _reward_function(top: _Section, base: Path) -> tuple[Path, str]:
         source = path.read_text(encoding="utf-8")
     except OSError as error:
         top.fail("reward_function", raw, f"cannot be read: {error.strerror}")
+        return path, ""
+    except UnicodeDecodeError as error:
+        top.fail("reward_function", raw, f"is not UTF-8 text (byte {error.start})")
         return path, ""
     try:
         module = ast.parse(source, filename=str(path))

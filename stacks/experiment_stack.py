@@ -66,8 +66,8 @@ class ExperimentStack(Stack):
                 instance_type=spec.trainer.instance_type,
                 volume_gb=spec.trainer.volume_gb,
                 max_runtime_seconds=max_seconds,
-                pretrained_bucket=spec.pretrained.bucket if spec.pretrained else None,
                 pretrained_prefix=spec.pretrained.prefix if spec.pretrained else None,
+                pretrained_checkpoint=spec.pretrained.checkpoint if spec.pretrained else "last",
             ),
             rollouts=RolloutSettings(
                 count=spec.rollouts.count,

@@ -129,6 +129,31 @@ BAD_FILES: dict[str, tuple[str, list[str]]] = {
     ),
     "missing-track": ("name: t17\n", ["track: (missing) is required"]),
     "invalid-yaml": ("name: t18\ntrack: [unclosed\n", ["is not valid YAML at line"]),
+    "invalid-duplicate-key": (
+        "name: t19\ntrack: reInvent2019_track\nname: t20\n",
+        ["is not valid YAML at line 3, column 1: duplicate key 'name'"],
+    ),
+    "overrides-after-count-was-lowered": (
+        "name: t21\ntrack: reInvent2019_track\nrollouts:\n  count: 2\n  overrides:\n"
+        "    - {worker: 2, track: 2022_april_open}\n    - {worker: 3, track: 2022_april_pro}\n",
+        [
+            "rollouts.overrides[0].worker: 2 is not allowed: an integer from 0 to 1",
+            "rollouts.overrides[1].worker: 3 is not allowed: an integer from 0 to 1",
+        ],
+    ),
+    "tag-with-characters-a-service-refuses": (
+        "name: t22\ntrack: reInvent2019_track\ntags: {owner: alice@example.com}\n",
+        ["tags.owner: 'alice@example.com' is not allowed: at most 256 of A-Z a-z 0-9"],
+    ),
+    "pretrained-outside-the-platform-bucket": (
+        "name: t23\ntrack: reInvent2019_track\n"
+        "pretrained: {prefix: rl-sagemaker-pretrained, bucket: other}\n",
+        [
+            "pretrained.prefix: 'rl-sagemaker-pretrained' is not allowed: the prefix of an "
+            "earlier experiment in the platform bucket, experiments/<name>",
+            "pretrained.bucket: 'other' is not a known key here",
+        ],
+    ),
 }
 
 
@@ -174,6 +199,30 @@ def test_bad_file_gets_its_specific_message(case: str, workdir: Path) -> None:
     assert all(line.startswith(str(path)) for line in message.splitlines()), message
 
 
+def test_file_that_is_not_utf8(workdir: Path) -> None:
+    path = workdir / "latin1.yaml"
+    path.write_bytes("name: t1\ntrack: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(SpecError, match=r"latin1.yaml: \(file\): .* is not UTF-8 text"):
+        load_experiment(path)
+    (workdir / "reward_latin1.py").write_bytes(b"# caf\xe9\ndef reward_function(p):\n  return 1\n")
+    path.write_text(
+        experiment("name: t1\ntrack: reInvent2019_track\n").replace(
+            "reward_function: reward.py", "reward_function: reward_latin1.py"
+        )
+    )
+    with pytest.raises(SpecError, match=r"reward_function: 'reward_latin1.py' is not UTF-8"):
+        load_experiment(path)
+
+
+def test_misspelt_context_key_is_named_not_ignored(tmp_path: Path) -> None:
+    result = run_app('{"backnd": "robomaker"}', cwd=REPO, outdir=tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "cdk context 'backnd' is not a setting of this app and is ignored; did you mean "
+        "'backend'?" in result.stderr
+    )
+
+
 def test_every_problem_of_a_file_is_reported_at_once(workdir: Path) -> None:
     path = workdir / "many.yaml"
     path.write_text(experiment("name: BAD\ntrack: nowhere\ncar: {color: Pink, wheels: 4}\n"))
@@ -205,6 +254,7 @@ def test_synth_of_a_bad_file_exits_2_with_the_message_and_writes_nothing(workdir
         ('{"azCount": "1"}', "cdk context 'azCount': '1' is not allowed: an integer from 2 to 6"),
         ('{"experiment": "nope"}', "cdk context 'experiment': 'nope' is not an experiment file"),
         ('{"rolloutInstanceTypes": "c5.huge"}', "cdk context 'rolloutInstanceTypes'"),
+        ('{"platformName": "caf\u00e9"}', "cdk context 'platformName': 'caf\u00e9' is not allowed"),
     ],
 )
 def test_bad_context_exits_2(context: str, expected: str, tmp_path: Path) -> None:

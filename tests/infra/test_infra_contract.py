@@ -66,3 +66,34 @@ def test_synthesized_properties_parse_in_the_lambda(
         assert props.batch is not None and props.batch.vcpus == 4
     else:
         assert props.robomaker is not None and props.robomaker.assign_public_ip is True
+
+
+def test_edge_case_spec_parses_in_the_lambda(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Everything the spec accepts, the Lambda must accept: every tag character the spec
+    allows, a pretrained model, per-worker tracks, more than ten workers."""
+    from synth_support import REPO, synthesize
+
+    folder = tmp_path_factory.mktemp("edge")
+    (folder / "reward.py").write_text("def reward_function(params):\n    return 1.0\n")
+    (folder / "edge.yaml").write_text(
+        "name: edge-case\ntrack: 2022_april_open\n"
+        f"model_metadata: {REPO / 'experiments' / 'models' / 'discrete-5-actions.json'}\n"
+        "reward_function: reward.py\n"
+        "hyperparameters: {num_episodes_between_training: 24}\n"
+        "rollouts:\n  count: 12\n  overrides:\n    - {worker: 11, track: reInvent2019_wide_cw}\n"
+        "pretrained: {prefix: experiments/reinvent-time-trial, checkpoint: best}\n"
+        "tags: {'Team Name_1.2:/=+-': 'a value: 1/2 = x + y_z.-', cost-center: '42'}\n"
+    )
+    synthesis = synthesize(
+        tmp_path_factory.mktemp("out"), folder / "stage", experiment=str(folder / "edge.yaml")
+    )
+    template = synthesis.experiment("edge-case")
+    [run] = [r for r in template["Resources"].values() if r["Type"] == "Custom::RolloutsRun"]
+    raw = resolve(run["Properties"])
+    raw.pop("ServiceToken")
+    props = parse_properties(raw)
+    assert props.rollout_count == 12 and props.worlds[11] == "reInvent2019_wide_cw"
+    assert props.tags == {"Team Name_1.2:/=+-": "a value: 1/2 = x + y_z.-", "cost-center": "42"}
+    assert props.trainer.pretrained_prefix == "experiments/reinvent-time-trial"
+    assert props.trainer.pretrained_bucket == "deepracer-data-bucket"
+    assert props.trainer.pretrained_checkpoint == "best"

@@ -29,8 +29,8 @@ def test_one_encrypted_video_stream_per_rollout(experiment_file: Any, batch: Syn
     streams = by_type(template, "AWS::KinesisVideo::Stream")
     expected = spec.rollouts.count if spec.video else 0
     assert len(streams) == expected
-    names = sorted(s["Properties"]["Name"] for s in streams.values())
-    assert names == sorted(f"rollouts-{spec.name}-{i}" for i in range(expected))
+    names = [f"rollouts-{spec.name}-{i}" for i in range(expected)]  # worker order
+    assert sorted(s["Properties"]["Name"] for s in streams.values()) == sorted(names)
     for stream in streams.values():
         assert stream["Properties"]["KmsKeyId"] == {"Ref": "PlatformKeyArn"}
         assert stream["Properties"]["DataRetentionInHours"] == 24
@@ -81,9 +81,13 @@ def test_fanout_lambda_and_provider_stay_inside_cloudformation_limits(
     definition = "".join(
         str(part) for part in machine["Properties"]["DefinitionString"]["Fn::Join"][1]
     )
-    # Provider framework: polls every 30 s, at most 100 times => 50 min < CloudFormation's 1 h.
+    # on_event (2 min) + the waiter polling every 30 s at most 90 times (45 min) stay inside
+    # CloudFormation's 1 h wait for a custom resource.
     assert '"IntervalSeconds":30' in definition
-    assert '"MaxAttempts":100' in definition
+    assert '"MaxAttempts":90' in definition
+    timeouts = {f["Properties"]["Handler"]: f["Properties"]["Timeout"] for f in functions.values()}
+    assert timeouts["fanout.handler.on_event"] == 120
+    assert timeouts["fanout.handler.on_event"] + 30 * 90 < 3600
 
 
 def test_outputs_name_the_run(each_backend: Synthesis) -> None:

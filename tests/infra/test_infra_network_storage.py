@@ -163,6 +163,7 @@ def test_batch_backend_scales_to_zero_with_imdsv2(batch: Synthesis) -> None:
     _, launch_template = only(template, "AWS::EC2::LaunchTemplate")
     metadata = launch_template["Properties"]["LaunchTemplateData"]["MetadataOptions"]
     assert metadata["HttpTokens"] == "required"
+    assert metadata["HttpPutResponseHopLimit"] == 1  # containers cannot reach instance metadata
     _, job_definition = only(template, "AWS::Batch::JobDefinition")
     container = job_definition["Properties"]["ContainerProperties"]
     assert container["Command"] == ["/opt/rollouts/rollout-entrypoint.sh"]

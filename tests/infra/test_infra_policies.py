@@ -118,7 +118,7 @@ def test_fanout_touches_only_its_own_experiment(batch: Synthesis) -> None:
         "StringEquals": {"aws:ResourceTag/rollouts:experiment": "oa-multi-track"}
     }
     trainer = [s for s in role_policy if "sagemaker:CreateTrainingJob" in as_list(s["Action"])]
-    assert "training-job/oa-multi-track-*" in json.dumps(trainer[0]["Resource"])
+    assert json.dumps(trainer[0]["Resource"]).endswith(':training-job/oa-multi-track-????????"]]}')
 
 
 def test_every_acknowledgement_has_a_reason_beside_its_resource(repo: Path) -> None:
