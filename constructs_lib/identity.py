@@ -132,7 +132,6 @@ class RolloutRoles(Construct):
                 ],
             )
         )
-        data.key.grant_encrypt(self.rollout_role)
         acknowledge(
             self.rollout_role,
             {
@@ -174,7 +173,6 @@ class RolloutRoles(Construct):
                 {
                     f"AwsSolutions-IAM5[Resource::{data_objects}]": "Every experiment of the platform runs with these job roles, so they may "
                     "touch objects under experiments/ (and nothing else in the bucket).",
-                    **_DATA_ACCESS_REASONS,
                 },
             )
 
@@ -188,14 +186,3 @@ class RolloutRoles(Construct):
                 "limited to the simapp repository."
             },
         )
-
-
-_DATA_ACCESS_REASONS = {
-    "AwsSolutions-IAM5[Action::s3:GetObject*]": "CDK's grant_read_write expands to the GetObject family (versions, tags) for the prefix.",
-    "AwsSolutions-IAM5[Action::s3:GetBucket*]": "CDK's grant_read_write adds bucket-level reads (location) needed by the SDKs.",
-    "AwsSolutions-IAM5[Action::s3:List*]": "Listing is needed for checkpoints and sync files; objects are limited to experiments/*.",
-    "AwsSolutions-IAM5[Action::s3:DeleteObject*]": "The simapp deletes its own lock/sync files under the experiment prefix.",
-    "AwsSolutions-IAM5[Action::s3:Abort*]": "Multipart uploads of large checkpoints may be aborted; objects are under experiments/.",
-    "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": "SSE-KMS writes need data keys from the platform key.",
-    "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": "CDK grants ReEncrypt with SSE-KMS read/write; it is limited to the platform's one key.",
-}

@@ -43,7 +43,7 @@ def test_one_encrypted_video_stream_per_rollout(experiment_file: Any, batch: Syn
 
 def test_per_worker_tracks_reach_the_run(batch: Synthesis) -> None:
     props = run_properties(batch.experiment("oa-multi-track"))
-    assert props["Worlds"] == ["reInvent2019_track", "2022_april_open", "reInvent2019_wide_cw"]
+    assert props["Worlds"] == ["reInvent2019_track", "2022_april_open", "reInvent2019_wide"]
 
 
 def test_backend_specific_run_properties(batch: Synthesis, robomaker: Synthesis) -> None:
