@@ -8,6 +8,7 @@ The fan-out Lambda's role is per experiment (``constructs_lib/fanout.py``), scop
 from __future__ import annotations
 
 from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
@@ -22,7 +23,13 @@ ROLLOUT_SERVICE = {"batch": "ecs-tasks.amazonaws.com", "robomaker": "robomaker.a
 
 class RolloutRoles(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, data: ExperimentDataStore, backend: str
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        data: ExperimentDataStore,
+        vpc: ec2.IVpc,
+        backend: str,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -96,6 +103,14 @@ class RolloutRoles(Construct):
                     stack.format_arn(service="ec2", resource="subnet", resource_name="*"),
                     stack.format_arn(service="ec2", resource="security-group", resource_name="*"),
                 ],
+                # Only inside the platform's VPC.
+                conditions={
+                    "ArnEquals": {
+                        "ec2:Vpc": stack.format_arn(
+                            service="ec2", resource="vpc", resource_name=vpc.vpc_id
+                        )
+                    }
+                },
             )
         )
         acknowledge(
@@ -107,7 +122,7 @@ class RolloutRoles(Construct):
                 "network-interface/*]": "SageMaker VPC mode creates the trainer's ENI with a generated id at run time.",
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:"
                 "subnet/*]": "CreateNetworkInterface is authorized on the subnet too; the subnet is "
-                "chosen per experiment from the platform's trainer subnets.",
+                "chosen per run from the platform's trainer subnets; the ec2:Vpc condition keeps it in the platform VPC.",
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:"
                 "security-group/*]": "CreateNetworkInterface is authorized on the security group too.",
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"

@@ -41,7 +41,7 @@ class PlatformStack(Stack):
             log_retention=retention,
         )
         data = ExperimentDataStore(self, "Data")
-        roles = RolloutRoles(self, "Roles", data=data, backend=config.backend)
+        roles = RolloutRoles(self, "Roles", data=data, vpc=network.vpc, backend=config.backend)
         image = SimappImage(self, "Simapp", base_image=config.simapp_image)
         image.grant_pull(roles.trainer_role)
 

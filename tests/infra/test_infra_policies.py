@@ -96,6 +96,23 @@ def test_pass_role_only_for_the_job_roles_to_their_services(each_backend: Synthe
         assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": expected[role]}}
 
 
+def test_trainer_network_interfaces_only_in_the_platform_vpc(each_backend: Synthesis) -> None:
+    [statement] = [
+        s
+        for policy, s in statements(each_backend.platform)
+        if policy.startswith("RolesTrainerRole") and "ec2:CreateNetworkInterface" in s["Action"]
+    ]
+    condition = statement["Condition"]["ArnEquals"]["ec2:Vpc"]
+    assert {
+        "Ref": next(
+            k
+            for k in each_backend.platform["Resources"]
+            if k.startswith("NetworkVpc")
+            and each_backend.platform["Resources"][k]["Type"] == "AWS::EC2::VPC"
+        )
+    } in (condition["Fn::Join"][1])
+
+
 def test_fanout_touches_only_its_own_experiment(batch: Synthesis) -> None:
     template = batch.experiment("oa-multi-track")
     role_policy = [s for policy, s in statements(template) if policy.startswith("RunRoleDefault")]
