@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -336,7 +337,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
     if args.bundle:
-        render.write_bundle(spec, out)
+        try:
+            render.write_bundle(spec, out)
+        except OSError as error:
+            raise _write_error(error, out) from None
         files = sorted(p.name for p in out.iterdir() if p.is_file())
         if args.json:
             emit_json({"out": str(out), "bundle": True, "files": files})
@@ -350,6 +354,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     for key in ("bucket", "region", "account", "training_job_arn"):
         if getattr(args, key):
             values[key] = getattr(args, key)
+    _check_arn_matches(args)
     if args.video_streams is not None:
         streams = [s.strip() for s in args.video_streams.split(",")] if args.video_streams else []
         if len(streams) != count:
@@ -357,22 +362,30 @@ def cmd_render(args: argparse.Namespace) -> int:
                 f"--video-streams lists {len(streams)} name(s), the experiment has "
                 f"{count} worker(s)"
             )
+        for stream in streams:
+            if stream and not VIDEO_STREAM.match(stream):
+                raise UsageError(
+                    f"--video-streams: {stream!r} is not a Kinesis video stream name: expected "
+                    "1-256 letters, digits, '_', '.' and '-' (or nothing, for no stream)"
+                )
     else:
         streams = [plan.video_stream_name(spec.name, i) if spec.video else "" for i in range(count)]
     if args.keep_placeholders:
         values, streams = {}, [render.placeholder("video_stream")] * count
     texts = [
-        render.fill(render.worker_yaml(spec, i), {**values, "video_stream": streams[i]})
+        _checked_fill(render.worker_yaml(spec, i), {**values, "video_stream": streams[i]})
         for i in range(count)
     ]
-    out.mkdir(parents=True, exist_ok=True)
     if len(set(texts)) == 1:
         names = [contract.SHARED_PARAMS_NAME] * count
-        (out / contract.SHARED_PARAMS_NAME).write_text(texts[0], encoding="utf-8")
     else:
         names = [contract.worker_params_name(i) for i in range(count)]
-        for name, text in zip(names, texts, strict=True):
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in dict(zip(names, texts, strict=True)).items():
             (out / name).write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise _write_error(error, out) from None
     left = sorted(
         {name for name in render.PLACEHOLDERS if any(render.placeholder(name) in t for t in texts)}
     )
@@ -399,6 +412,52 @@ def cmd_render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_arn_matches(args: argparse.Namespace) -> None:
+    """The training job ARN's region and account must agree with --region / --account."""
+    match = TRAINING_JOB_ARN.match(args.training_job_arn or "")
+    if not match:
+        return
+    for flag, key in (("--region", "region"), ("--account", "account")):
+        given = getattr(args, key)
+        if given and given != match.group(key):
+            raise UsageError(
+                f"--training-job-arn {args.training_job_arn} is in {key} {match.group(key)}, "
+                f"but {flag} is {given}"
+            )
+
+
+_FILL_FLAGS = {
+    "bucket": "--bucket",
+    "prefix": "--prefix",
+    "region": "--region",
+    "account": "--account",
+    "training_job_arn": "--training-job-arn",
+    "video_stream": "--video-streams",
+}
+
+
+def _checked_fill(template: str, values: dict[str, str]) -> str:
+    """``render.fill`` (plain text substitution, as the fan-out Lambda does), which refuses a
+    value that would break out of its YAML scalar (a quote or a line break)."""
+    from rollouts import render  # noqa: PLC0415
+
+    try:
+        return render.fill(template, values)
+    except ValueError:
+        bad = sorted(k for k, v in values.items() if any(c in v for c in "'\n\r"))
+        raise UsageError(
+            "the values given would not survive in the params YAML"
+            f" ({', '.join(_FILL_FLAGS.get(k, k) for k in bad)})"
+            ": quotes and line breaks are not allowed"
+        ) from None
+
+
+def _write_error(error: OSError, path: Path) -> CliError:
+    """An output file or folder that cannot be written: a failure (exit 1)."""
+    where = error.filename or path
+    return CliError(f"cannot write {where}: {error.strerror or error}", EXIT_FAILURE)
+
+
 # ----------------------------------------------------------------------------- metrics
 
 
@@ -414,7 +473,8 @@ def _episodes_per_iteration(args: argparse.Namespace, loaded: Any) -> tuple[int,
         return spec.episodes_per_iteration, str(args.experiment_file)
     raise MetricsError(
         "episodes per iteration unknown: no hyperparameters.json found next to the "
-        "metrics; pass --episodes-per-iteration N or --experiment-file FILE"
+        "metrics, one folder up or in an ip/ folder there; pass --episodes-per-iteration N "
+        "or --experiment-file FILE"
     )
 
 
@@ -431,7 +491,18 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         episodes, origin = _episodes_per_iteration(args, loaded)
         report = m.build_report(loaded.workers, episodes, args.workers or loaded.worker_count)
     except m.MetricsError as error:
-        raise CliError(str(error), EXIT_USAGE if loaded_is_input(error) else EXIT_FAILURE) from None
+        code = getattr(error, "code", None) or (
+            EXIT_USAGE if loaded_is_input(error) else EXIT_FAILURE
+        )
+        raise CliError(str(error), code) from None
+    if report.ignored:
+        n = report.worker_count
+        count_from = "--workers" if args.workers else "the stack's RolloutCount"
+        for w in report.ignored:
+            err(
+                f"warning: ignoring {w.source} (worker {w.worker}): the run has {n} worker(s) "
+                f"({count_from}), so only the metrics of workers 0..{n - 1} are used"
+            )
     document = report.as_dict()
     document["source"] = loaded.description
     document["episodes_per_iteration_from"] = origin
@@ -440,14 +511,20 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     if args.plot:
         from rollouts.plot import plot  # noqa: PLC0415
 
-        with progress(f"drawing {args.plot}"):
-            document["plot"] = plot(report, args.plot, window=args.window, title=loaded.title)
+        try:
+            with progress(f"drawing {args.plot}"):
+                document["plot"] = plot(report, args.plot, window=args.window, title=loaded.title)
+        except OSError as error:
+            raise _write_error(error, args.plot) from None
     if args.csv:
         text = m.to_csv(rows)
         if str(args.csv) == "-":
             sys.stdout.write(text)
         else:
-            args.csv.write_text(text, encoding="utf-8")
+            try:
+                args.csv.write_text(text, encoding="utf-8")
+            except OSError as error:
+                raise _write_error(error, args.csv) from None
     if args.json:
         emit_json(document)
     elif str(args.csv) != "-":
@@ -591,7 +668,10 @@ def cmd_stop(args: argparse.Namespace) -> int:
                 raise UsageError(
                     "refusing to stop without confirmation: stdin is not a terminal; pass --yes"
                 )
-            answer = input(f"Stop run {target.run_id} of {args.experiment} now? [y/N] ")
+            try:
+                answer = input(f"Stop run {target.run_id} of {args.experiment} now? [y/N] ")
+            except EOFError:
+                answer = ""
             if answer.strip().lower() not in ("y", "yes"):
                 err("not stopped")
                 return EXIT_FAILURE
@@ -637,17 +717,22 @@ def cmd_import_drfc(args: argparse.Namespace) -> int:
         raise CliError(str(error), EXIT_USAGE) from None
     sources = [args.run_env, *([system_env] if system_env else []), *envs]
     text = drfc.to_yaml(result, sources)
-    out.parent.mkdir(parents=True, exist_ok=True)
     staged = out.with_name(f".{out.name}.importing.yaml")
-    staged.write_text(text, encoding="utf-8")
     problems: list[dict[str, Any]] = []
     try:
-        load_experiment(staged)
-    except SpecError as error:
-        problems = [{**_problem_dict(p), "file": str(out)} for p in error.problems]
-        staged.unlink()
-    else:
-        staged.replace(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staged.write_text(text, encoding="utf-8")
+        try:
+            load_experiment(staged)
+        except SpecError as error:
+            problems = [{**_problem_dict(p), "file": str(out)} for p in error.problems]
+            staged.unlink()
+        else:
+            staged.replace(out)
+    except OSError as error:
+        with suppress(OSError):
+            staged.unlink(missing_ok=True)
+        raise _write_error(error, out) from None
     document = {**result.as_dict(), "out": str(out), "valid": not problems, "problems": problems}
     if args.json:
         emit_json(document)
@@ -720,9 +805,127 @@ def _existing_file(text: str) -> Path:
     return path
 
 
+# Values of the flags below end up in AWS calls or, for `render`, inside single-quoted YAML
+# scalars (see _checked_fill); each is checked against the AWS naming rules here, so a bad one is
+# a usage error (exit 2) naming the flag, the value and what is allowed.
+
+REGION = re.compile(r"^[a-z]{2,}(?:-[a-z]+)+-[0-9]{1,2}$")
+ACCOUNT = re.compile(r"^[0-9]{12}$")
+TRAINING_JOB_ARN = re.compile(
+    r"^arn:aws(?:-[a-z]+)*:sagemaker:(?P<region>[^:]*):(?P<account>[^:]*):"
+    r"training-job/(?P<name>[A-Za-z0-9](?:-*[A-Za-z0-9]){0,62})$"
+)
+PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9!_.*()-]+$")
+VIDEO_STREAM = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
+IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+BUCKET_MIN, BUCKET_MAX = 3, 63
+PREFIX_MAX = 512  # leaves room in S3's 1024-byte keys for the keys below the prefix
+BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def _region(text: str) -> str:
+    if not REGION.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an AWS region code: expected lowercase words and a number "
+            "joined by '-', like us-east-1 or eu-west-2"
+        )
+    return text
+
+
+def _account(text: str) -> str:
+    if not ACCOUNT.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an AWS account id: expected exactly 12 digits, like 123456789012"
+        )
+    return text
+
+
+def _bucket_problem(name: str) -> str | None:
+    """Which S3 general purpose bucket naming rule ``name`` breaks, or None."""
+    if not BUCKET_MIN <= len(name) <= BUCKET_MAX:
+        return f"is {len(name)} characters long"
+    if not re.fullmatch(r"[a-z0-9.-]+", name):
+        return "may only contain lowercase letters, digits, '.' and '-'"
+    if not (name[0].isalnum() and name[-1].isalnum()):
+        return "must begin and end with a lowercase letter or digit"
+    if ".." in name:
+        return "must not contain two adjacent periods"
+    if IPV4.match(name):
+        return "must not be formatted as an IP address"
+    for prefix in BUCKET_RESERVED_PREFIXES:
+        if name.startswith(prefix):
+            return f"must not begin with {prefix!r} (reserved by S3)"
+    for suffix in BUCKET_RESERVED_SUFFIXES:
+        if name.endswith(suffix):
+            return f"must not end with {suffix!r} (reserved by S3)"
+    return None
+
+
+def _bucket(text: str) -> str:
+    problem = _bucket_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an S3 bucket name: it {problem} (allowed: 3-63 lowercase "
+            "letters, digits, '.' and '-', beginning and ending with a letter or digit, not "
+            "like an IP address, no '..')"
+        )
+    return text
+
+
+def _training_job_arn(text: str) -> str:
+    match = TRAINING_JOB_ARN.match(text)
+    if (
+        not match
+        or not REGION.match(match.group("region"))
+        or not ACCOUNT.match(match.group("account"))
+    ):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a SageMaker training job ARN: expected "
+            "arn:aws:sagemaker:<region>:<12-digit account>:training-job/<name> (name: 1-63 "
+            "letters, digits and '-', beginning and ending with a letter or digit)"
+        )
+    return text
+
+
+def _prefix(text: str) -> str:
+    segments = text.split("/")
+    if len(text) > PREFIX_MAX or not all(
+        PREFIX_SEGMENT.match(s) and s not in (".", "..") for s in segments
+    ):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an S3 prefix this project writes: expected up to 512 characters "
+            "of segments of letters, digits and !-_.*() joined by '/' (no leading, trailing "
+            "or doubled '/', no '.' or '..' segment), like experiments/my-run"
+        )
+    return text
+
+
+def _experiment_name(text: str) -> str:
+    from rollouts.spec import NAME_PATTERN  # noqa: PLC0415
+
+    if not NAME_PATTERN.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an experiment name: expected 1-40 lowercase letters, digits "
+            "and '-', starting with a letter (the experiment file's `name`)"
+        )
+    return text
+
+
+def _png(text: str) -> Path:
+    path = Path(text)
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the plot is written as a PNG image; give a file name ending in .png"
+        )
+    return path
+
+
 def _aws_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("AWS")
-    group.add_argument("--region", help="AWS region (default: AWS_REGION / your profile's)")
+    group.add_argument(
+        "--region", type=_region, help="AWS region (default: AWS_REGION / your profile's)"
+    )
     group.add_argument("--profile", help="AWS profile name (default: AWS_PROFILE or default)")
 
 
@@ -795,16 +998,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", type=Path, metavar="FILE", help="experiment YAML file")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
-    p.add_argument("--bucket", help="the platform data bucket")
-    p.add_argument("--prefix", help="S3 prefix (default: experiments/<name>)")
-    p.add_argument("--region", help="AWS region")
-    p.add_argument("--account", help="AWS account id")
-    p.add_argument("--training-job-arn", help="the trainer's SageMaker training job ARN")
+    p.add_argument("--bucket", type=_bucket, help="the platform data bucket (an S3 bucket name)")
+    p.add_argument("--prefix", type=_prefix, help="S3 prefix (default: experiments/<name>)")
+    p.add_argument("--region", type=_region, help="AWS region code, e.g. us-east-1")
+    p.add_argument("--account", type=_account, help="AWS account id (12 digits)")
+    p.add_argument(
+        "--training-job-arn",
+        type=_training_job_arn,
+        metavar="ARN",
+        help="the trainer's SageMaker training job ARN "
+        "(arn:aws:sagemaker:<region>:<account>:training-job/<name>)",
+    )
     p.add_argument(
         "--video-streams",
         metavar="NAMES",
-        help="comma-separated stream names, one per worker (default: "
-        "rollouts-<name>-<i> when video is on, empty when off)",
+        help="comma-separated Kinesis video stream names, one per worker, empty for none "
+        "(default: rollouts-<name>-<i> when video is on, empty when off)",
     )
     p.add_argument(
         "--keep-placeholders",
@@ -829,7 +1038,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: rollouts status reinvent-time-trial --watch 30",
         formatter_class=fmt,
     )
-    p.add_argument("experiment", metavar="EXPERIMENT", help="experiment name")
+    p.add_argument(
+        "experiment", type=_experiment_name, metavar="EXPERIMENT", help="experiment name"
+    )
     p.add_argument(
         "--watch",
         nargs="?",
@@ -878,7 +1089,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_positive_int,
         metavar="N",
-        help="number of workers of the run (default: the files found)",
+        help="number of workers of the run (default: the stack's RolloutCount, else the "
+        "highest worker index found + 1); files of workers N and above are ignored, "
+        "with a warning",
     )
     p.add_argument(
         "--phase",
@@ -896,9 +1109,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--plot",
-        type=Path,
+        type=_png,
         metavar="FILE.png",
-        help="draw reward and progress per iteration into a PNG",
+        help="draw reward and progress per iteration into a PNG image (the name must end in .png)",
     )
     p.add_argument(
         "--window",
@@ -921,7 +1134,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: rollouts stop reinvent-time-trial --yes",
         formatter_class=fmt,
     )
-    p.add_argument("experiment", metavar="EXPERIMENT", help="experiment name")
+    p.add_argument(
+        "experiment", type=_experiment_name, metavar="EXPERIMENT", help="experiment name"
+    )
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--json", action="store_true", help="print what was stopped as JSON")
     _aws_options(p)
@@ -990,6 +1205,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Output piped into e.g. `head`: not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except Exception as error:
+        # Last resorts, so that no AWS or file system error ends in a traceback: the AWS
+        # helpers of rollouts.operate and the commands report these themselves, with context.
+        if _is_botocore(error):  # (some botocore errors are OSErrors too: this goes first)
+            err(f"{PROG} {args.command}: error: AWS: {error}")
+            return EXIT_FAILURE
+        if isinstance(error, OSError):
+            where = f"{error.filename}: " if error.filename else ""
+            err(f"{PROG} {args.command}: error: {where}{error.strerror or error}")
+            return EXIT_FAILURE
+        raise
+
+
+def _is_botocore(error: Exception) -> bool:
+    return type(error).__module__.split(".")[0] in ("botocore", "boto3")
 
 
 if __name__ == "__main__":  # pragma: no cover

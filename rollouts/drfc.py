@@ -4,7 +4,9 @@ DRfC keeps its settings in ``run.env`` (``DR_*`` variables of one training run),
 (the machine: workers, images, S3 endpoints) and, with ``DR_TRAIN_MULTI_CONFIG=True``, one
 ``worker-<n>.env`` per extra worker (n = 2, 3, ...: worker index n - 1 here). The model metadata,
 hyperparameters and reward function live in DRfC's local S3 (``DR_LOCAL_S3_*_KEY``), which cannot
-be read offline, so they are taken from local files (flags, or the files next to the env files).
+be read offline, so they are taken from local files: the flags, else ``model_metadata.json`` etc.
+next to the env files, else the local copy DRfC uploads them from (its ``custom_files/`` folder
+beside ``run.env``, i.e. the ``DR_LOCAL_S3_*_KEY`` path taken relative to the env file's folder).
 
 Every variable ends up in exactly one list: ``mapped`` (with the experiment field it became) or
 ``unmapped`` (with the reason). Nothing is dropped silently.
@@ -85,6 +87,11 @@ def parse_env(path: Path, *, inherited: Mapping[str, str] | None = None) -> EnvF
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise DrfcError(f"{path}: cannot be read: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise DrfcError(
+            f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+            f"{error.start}); DRfC env files are plain text"
+        ) from None
     scope = dict(inherited or {})
     values: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
@@ -442,14 +449,18 @@ def import_drfc(
     )
     missing = []
     for key, given, names, variable, flag_name, required in files:
-        path = _pick_file(given, folders, names)
         handled.add(variable)
         s3_key = run_values.get(variable, "")
+        # DRfC's `dr-upload-custom-files` syncs the local custom_files/ folder (beside run.env)
+        # to DR_LOCAL_S3_CUSTOM_FILES_PREFIX, so the key is also the local copy's relative path.
+        local_key = [s3_key] if s3_key and ".." not in Path(s3_key).parts else []
+        path = _pick_file(given, folders, [*names, *local_key])
         if path is None:
             if required:
+                beside = f"{names[0]}" + (f" or {s3_key}" if local_key else "")
                 missing.append(
                     f"{key}: {variable}={s3_key or '(unset)'} is in DRfC's S3 and "
-                    f"cannot be read offline, and no {names[0]} is next to "
+                    f"cannot be read offline, and no {beside} is next to "
                     f"{run_env.name}: pass {flag_name} FILE"
                 )
             else:
@@ -487,24 +498,32 @@ def import_drfc(
         else:
             unmapped(var, value, system.path, _reason(var))
 
+    # -- DR_TRAIN_MULTI_CONFIG decides whether the worker envs below are read (mapped here, so
+    # it is not also listed as unmapped by the catch-all that follows)
+    multi = _bool(run_values.get("DR_TRAIN_MULTI_CONFIG", "False"))
+    if "DR_TRAIN_MULTI_CONFIG" in run_values:
+        handled.add("DR_TRAIN_MULTI_CONFIG")
+        if multi is None:
+            unmapped(
+                "DR_TRAIN_MULTI_CONFIG",
+                run_values["DR_TRAIN_MULTI_CONFIG"],
+                run.path,
+                "not True or False: worker env files are ignored",
+            )
+        else:
+            mapped(
+                "DR_TRAIN_MULTI_CONFIG",
+                run_values["DR_TRAIN_MULTI_CONFIG"],
+                run.path,
+                "rollouts.overrides (from worker envs)" if multi else "rollouts.overrides (none)",
+            )
+
     # -- everything else in run.env
     for var, value in run_values.items():
         if var not in handled:
             unmapped(var, value, run.path, _reason(var))
 
     # -- worker envs
-    multi = _bool(run_values.get("DR_TRAIN_MULTI_CONFIG", "False"))
-    if "DR_TRAIN_MULTI_CONFIG" in run_values:
-        result.mapped.append(
-            Variable(
-                "DR_TRAIN_MULTI_CONFIG",
-                run_values["DR_TRAIN_MULTI_CONFIG"],
-                run.path.name,
-                target="rollouts.overrides (from worker envs)"
-                if multi
-                else "rollouts.overrides (none)",
-            )
-        )
     workers = exp.get("rollouts", {}).get("count", 1)
     overrides: dict[int, dict[str, Any]] = {}
     for position, worker_env in enumerate(worker_envs, start=1):
@@ -516,8 +535,8 @@ def import_drfc(
                     var,
                     value,
                     env.path,
-                    "DR_TRAIN_MULTI_CONFIG is False: DRfC ignores "
-                    "worker env files (set it to True to import them)",
+                    f"DR_TRAIN_MULTI_CONFIG is {'False' if multi is False else 'not True'}: "
+                    "DRfC ignores worker env files (set it to True to import them)",
                 )
                 continue
             if index >= workers:

@@ -103,6 +103,8 @@ class Report:
     evaluation_trials: tuple[Episode, ...] = ()
     notes: tuple[str, ...] = field(default=())
     run_workers: int | None = None  # workers of the run (files may be missing for some)
+    # Files of workers with an index >= the run's worker count: left out of every row.
+    ignored: tuple[WorkerMetrics, ...] = ()
 
     @property
     def worker_count(self) -> int:
@@ -137,6 +139,10 @@ class Report:
             "rows": [row.as_dict() for row in self.rows],
             "evaluation_trials": trial_summary(trials) if trials else None,
             "notes": list(self.notes),
+            "ignored_workers": [
+                {"worker": w.worker, "source": w.source, "episodes": len(w.episodes)}
+                for w in self.ignored
+            ],
         }
 
 
@@ -157,7 +163,7 @@ def worker_index(name: str) -> int | None:
 
 def parse(data: bytes | str, *, source: str, worker: int) -> WorkerMetrics:
     """Parse one worker's metrics JSON; raise ``MetricsError`` saying what is wrong and where."""
-    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    text = decode(data, source)
     if not text.strip():
         raise MetricsError(
             f"{source}: the file is empty (the simapp writes it after the first "
@@ -188,6 +194,22 @@ def parse(data: bytes | str, *, source: str, worker: int) -> WorkerMetrics:
         )
     episodes = [_episode(row, source=source, index=i, worker=worker) for i, row in enumerate(rows)]
     return WorkerMetrics(worker=worker, source=source, episodes=tuple(episodes))
+
+
+def decode(data: bytes | str, source: str) -> str:
+    """JSON bytes as text: UTF-8 (what the simapp writes; a BOM is allowed) or UTF-16/32 with
+    the encoding detected as ``json.loads`` does; anything else is a ``MetricsError``."""
+    if isinstance(data, str):
+        return data
+    encoding = json.detect_encoding(data)
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        raise MetricsError(
+            f"{source}: not {encoding.upper().removesuffix('-SIG')} text: byte "
+            f"0x{data[error.start]:02x} at offset {error.start} cannot be decoded "
+            "(metrics and hyperparameters are UTF-8 JSON)"
+        ) from None
 
 
 def _keys(document: Any) -> str:
@@ -245,7 +267,10 @@ def _episode(row: Any, *, source: str, index: int, worker: int) -> Episode:
 
 
 def episodes_for_worker(episodes_per_iteration: int, workers: int, worker: int) -> int:
-    """How many of the E episodes of one iteration worker ``worker`` of ``workers`` runs."""
+    """How many of the E episodes of one iteration worker ``worker`` of ``workers`` runs
+    (0 for a worker index outside the run)."""
+    if worker >= max(workers, 1):
+        return 0
     return len(range(worker, episodes_per_iteration, max(workers, 1)))
 
 
@@ -322,6 +347,16 @@ def build_report(
         raise MetricsError("no metrics files found")
     ordered = sorted(workers, key=lambda w: w.worker)
     count = worker_count or (ordered[-1].worker + 1)
+    # A file of worker k >= count (e.g. left over from an earlier run with more workers, or a
+    # --workers below the files found) belongs to no worker of this run: it is left out of every
+    # row and reported in ``ignored`` (the CLI warns about it).
+    ignored = tuple(w for w in ordered if w.worker >= count)
+    ordered = [w for w in ordered if w.worker < count]
+    if not ordered:
+        raise MetricsError(
+            f"no metrics of workers 0..{count - 1}: only of worker(s) "
+            + ", ".join(str(w.worker) for w in ignored)
+        )
     staged, notes = with_iterations(ordered, episodes_per_iteration, count)
     trials = tuple(e for w in staged for e in w.episodes if e.iteration is None)
     return Report(
@@ -331,6 +366,7 @@ def build_report(
         evaluation_trials=trials,
         notes=tuple(notes),
         run_workers=count,
+        ignored=ignored,
     )
 
 
@@ -353,7 +389,7 @@ def hyperparameter_episodes(data: bytes | str, source: str) -> int:
     """``num_episodes_between_training`` from a hyperparameters JSON (strings are accepted:
     SageMaker passes hyperparameters as strings)."""
     try:
-        values = json.loads(data)
+        values = json.loads(decode(data, source))
     except json.JSONDecodeError as error:
         raise MetricsError(f"{source}: not valid JSON: {error.msg}") from None
     raw = values.get("num_episodes_between_training") if isinstance(values, Mapping) else None
@@ -381,13 +417,18 @@ def local_metrics_files(paths: Iterable[Path]) -> list[tuple[int, Path]]:
     unnamed: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = [
-                p
-                for folder in (path, path / "metrics")
-                if folder.is_dir()
-                for p in sorted(folder.iterdir())
-                if p.is_file() and worker_index(p.name) is not None
-            ]
+            try:
+                found = [
+                    p
+                    for folder in (path, path / "metrics")
+                    if folder.is_dir()
+                    for p in sorted(folder.iterdir())
+                    if p.is_file() and worker_index(p.name) is not None
+                ]
+            except OSError as error:
+                raise MetricsError(
+                    f"{error.filename or path}: cannot be listed: {error.strerror}"
+                ) from None
             if not found:
                 raise MetricsError(
                     f"{path}: no metrics files (TrainingMetrics.json, "

@@ -38,9 +38,14 @@ class OperateError(Exception):
 
 
 class MetricsFetchError(m.MetricsError):
-    """Metrics could not be fetched from AWS (a failure, not bad input)."""
+    """Metrics could not be fetched from AWS: a failure (exit 1), or bad AWS settings such as
+    an unknown profile (exit 2, carried over from the ``OperateError``)."""
 
     aws = True
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # ----------------------------------------------------------------------------- clients
@@ -64,35 +69,68 @@ class Aws:
         if self._session is None:
             import boto3  # noqa: PLC0415
             import botocore.session  # noqa: PLC0415
-            from botocore.exceptions import ProfileNotFound  # noqa: PLC0415
+            from botocore.exceptions import BotoCoreError  # noqa: PLC0415
 
-            core = botocore.session.get_session()
-            if ROBOMAKER_MODEL_DIR.is_dir():  # RoboMaker's final model (see aws-facts)
-                loader = core.get_component("data_loader")
-                if str(ROBOMAKER_MODEL_DIR) not in loader.search_paths:
-                    loader.search_paths.append(str(ROBOMAKER_MODEL_DIR))
             try:
+                core = botocore.session.get_session()
+                if ROBOMAKER_MODEL_DIR.is_dir():
+                    # AWS retired RoboMaker on 2025-09-10 and botocore dropped its service
+                    # model after 1.40.60; `make setup` (scripts/fetch_robomaker_model.py) puts
+                    # that final model here so a RoboMaker client can still be built.
+                    loader = core.get_component("data_loader")
+                    if str(ROBOMAKER_MODEL_DIR) not in loader.search_paths:
+                        loader.search_paths.append(str(ROBOMAKER_MODEL_DIR))
                 self._session = boto3.session.Session(
                     botocore_session=core, region_name=self.region, profile_name=self.profile
                 )
-            except ProfileNotFound as error:
-                raise OperateError(str(error), 2) from None
+            except BotoCoreError as error:
+                raise _setup_error(error, self.profile) from None
         return self._session
 
     def client(self, service: str) -> Any:
+        """The client of ``service``; AWS configuration problems (unknown profile, no region,
+        unreadable config file) become an ``OperateError`` here, whichever call builds it first.
+        """
         if service not in self.clients:
-            from botocore.exceptions import NoRegionError, UnknownServiceError  # noqa: PLC0415
+            from botocore.exceptions import BotoCoreError, UnknownServiceError  # noqa: PLC0415
 
             try:
                 self.clients[service] = self.session().client(service)
-            except NoRegionError:
-                raise OperateError("no AWS region: pass --region or set AWS_REGION", 2) from None
             except UnknownServiceError:
                 raise OperateError(
                     f"this botocore has no {service} client; for RoboMaker run `make setup` "
                     f"(it puts the final RoboMaker model in {ROBOMAKER_MODEL_DIR})"
                 ) from None
+            except BotoCoreError as error:
+                raise _setup_error(error, self.profile) from None
         return self.clients[service]
+
+
+def _setup_error(error: Exception, profile: str | None) -> OperateError:
+    """A clear message (and exit code) for a botocore error raised while building a client."""
+    from botocore.exceptions import (  # noqa: PLC0415
+        ConfigParseError,
+        InvalidConfigError,
+        InvalidRegionError,
+        NoRegionError,
+        ProfileNotFound,
+    )
+
+    if isinstance(error, ProfileNotFound):
+        name = getattr(error, "kwargs", {}).get("profile") or profile
+        origin = "--profile" if profile else "AWS_PROFILE"
+        return OperateError(
+            f"AWS profile {name!r} ({origin}) is not in your AWS config or credentials "
+            "file (`aws configure list-profiles` shows the ones there)",
+            2,
+        )
+    if isinstance(error, NoRegionError):
+        return OperateError("no AWS region: pass --region or set AWS_REGION", 2)
+    if isinstance(error, InvalidRegionError):
+        return OperateError(f"bad AWS region: {error}", 2)
+    if isinstance(error, ConfigParseError | InvalidConfigError):
+        return OperateError(f"AWS configuration: {error}", 2)
+    return OperateError(f"AWS setup failed: {error}")
 
 
 def _aws_call(what: str, fn: Callable[[], Any]) -> Any:
@@ -696,7 +734,8 @@ def load_experiment_metrics(
     try:
         deployed = find_stack(aws, experiment)
     except OperateError as error:
-        raise MetricsFetchError(f"{error} (for local files, check the path exists)") from None
+        hint = " (for local files, check the path exists)" if error.code == 1 else ""
+        raise MetricsFetchError(f"{error}{hint}", error.code) from None
     if not deployed.bucket:
         raise MetricsFetchError(f"stack {deployed.stack} has no DataBucket output")
     return _load_s3(
@@ -738,7 +777,7 @@ def _load_s3(  # noqa: PLR0917
             workers.append(m.parse(data, source=f"s3://{bucket}/{key}", worker=index))
         hyper = _s3_hyperparameters(s3, bucket, prefix)
     except OperateError as error:
-        raise MetricsFetchError(str(error)) from None
+        raise MetricsFetchError(str(error), error.code) from None
     return LoadedMetrics(
         workers=workers,
         description=label,
@@ -764,13 +803,18 @@ def _load_local(paths: Sequence[Path], update: Callable[[str], None]) -> LoadedM
         for folder in (path.parent, path.parent.parent):
             if folder not in folders:
                 folders.append(folder)
-    for folder in folders:
-        candidate = folder / "hyperparameters.json"
+    # The same places as in S3 (_s3_hyperparameters): the experiment prefix's own copy, then the
+    # one the trainer publishes under ip/ (so a downloaded prefix or DRfC model folder works).
+    candidates = [
+        f / name for f in folders for name in ("hyperparameters.json", "ip/hyperparameters.json")
+    ]
+    for candidate in candidates:
         if candidate.is_file():
-            hyper = (
-                m.hyperparameter_episodes(candidate.read_bytes(), str(candidate)),
-                str(candidate),
-            )
+            try:
+                data = candidate.read_bytes()
+            except OSError as error:
+                raise m.MetricsError(f"{candidate}: cannot be read: {error.strerror}") from None
+            hyper = (m.hyperparameter_episodes(data, str(candidate)), str(candidate))
             break
     label = ", ".join(str(p) for p in paths)
     return LoadedMetrics(

@@ -166,7 +166,14 @@ def write_bundle(spec: ExperimentSpec, directory: Path) -> Path:
 
 
 def fill(text: str, values: Mapping[str, str]) -> str:
-    """Replace placeholders (used by ``rollouts render`` for a preview with real values)."""
+    """Replace placeholders (used by ``rollouts render`` for a preview with real values).
+
+    Every placeholder starts a single-quoted YAML scalar, so a value may not contain a quote or
+    a line break (none of the real values - bucket, prefix, region, ARNs, stream names - can).
+    """
+    for name, value in values.items():
+        if any(c in value for c in "'\n\r"):
+            raise ValueError(f"{name}: {value!r} contains a quote or line break")
     for name in PLACEHOLDERS:
         if name in values:
             text = text.replace(placeholder(name), values[name])

@@ -195,3 +195,104 @@ def test_env_parsing_expands_quotes_and_comments(tmp_path):
         "DR_X": "Fast Car-2",
         "DR_EMPTY": "",
     }
+
+
+def _entries(rows: list[dict]) -> list[tuple[str, str]]:
+    return [(row["file"], row["variable"]) for row in rows]
+
+
+@pytest.mark.parametrize("multi", [True, False])
+def test_every_variable_is_in_exactly_one_list(run, multi_config, tmp_path, multi):
+    f = multi_config
+    if not multi:
+        (f / "run.env").write_text(
+            (f / "run.env").read_text().replace("MULTI_CONFIG=True", "MULTI_CONFIG=False")
+        )
+    inputs = [f / "run.env", f / "system.env", f / "worker-2.env", f / "worker-3.env"]
+    doc = run("import-drfc", *inputs, "--out", tmp_path / "x.yaml", "--json").json()
+    assert doc["valid"], doc["problems"]
+    mapped, unmapped = _entries(doc["mapped"]), _entries(doc["unmapped"])
+    # no variable of a file is listed twice, in one list or across both
+    assert len(set(mapped)) == len(mapped) and len(set(unmapped)) == len(unmapped)
+    assert set(mapped).isdisjoint(unmapped), set(mapped) & set(unmapped)
+    # every DR_* variable of every input is in one of them
+    expected = {
+        (path.name, variable)
+        for path in inputs
+        for variable in parse_env(path).values
+        if variable.startswith("DR_")
+    }
+    assert expected == set(mapped) | set(unmapped)
+    assert "DR_TRAIN_MULTI_CONFIG" in {v for _, v in mapped}
+
+
+def test_multi_config_that_is_not_a_boolean_is_unmapped_once(run, multi_config, tmp_path):
+    f = multi_config
+    (f / "run.env").write_text(
+        (f / "run.env").read_text().replace("MULTI_CONFIG=True", "MULTI_CONFIG=maybe")
+    )
+    doc = run(
+        "import-drfc",
+        f / "run.env",
+        f / "system.env",
+        f / "worker-2.env",
+        "--out",
+        tmp_path / "x.yaml",
+        "--json",
+    ).json()
+    rows = [v for v in doc["mapped"] + doc["unmapped"] if v["variable"] == "DR_TRAIN_MULTI_CONFIG"]
+    assert len(rows) == 1 and "not True or False" in rows[0]["reason"]
+    workers = [v for v in doc["unmapped"] if v["file"] == "worker-2.env"]
+    assert workers and all("is not True" in v["reason"] for v in workers)
+
+
+def test_non_utf8_env_file_is_exit_2(run, tmp_path):
+    env = tmp_path / "run.env"
+    env.write_bytes(b"DR_CAR_NAME=Caf\xe9\n")
+    result = run("import-drfc", env, "--out", tmp_path / "x.yaml", "--reward-function", REWARD)
+    assert result.code == 2
+    assert result.err.strip() == (
+        f"rollouts import-drfc: error: {env}: not UTF-8 text (byte 0xe9 at offset 15); "
+        "DRfC env files are plain text"
+    )
+
+
+def test_unwritable_out_is_exit_1(run, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run(
+        "import-drfc",
+        DRFC / "template-run.env",
+        "--out",
+        blocker / "x.yaml",
+        "--reward-function",
+        REWARD,
+    )
+    assert result.code == 1 and "cannot write" in result.err
+
+
+def test_drfc_checkout_layout_reads_custom_files(run, tmp_path):
+    """In a DRfC checkout run.env sits beside custom_files/, the folder `dr-upload-custom-files`
+    syncs to DR_LOCAL_S3_CUSTOM_FILES_PREFIX: the DR_LOCAL_S3_*_KEY paths find the files."""
+    drfc = tmp_path / "deepracer-for-cloud"
+    (drfc / "custom_files").mkdir(parents=True)
+    shutil.copy(DRFC / "template-run.env", drfc / "run.env")
+    shutil.copy(DRFC / "template-system.env", drfc / "system.env")
+    for name in ("model_metadata.json", "hyperparameters.json"):
+        shutil.copy(DRFC / name, drfc / "custom_files" / name)
+    shutil.copy(REWARD, drfc / "custom_files" / "reward_function.py")
+    out = tmp_path / "experiments" / "x.yaml"
+    doc = run("import-drfc", drfc / "run.env", drfc / "system.env", "--out", out, "--json").json()
+    assert doc["valid"], doc["problems"]
+    fields = {v["variable"]: v["field"] for v in doc["mapped"]}
+    for variable, key in (
+        ("DR_LOCAL_S3_MODEL_METADATA_KEY", "model_metadata"),
+        ("DR_LOCAL_S3_HYPERPARAMETERS_KEY", "hyperparameters"),
+        ("DR_LOCAL_S3_REWARD_KEY", "reward_function"),
+    ):
+        assert fields[variable].startswith(f"{key} (local file {drfc / 'custom_files'}")
+    assert load_experiment(out).reward_function == REWARD.read_text()
+    (drfc / "custom_files" / "reward_function.py").unlink()
+    missing = run("import-drfc", drfc / "run.env", "--out", tmp_path / "y.yaml")
+    assert missing.code == 2
+    assert "no reward_function.py or custom_files/reward_function.py" in missing.err

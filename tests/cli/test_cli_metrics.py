@@ -112,30 +112,104 @@ def test_evaluation_fixture_without_episode_or_phase(run):
     assert "3 trials" in text.out
 
 
-def test_plot_is_png_with_expected_series(run, tmp_path):
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, tuple[list, list]]]:
+    """What the figure really holds when it is saved: per panel (found by its grid position:
+    row 0 reward, row 1 progress; column 0 training, column 1 evaluation), every line drawn
+    with its label and data, read from matplotlib's own objects."""
+    from matplotlib.figure import Figure
+
+    panels: dict[str, dict[str, tuple[list, list]]] = {}
+    original = Figure.savefig
+
+    def spy(self: Figure, *args: object, **kwargs: object) -> object:
+        for ax in self.axes:
+            spec = ax.get_subplotspec()
+            assert spec is not None
+            phase = ("training", "evaluation")[spec.colspan.start]
+            metric = ("mean_reward", "mean_progress")[spec.rowspan.start]
+            lines = {
+                str(line.get_label()): (
+                    [float(x) for x in line.get_xdata()],
+                    [float(y) for y in line.get_ydata()],
+                )
+                for line in ax.get_lines()
+            }
+            legend = ax.get_legend()
+            shown = [t.get_text() for t in legend.get_texts()] if legend else []
+            assert shown == list(lines), "every line drawn has its legend entry"
+            panels[f"{phase}/{metric}"] = lines
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    return panels
+
+
+def trailing_mean(values: list[float], window: int) -> list[float]:
+    return [
+        sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1])
+        for i in range(len(values))
+    ]
+
+
+def test_plot_is_png_with_expected_series(run, tmp_path, drawn):
     out = tmp_path / "curves.png"
     doc = run("metrics", TRAINING, "--episodes-per-iteration", E, "--plot", out, "--json").json()
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
     assert width > 800 and height > 500
-    panels = doc["plot"]["panels"]
-    assert set(panels) == {
+    # The series in the figure itself, checked against means computed here from the raw rows.
+    expected = independent_means(TRAINING, E)
+    rows = json.loads(TRAINING.read_text())["metrics"]
+    training_episodes = len({r["episode"] for r in rows if r["phase"] == "training"})
+    partial_iteration = training_episodes // E + 1
+    assert set(drawn) == {
         "training/mean_reward",
         "training/mean_progress",
         "evaluation/mean_reward",
         "evaluation/mean_progress",
     }
-    for series in panels.values():  # 1 worker + overall + rolling mean
-        assert series == ["worker 0", "overall", "overall, rolling mean (5)"]
+    for panel, lines in drawn.items():
+        phase, metric = panel.split("/")
+        iterations = sorted(i for p, i in expected if p == phase)
+        means = [expected[(phase, i)][metric] for i in iterations]
+        labels = ["worker 0", "overall", "overall, rolling mean (5)"]
+        if phase == "training":
+            labels.append(f"partial: {training_episodes % E}/{E} episodes")
+        assert list(lines) == labels, panel  # 1 worker + overall + rolling mean (+ partial)
+        for label in ("worker 0", "overall"):  # one worker: its means are the overall ones
+            xs, ys = lines[label]
+            assert xs == iterations
+            assert ys == pytest.approx(means, abs=1e-9), (panel, label)
+        xs, ys = lines["overall, rolling mean (5)"]
+        assert xs == iterations and ys == pytest.approx(trailing_mean(means, 5), abs=1e-9)
+        if phase == "training":
+            xs, ys = lines[labels[-1]]
+            assert xs == [partial_iteration] and ys == pytest.approx([means[-1]])
+    # --json lists the same series, in the order drawn (the partial marker is not a series)
+    for panel, labels in doc["plot"]["panels"].items():
+        assert list(drawn[panel])[: len(labels)] == labels, panel
     # The console run stopped 8 training episodes into its last iteration (computed here:
     # training episodes modulo E), which the plot circles instead of showing it as a collapse.
-    rows = json.loads(TRAINING.read_text())["metrics"]
-    training_episodes = len({r["episode"] for r in rows if r["phase"] == "training"})
     assert doc["plot"]["partial_iteration"] == {
-        "iteration": training_episodes // int(E) + 1,
+        "iteration": partial_iteration,
         "episodes": training_episodes % int(E),
     }
+
+
+@pytest.mark.parametrize("name", ["x.jpg", "x.PDF", "x", "x.png.svg"])
+def test_plot_needs_a_png_name(run, tmp_path, name):
+    result = run("metrics", TRAINING, "--episodes-per-iteration", E, "--plot", tmp_path / name)
+    assert result.code == 2
+    assert "argument --plot" in result.err and "ending in .png" in result.err
+    assert not (tmp_path / name).exists()
+
+
+def test_plot_upper_case_png_suffix_is_fine(run, tmp_path):
+    out = tmp_path / "Curves.PNG"
+    assert run("metrics", TRAINING, "--episodes-per-iteration", E, "--plot", out).code == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
 
 
 def two_workers(tmp_path: Path) -> Path:
@@ -154,7 +228,7 @@ def two_workers(tmp_path: Path) -> Path:
     return folder
 
 
-def test_two_workers_plot_csv_and_per_worker_rows(run, tmp_path):
+def test_two_workers_plot_csv_and_per_worker_rows(run, tmp_path, drawn):
     folder = two_workers(tmp_path)
     out = tmp_path / "two.png"
     csv_file = tmp_path / "rows.csv"
@@ -182,6 +256,15 @@ def test_two_workers_plot_csv_and_per_worker_rows(run, tmp_path):
         "overall, rolling mean (2)",
     ]
     assert doc["plot"]["panels"]["evaluation/mean_reward"] == []  # no evaluation rows
+    for metric in ("mean_reward", "mean_progress"):
+        lines = drawn[f"training/{metric}"]
+        assert list(lines) == ["worker 0", "worker 1", "overall", "overall, rolling mean (2)"]
+        for worker in (0, 1):
+            xs, ys = lines[f"worker {worker}"]
+            want = [r[metric] for r in doc["rows"] if r["worker"] == worker]
+            assert xs == [1, 2, 3, 4] and ys == pytest.approx(want, abs=1e-3)
+        assert lines["overall"][1] == pytest.approx([r[metric] for r in overall], abs=1e-3)
+        assert drawn[f"evaluation/{metric}"] == {}  # nothing drawn, only the notice
     rows = list(csv.DictReader(io.StringIO(csv_file.read_text())))
     assert len(rows) == 12 and rows[0].keys() >= {"iteration", "phase", "worker", "mean_reward"}
     text = run("metrics", folder, "--episodes-per-iteration", E, "--per-worker")
@@ -281,3 +364,99 @@ def test_metrics_from_s3_prefix(run):
     assert doc["workers"][0]["source"] == f"s3://data/{prefix}/metrics/TrainingMetrics.json"
     empty = run("metrics", "s3://data/experiments/other", "--episodes-per-iteration", E)
     assert empty.code == 2 and "no metrics files yet" in empty.err
+
+
+def test_workers_below_the_files_found_warns_and_ignores_the_rest(run, tmp_path):
+    folder = two_workers(tmp_path)
+    only0 = run(
+        "metrics",
+        folder / "metrics" / "TrainingMetrics.json",
+        "--json",
+        "--workers",
+        "1",
+        "--episodes-per-iteration",
+        E,
+    )
+    result = run("metrics", folder, "--workers", "1", "--episodes-per-iteration", E, "--json")
+    assert result.code == 0
+    ignored = str(folder / "metrics" / "TrainingMetrics_1.json")
+    assert f"warning: ignoring {ignored} (worker 1)" in result.err
+    assert "the run has 1 worker(s) (--workers)" in result.err
+    doc = result.json()
+    assert doc["ignored_workers"] == [{"worker": 1, "source": ignored, "episodes": 40}]
+    assert [w["worker"] for w in doc["workers"]] == [0] and doc["worker_count"] == 1
+    assert doc["rows"] == only0.json()["rows"]  # worker 1's rows are in no row
+    assert "warning" not in only0.err
+    text = run("metrics", folder, "--workers", "1", "--episodes-per-iteration", E)
+    assert text.code == 0 and "warning: ignoring" in text.err and "warning" not in text.out
+    both = run("metrics", folder, "--workers", "2", "--episodes-per-iteration", E, "--json")
+    assert both.err == "" and both.json()["ignored_workers"] == []
+
+
+def test_only_files_beyond_the_workers_is_exit_2(run, tmp_path):
+    folder = two_workers(tmp_path)
+    (folder / "metrics" / "TrainingMetrics.json").unlink()
+    result = run(
+        "metrics",
+        folder / "metrics" / "TrainingMetrics_1.json",
+        "--workers",
+        "1",
+        "--episodes-per-iteration",
+        E,
+    )
+    assert result.code == 2 and "no metrics of workers 0..0" in result.err
+
+
+def test_encodings_of_metrics_and_hyperparameters(run, tmp_path):
+    text = TRAINING.read_text(encoding="utf-8")
+    bom = tmp_path / "bom" / "TrainingMetrics.json"
+    bom.parent.mkdir()
+    bom.write_bytes(text.encode("utf-8-sig"))
+    assert run("metrics", bom, "--episodes-per-iteration", E, "--json").json()["iterations"] == 29
+    latin = tmp_path / "latin" / "TrainingMetrics.json"
+    latin.parent.mkdir()
+    latin.write_bytes(
+        text.replace('"Lap complete"', '"Lap compl\u00e9t\u00e9"', 1).encode("latin-1")
+    )
+    result = run("metrics", latin, "--episodes-per-iteration", E)
+    assert result.code == 2 and str(latin) in result.err and "not UTF-8 text" in result.err
+    folder = tmp_path / "hyper"
+    (folder / "metrics").mkdir(parents=True)
+    (folder / "metrics" / "TrainingMetrics.json").write_bytes(TRAINING.read_bytes())
+    (folder / "hyperparameters.json").write_bytes(
+        b'{"num_episodes_between_training": 20, "x": "\xff"}'
+    )
+    result = run("metrics", folder)
+    assert result.code == 2 and "hyperparameters.json: not UTF-8 text" in result.err
+
+
+def test_unwritable_csv_and_plot_are_exit_1(run, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for flag, name in (("--csv", "rows.csv"), ("--plot", "curves.png")):
+        result = run("metrics", TRAINING, "--episodes-per-iteration", E, flag, blocker / name)
+        assert result.code == 1, flag
+        assert result.err.startswith("rollouts metrics: error: cannot write")
+        assert len(result.err.strip().splitlines()) == 1
+
+
+@mock_aws
+def test_non_utf8_hyperparameters_in_s3_are_skipped(run):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="data")
+    s3.put_object(Bucket="data", Key="p/metrics/TrainingMetrics.json", Body=TRAINING.read_bytes())
+    s3.put_object(Bucket="data", Key="p/hyperparameters.json", Body=b"\xff\xfe\xfd")
+    result = run("metrics", "s3://data/p")
+    assert result.code == 2 and "--episodes-per-iteration" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_hyperparameters_of_a_downloaded_prefix_under_ip(run, tmp_path):
+    """A downloaded experiment prefix (or DRfC model folder): metrics/ and ip/ side by side."""
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "ip").mkdir()
+    (tmp_path / "metrics" / "TrainingMetrics.json").write_bytes(TRAINING.read_bytes())
+    (tmp_path / "ip" / "hyperparameters.json").write_text('{"num_episodes_between_training": "20"}')
+    doc = run("metrics", tmp_path, "--json").json()
+    assert doc["episodes_per_iteration"] == 20 and doc["iterations"] == 29
+    assert doc["episodes_per_iteration_from"] == str(tmp_path / "ip" / "hyperparameters.json")

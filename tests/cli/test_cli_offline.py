@@ -13,6 +13,7 @@ from cli_support import EXPERIMENTS, REPO
 from rollouts.render import fill, worker_yaml
 from rollouts.spec import load_experiment
 
+ARN = "arn:aws-us-gov:sagemaker:us-gov-west-1:123456789012:training-job/h2b-0a1b2c3d"
 COMMANDS = ("validate", "plan", "render", "status", "metrics", "stop", "import-drfc")
 
 
@@ -129,7 +130,7 @@ def test_plan_multi_track(run):
     assert [w["track"] for w in doc["workers"]] == [
         "reInvent2019_track",
         "2022_april_open",
-        "reInvent2019_wide_cw",
+        "reInvent2019_wide",
     ]
     assert [w["reverse_direction"] for w in doc["workers"]] == [False, False, True]
     assert doc["episodes"]["per_worker"] == [4, 4, 4]
@@ -223,19 +224,22 @@ def test_render_shared_file_when_identical(run, tmp_path):
         "--out",
         tmp_path,
         "--bucket",
-        "b",
+        "my-data.bucket",
         "--region",
-        "r",
+        "us-gov-west-1",
         "--account",
-        "1",
+        "123456789012",
         "--training-job-arn",
-        "arn:x",
+        ARN,
     )
     assert result.code == 0, result.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["training_params.yaml"]
     params = yaml.safe_load((tmp_path / "training_params.yaml").read_text())
     assert "{{" not in (tmp_path / "training_params.yaml").read_text()
     assert params["RACE_TYPE"] == "HEAD_TO_BOT" and params["NUMBER_OF_BOT_CARS"] == "2"
+    assert params["TRAINING_JOB_ARN"] == ARN
+    assert params["ROBOMAKER_SIMULATION_JOB_ACCOUNT_ID"] == "123456789012"  # a string, not int
+    assert params["METRICS_S3_BUCKET"] == "my-data.bucket"
 
 
 def test_render_video_streams_and_placeholders(run, tmp_path):
@@ -270,3 +274,131 @@ def test_render_bundle(run, tmp_path):
 def test_render_out_is_a_file(run, tmp_path):
     target = write(tmp_path / "f", "x")
     assert run("render", EXPERIMENTS / "default.yaml", "--out", target).code == 2
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "allowed"),
+    [
+        ("--bucket", "Bad Bucket", "lowercase letters, digits, '.' and '-'"),
+        ("--bucket", "ab", "2 characters long"),
+        ("--bucket", "bucket-", "begin and end with a lowercase letter or digit"),
+        ("--bucket", "my..bucket", "two adjacent periods"),
+        ("--bucket", "192.168.5.4", "IP address"),
+        ("--bucket", "xn--bucket", "'xn--'"),
+        ("--bucket", "data-s3alias", "'-s3alias'"),
+        ("--bucket", "it's", "lowercase letters"),
+        ("--region", "Us-East-1", "like us-east-1"),
+        ("--region", "r", "like us-east-1"),
+        ("--region", "us-east-1'", "like us-east-1"),
+        ("--account", "1", "12 digits"),
+        ("--account", "12345678901x", "12 digits"),
+        ("--training-job-arn", "arn:x", "training-job/<name>"),
+        (
+            "--training-job-arn",
+            "arn:aws:sagemaker:us-east-1:1234:training-job/run",
+            "12-digit account",
+        ),
+        ("--training-job-arn", "arn:aws:s3:::bucket", "training-job/<name>"),
+        ("--training-job-arn", "arn:aws:sagemaker:us-east-1:123456789012:training-job/a'b", "name"),
+        ("--prefix", "a'b", "like experiments/my-run"),
+        ("--prefix", "/experiments/x", "no leading"),
+        ("--prefix", "experiments//x", "doubled"),
+        ("--prefix", "experiments/../x", "'..'"),
+        ("--prefix", "a\nb: c", "joined by '/'"),
+    ],
+)
+def test_render_rejects_bad_deploy_values(run, tmp_path, flag, value, allowed):
+    out = tmp_path / "out"
+    result = run("render", EXPERIMENTS / "default.yaml", "--out", out, flag, value)
+    assert result.code == 2
+    assert "usage: rollouts render" in result.err
+    assert f"argument {flag}: {value!r}" in result.err and allowed in result.err
+    assert not out.exists()  # nothing written
+
+
+def test_render_rejects_bad_video_stream_and_mismatched_arn(run, tmp_path):
+    bad = run(
+        "render",
+        EXPERIMENTS / "head-to-bot.yaml",
+        "--out",
+        tmp_path / "a",
+        "--video-streams",
+        "ok-stream,it's",
+    )
+    assert bad.code == 2 and '--video-streams: "it\'s"' in bad.err and "letters" in bad.err
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:training-job/run-1"
+    for flag, value, part in (
+        ("--region", "eu-west-1", "region us-east-1"),
+        ("--account", "210987654321", "account 123456789012"),
+    ):
+        mismatch = run(
+            "render",
+            EXPERIMENTS / "head-to-bot.yaml",
+            "--out",
+            tmp_path / "b",
+            "--training-job-arn",
+            arn,
+            flag,
+            value,
+        )
+        assert mismatch.code == 2 and part in mismatch.err and f"{flag} is {value}" in mismatch.err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_render_values_are_read_back_exactly(run, tmp_path):
+    """Every filled value reads back from the YAML as the very string given (valid values of
+    each flag, including the characters the rules allow that mean something in YAML)."""
+    values = {
+        "--bucket": "a.b-c",
+        "--region": "eusc-de-east-1",
+        "--account": "000000000001",
+        "--training-job-arn": "arn:aws:sagemaker:eusc-de-east-1:000000000001:training-job/0-9",
+        "--prefix": "exp/a!b_c.d*(e)-f",
+    }
+    argv = [x for pair in values.items() for x in pair]
+    streams = "s-0,s_1.x,,s:3"
+    bad = run("render", EXPERIMENTS / "default.yaml", "--out", tmp_path, "--video-streams", streams)
+    assert bad.code == 2 and "'s:3'" in bad.err  # ':' is not allowed in a stream name
+    streams = "s-0,s_1.x,,-"
+    result = run(
+        "render", EXPERIMENTS / "default.yaml", "--out", tmp_path, *argv, "--video-streams", streams
+    )
+    assert result.code == 0, result.err
+    for i, stream in enumerate(streams.split(",")):
+        params = yaml.safe_load((tmp_path / f"training_params_{i}.yaml").read_text())
+        assert params["SAGEMAKER_SHARED_S3_BUCKET"] == values["--bucket"]
+        assert params["AWS_REGION"] == values["--region"]
+        assert params["ROBOMAKER_SIMULATION_JOB_ACCOUNT_ID"] == values["--account"]
+        assert params["TRAINING_JOB_ARN"] == values["--training-job-arn"]
+        assert params["SAGEMAKER_SHARED_S3_PREFIX"] == values["--prefix"]
+        assert params["METRICS_S3_OBJECT_KEY"].startswith(values["--prefix"] + "/metrics/")
+        assert params["KINESIS_VIDEO_STREAM_NAME"] == stream
+
+
+def test_checked_fill_refuses_values_that_change_the_yaml():
+    """The guard behind the flag checks: a value that would break out of its YAML scalar (here
+    given directly, as no flag accepts one) is refused instead of written."""
+    from rollouts import cli
+
+    template = worker_yaml(load_experiment(EXPERIMENTS / "head-to-bot.yaml"), 0)
+    assert "{{bucket}}" in cli._checked_fill(template, {"region": "us-east-1"})
+    for values in ({"bucket": "it's"}, {"prefix": "a\nAWS_REGION: x"}, {"video_stream": "a'"}):
+        with pytest.raises(cli.UsageError, match="quotes and line breaks"):
+            cli._checked_fill(template, values)
+
+
+def test_render_unwritable_out_is_a_clear_failure(run, tmp_path):
+    blocker = write(tmp_path / "file", "x")
+    for extra in ([], ["--bundle"]):
+        result = run("render", EXPERIMENTS / "default.yaml", "--out", blocker / "sub", *extra)
+        assert result.code == 1, extra
+        assert "cannot write" in result.err and "Traceback" not in result.err
+
+
+def test_plan_cdk_json_that_is_not_an_object(run, tmp_path):
+    for text in ("[1, 2]", '{"context": [1]}', "\xff"):
+        cdk = tmp_path / "cdk.json"
+        cdk.write_bytes(text.encode("latin-1"))
+        result = run("plan", EXPERIMENTS / "default.yaml", "--cdk-json", cdk)
+        assert result.code == 2 and str(cdk) in result.err, text
+        assert "Traceback" not in result.err

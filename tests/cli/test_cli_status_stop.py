@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from botocore.stub import ANY, Stubber
 from cli_support import FIXTURES
 from moto import mock_aws
@@ -387,5 +388,145 @@ def test_no_credentials_is_a_clear_failure(run, monkeypatch, tmp_path):
     assert result.code == 1 and "no AWS credentials" in result.err
 
 
-def _unused(_: Any) -> None:  # keep imports explicit for readers
-    return None
+# ----------------------------------------------------------------------------- AWS setup errors
+
+
+@pytest.fixture
+def empty_aws_config(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """An AWS config and credentials file without any profile."""
+    for name, var in (
+        ("config", "AWS_CONFIG_FILE"),
+        ("credentials", "AWS_SHARED_CREDENTIALS_FILE"),
+    ):
+        (tmp_path / name).write_text("")
+        monkeypatch.setenv(var, str(tmp_path / name))
+
+
+AWS_COMMANDS = [
+    ["status", EXP],
+    ["stop", EXP, "--yes"],
+    ["metrics", EXP],
+    ["metrics", "s3://platform-data/experiments/x", "--episodes-per-iteration", "20"],
+]
+
+
+def _one_clear_line(result: Any, command: str) -> str:
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err  # one message, no traceback
+    assert lines[0].startswith(f"rollouts {command}: error: ")
+    return str(lines[0])
+
+
+@pytest.mark.parametrize("argv", AWS_COMMANDS)
+def test_unknown_profile_flag_is_exit_2(run, empty_aws_config, argv):
+    result = run(*argv, "--profile", "nosuch")
+    assert result.code == 2
+    line = _one_clear_line(result, argv[0])
+    assert "AWS profile 'nosuch' (--profile)" in line
+
+
+@pytest.mark.parametrize("argv", AWS_COMMANDS)
+def test_unknown_aws_profile_variable_is_exit_2(run, empty_aws_config, monkeypatch, argv):
+    monkeypatch.setenv("AWS_PROFILE", "gone")
+    result = run(*argv)
+    assert result.code == 2
+    assert "AWS profile 'gone' (AWS_PROFILE)" in _one_clear_line(result, argv[0])
+
+
+@pytest.mark.parametrize("argv", AWS_COMMANDS[:3])  # (S3 has a global endpoint: no region needed)
+def test_no_region_is_exit_2(run, empty_aws_config, monkeypatch, argv):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    result = run(*argv)
+    assert result.code == 2
+    assert "no AWS region: pass --region" in _one_clear_line(result, argv[0])
+
+
+def test_unparsable_aws_config_is_exit_2(run, monkeypatch, tmp_path):
+    (tmp_path / "config").write_text("[default]\nregion = us-east-1\n[profile x]\nno equals sign")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    result = run("status", EXP)
+    assert result.code == 2
+    assert "Unable to parse config file" in _one_clear_line(result, "status")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", EXP, "--region", "us east 1"],
+        ["stop", EXP, "--region", "US-EAST-1"],
+        ["metrics", EXP, "--region", "nowhere"],
+    ],
+)
+def test_malformed_region_flag_is_a_usage_error(run, argv):
+    result = run(*argv)
+    assert result.code == 2
+    assert "argument --region:" in result.err and "like us-east-1" in result.err
+
+
+def test_endpoint_unreachable_is_exit_1(run, world, monkeypatch):
+    def unreachable(**_kwargs: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="https://cloudformation.us-east-1.amazonaws.com")
+
+    monkeypatch.setattr(world.aws.clients["cloudformation"], "describe_stacks", unreachable)
+    for argv in (["status", EXP], ["stop", EXP, "--yes"], ["metrics", EXP]):
+        result = run(*argv)
+        assert result.code == 1, argv
+        assert "Could not connect to the endpoint URL" in _one_clear_line(result, argv[0])
+
+
+def test_s3_unreachable_while_reading_metrics_is_exit_1(run, world, monkeypatch):
+    world.stack()
+    world.s3_metrics()
+
+    def timeout(**_kwargs: Any) -> None:
+        raise ReadTimeoutError(endpoint_url="https://s3.amazonaws.com")
+
+    monkeypatch.setattr(world.aws.clients["s3"], "get_object", timeout)
+    result = run("metrics", EXP)
+    world.done()
+    assert result.code == 1
+    assert "s3:GetObject" in _one_clear_line(result, "metrics")
+
+
+def test_botocore_error_outside_the_helpers_is_one_line(run, monkeypatch):
+    def boom(_aws: Any, _experiment: str) -> None:
+        raise ReadTimeoutError(endpoint_url="https://sagemaker.us-east-1.amazonaws.com")
+
+    monkeypatch.setattr(operate, "collect_status", boom)
+    result = run("status", EXP)
+    assert result.code == 1
+    assert "AWS: Read timeout" in _one_clear_line(result, "status")
+
+
+# ----------------------------------------------------------------------------- experiment names
+
+
+@pytest.mark.parametrize("name", ["Bad Name", "Reinvent", "9lives", "a_b", "x" * 41, ""])
+@pytest.mark.parametrize("command", ["status", "stop"])
+def test_bad_experiment_name_exit_2_before_aws(run, monkeypatch, command, name):
+    def no_aws(_args: Any) -> None:
+        raise AssertionError("AWS must not be touched for a bad name")
+
+    def no_prompt(_prompt: str) -> str:
+        raise AssertionError("no confirmation must be asked for a bad name")
+
+    monkeypatch.setattr(cli, "_aws", no_aws)
+    monkeypatch.setattr(cli.sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr("builtins.input", no_prompt)
+    result = run(command, name)
+    assert result.code == 2
+    assert f"argument EXPERIMENT: {name!r} is not an experiment name" in result.err
+    assert "lowercase letters, digits and '-'" in result.err
+
+
+def test_stop_prompt_at_end_of_input_does_not_stop(run, world, monkeypatch):
+    world.stack()
+
+    def eof(_prompt: str) -> str:
+        raise EOFError
+
+    monkeypatch.setattr(cli.sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr("builtins.input", eof)
+    result = run("stop", EXP)
+    world.done()  # only the stack was read
+    assert result.code == 1 and "not stopped" in result.err
