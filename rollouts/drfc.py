@@ -391,8 +391,16 @@ def import_drfc(
         checkpoint = run_values.get("DR_LOCAL_S3_PRETRAINED_CHECKPOINT", "last")
         if _bool(flag):
             mapped("DR_LOCAL_S3_PRETRAINED", flag, run.path, "pretrained")
-            exp["pretrained"] = {"prefix": pre_prefix}
-            mapped("DR_LOCAL_S3_PRETRAINED_PREFIX", pre_prefix, run.path, "pretrained.prefix")
+            # The trainer reads pretrained models from the platform bucket's experiments/ only:
+            # the DRfC prefix becomes the name of the experiment folder to copy the model into.
+            target = "experiments/" + _experiment_slug(pre_prefix)
+            exp["pretrained"] = {"prefix": target}
+            mapped(
+                "DR_LOCAL_S3_PRETRAINED_PREFIX",
+                pre_prefix,
+                run.path,
+                f"pretrained.prefix ({target})",
+            )
             if checkpoint in ("last", "best"):
                 exp["pretrained"]["checkpoint"] = checkpoint
                 mapped(
@@ -409,8 +417,8 @@ def import_drfc(
                     "only 'last' or 'best' are supported",
                 )
             result.notes.append(
-                "pretrained model: copy it from DRfC's local S3 into the "
-                f"platform bucket under {pre_prefix}/ (or set pretrained.bucket)"
+                f"pretrained model: copy s3://<DRfC bucket>/{pre_prefix}/ to "
+                f"s3://<platform data bucket>/{target}/ before deploying"
             )
         else:
             mapped("DR_LOCAL_S3_PRETRAINED", flag, run.path, "pretrained (not set)")
@@ -603,3 +611,11 @@ def to_yaml(result: ImportResult, sources: Sequence[Path]) -> str:
 
 def known_track(name: str) -> bool:
     return name in contract.world_names()
+
+
+def _experiment_slug(prefix: str) -> str:
+    """A DRfC model prefix as an experiment folder name (``^[a-z][a-z0-9-]{0,39}$``)."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", prefix.lower()).strip("-")
+    if not slug or not slug[0].isalpha():
+        slug = f"drfc-{slug}".rstrip("-")
+    return slug[:40].rstrip("-")

@@ -296,3 +296,37 @@ def test_drfc_checkout_layout_reads_custom_files(run, tmp_path):
     missing = run("import-drfc", drfc / "run.env", "--out", tmp_path / "y.yaml")
     assert missing.code == 2
     assert "no reward_function.py or custom_files/reward_function.py" in missing.err
+
+
+def test_pretrained_model_maps_into_the_platform_bucket(run, tmp_path):
+    """DRfC's pretrained prefix lives in its own bucket; the trainer reads only the platform
+    bucket's experiments/, so the import names the folder to copy the model into."""
+    run_env = tmp_path / "run.env"
+    run_env.write_text(
+        (DRFC / "template-run.env")
+        .read_text()
+        .replace("DR_LOCAL_S3_PRETRAINED=False", "DR_LOCAL_S3_PRETRAINED=True")
+        .replace("DR_LOCAL_S3_PRETRAINED_CHECKPOINT=last", "DR_LOCAL_S3_PRETRAINED_CHECKPOINT=best")
+    )
+    out = tmp_path / "pre.yaml"
+    result = run(
+        "import-drfc",
+        run_env,
+        "--out",
+        out,
+        "--reward-function",
+        REWARD,
+        "--model-metadata",
+        DRFC / "model_metadata.json",
+    )
+    assert result.code == 0, result.err
+    spec = load_experiment(out)
+    assert spec.pretrained is not None
+    assert spec.pretrained.prefix == "experiments/rl-sagemaker-pretrained"
+    assert spec.pretrained.checkpoint == "best"
+    assert (
+        "copy s3://<DRfC bucket>/rl-sagemaker-pretrained/ to "
+        "s3://<platform data bucket>/experiments/rl-sagemaker-pretrained/"
+        in result.out
+        + result.err
+    )
