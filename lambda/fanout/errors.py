@@ -6,13 +6,24 @@ names what was wrong and what is allowed, and never carries a traceback.
 
 from __future__ import annotations
 
+# The Provider framework appends its own text (the log group) to the reason, and the whole
+# response to CloudFormation must stay under 4 KB: one reason is at most this many characters.
+MAX_REASON = 1000
+ELLIPSIS = " [...]"
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` on one line and at most ``limit`` characters (the cut is marked)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - len(ELLIPSIS)] + ELLIPSIS
+
 
 class FanoutError(Exception):
     """A failure reported to CloudFormation as-is."""
 
     def __init__(self, message: str) -> None:
         # One line: CloudFormation shows the reason in a single table cell.
-        super().__init__(" ".join(message.split()))
+        super().__init__(clip(message, MAX_REASON))
 
 
 class PropertyError(FanoutError):
@@ -24,7 +35,7 @@ class AssetError(FanoutError):
 
 
 class StartError(FanoutError):
-    """Something failed to start; everything this request started has been stopped."""
+    """The run failed to start or to come up; everything it started has been stopped."""
 
 
 class StopError(FanoutError):

@@ -1,7 +1,7 @@
 """The experiment's files under ``<Prefix>/``: read the synthesized asset, fill it, write it.
 
-Contract: docs/fanout-contract.md ("The files asset") and simapp-contract.md ("S3 layout").
-Rendering is pure (bytes in, bytes out) so duplicate deliveries compute the same keys.
+Contract: docs/fanout-contract.md ("The files asset"). Rendering is pure (bytes in, bytes out), so
+``on_event`` (which only plans) and ``is_complete`` (which writes) compute the same keys.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Asset:
 @dataclass(frozen=True)
 class RenderedFiles:
     objects: Mapping[str, bytes]  # key relative to Prefix -> body
-    worker_yaml_keys: tuple[str, ...]  # S3_YAML_NAME of each worker, relative to Prefix
+    worker_yaml_keys: tuple[str, ...]  # params file of each worker, relative to Prefix
     hyperparameters: Mapping[str, str]  # hyperparameters.json, every value a string
 
     @property

@@ -1,23 +1,33 @@
 """CDK Provider framework entry points of the experiment's ``Custom::RolloutsRun``.
 
-``on_event`` writes the experiment's files and starts the trainer and the rollouts; ``is_complete``
-polls until they are accepted (or running) and then records the run in ``<Prefix>/run.json``.
+``on_event`` starts nothing: for Create/Update it validates the properties, reads the files asset
+and plans every request (whatever can fail deterministically fails here, so a bad deploy changes
+nothing), then returns the new run id. ``is_complete`` does the work: on its first call(s) it stops
+the previous run (Update), writes the files, clears ``ip/``, starts the trainer and the rollouts
+(idempotently: a later call finds what an earlier one started by name, token or ListJobs), then
+polls until they are accepted (or running) and records the run in ``<Prefix>/run.json``. If
+anything fails there, it stops what this run started and fails with one reason; the Delete that
+CloudFormation may send for that run id afterwards is harmless.
 Semantics: README.md ("The fan-out"). Contract with the CDK side: docs/fanout-contract.md.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import batch_backend, files, robomaker_backend, trainer
 from .clients import Clients, get_clients
-from .errors import FanoutError, PropertyError, StartError, StopError
+from .errors import FanoutError, PropertyError, StartError, StopError, clip
 from .naming import Place, is_run_id, run_id
 from .plan import RolloutPlan, Run
 from .props import RunProps, parse_properties
@@ -26,21 +36,47 @@ from .retry import Retrier, ThrottledTooLongError, error_code, error_message, is
 LOG = logging.getLogger()
 LOG.setLevel(logging.INFO)
 
-ON_EVENT_BUDGET_SECONDS = 600.0  # how long on_event keeps retrying a throttled call
-IS_COMPLETE_BUDGET_SECONDS = 20.0  # is_complete is polled again anyway: give up early
-LAMBDA_SAFETY_SECONDS = 60.0  # leave time to clean up and report before the Lambda times out
+# Lambda timeouts the CDK side sets (used when no Lambda context is given, e.g. in tests).
+ON_EVENT_TIMEOUT_SECONDS = 120.0
+IS_COMPLETE_TIMEOUT_SECONDS = 300.0
+# Every invocation has ONE deadline for its work = its remaining time minus a reserve. The reserve
+# of is_complete pays for stopping the run after a failure; the last seconds report the result.
+ON_EVENT_RESERVE_SECONDS = 15.0
+IS_COMPLETE_RESERVE_SECONDS = 90.0
+REPORT_MARGIN_SECONDS = 10.0
+# A run that is not ACCEPTED/RUNNING this long after its trainer was created is stopped and fails,
+# before the Provider's total timeout (45 min) could fail the resource without stopping anything.
+WAIT_LIMIT_SECONDS = 38 * 60.0
+# Reasons are clipped so that the summary of what was stopped always fits.
+REASON_PART = 500
 
 
 def make_retrier(budget_seconds: float) -> Retrier:
-    """Replaced by tests and the bench to inject sleep/clock."""
+    """A Retrier whose deadline is ``budget_seconds`` from now. Replaced by tests and the bench to
+    inject sleep/clock."""
     return Retrier(budget_seconds=budget_seconds)
 
 
-def _budget(context: Any, cap: float) -> float:
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
-    if remaining is None:
-        return cap
-    return max(1.0, min(cap, remaining() / 1000.0 - LAMBDA_SAFETY_SECONDS))
+def wall_clock() -> float:
+    """Seconds since the epoch (replaced by tests)."""
+    return time.time()
+
+
+@dataclass
+class Budget:
+    """One invocation's retriers: ``work`` stops early enough to leave ``cleanup`` its reserve."""
+
+    work: Retrier
+    cleanup: Retrier
+
+
+def _budget(context: Any, timeout: float, reserve: float) -> Budget:
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    remaining = remaining_ms() / 1000.0 if callable(remaining_ms) else timeout
+    return Budget(
+        work=make_retrier(max(1.0, remaining - reserve)),
+        cleanup=make_retrier(max(1.0, remaining - REPORT_MARGIN_SECONDS)),
+    )
 
 
 def _describe_error(error: BaseException) -> str:
@@ -75,6 +111,72 @@ def _guard(
     return wrapper
 
 
+def properties_hash(raw: Any) -> str:
+    """Fingerprint of the properties a run was started with (ServiceToken excluded)."""
+    text = json.dumps(_comparable(raw), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _comparable(raw: Any) -> Any:
+    # A new ServiceToken (the provider was replaced) is not a change of the run.
+    return (
+        {k: v for k, v in raw.items() if k != "ServiceToken"} if isinstance(raw, Mapping) else raw
+    )
+
+
+# ---------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class StartPlan:
+    """Everything a run writes and sends, computed without starting anything."""
+
+    rendered: files.RenderedFiles
+    training_request: dict[str, Any]
+    batch_request: dict[str, Any] | None
+    robomaker_requests: list[dict[str, Any]]
+
+
+def _plan_start(clients: Clients, retry: Retrier, run: Run) -> StartPlan:
+    """Read the asset, render the files and build every request. Raises on any deterministic
+    problem (asset, placeholders, Batch payload quota) and starts nothing."""
+    props = run.props
+    asset = files.read_asset(
+        clients.s3, retry, props.files_bucket, props.files_key, props.rollout_count
+    )
+    rendered = files.render(
+        asset,
+        {
+            "bucket": props.bucket,
+            "prefix": props.prefix,
+            "region": run.place.region,
+            "account": run.place.account,
+            "training_job_arn": run.training_job_arn,
+        },
+        [props.video_stream(i) for i in range(props.rollout_count)],
+    )
+    hyper = trainer.hyperparameters(
+        props,
+        run.place.region,
+        asset.model_metadata_key,
+        asset.reward_function_key,
+        rendered.hyperparameters,
+    )
+    plan = RolloutPlan(
+        run=run, yaml_keys=rendered.worker_yaml_keys, model_metadata_key=asset.model_metadata_key
+    )
+    return StartPlan(
+        rendered=rendered,
+        training_request=trainer.training_job_request(
+            props, run.training_job_name, run.tags, hyper
+        ),
+        batch_request=batch_backend.submit_request(plan) if props.backend == "batch" else None,
+        robomaker_requests=(
+            robomaker_backend.batch_requests(plan) if props.backend == "robomaker" else []
+        ),
+    )
+
+
 # ---------------------------------------------------------------- on_event
 
 
@@ -104,119 +206,87 @@ def _new_run(event: Mapping[str, Any], props: RunProps) -> Run:
 def _create(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     props = parse_properties(event.get("ResourceProperties"))  # bad input: nothing starts
     run = _new_run(event, props)
-    return _start(get_clients(), make_retrier(_budget(context, ON_EVENT_BUDGET_SECONDS)), run)
-
-
-def _comparable(raw: Any) -> Any:
-    # A new ServiceToken (the provider was replaced) is not a change of the run.
-    return (
-        {k: v for k, v in raw.items() if k != "ServiceToken"} if isinstance(raw, Mapping) else raw
-    )
+    budget = _budget(context, ON_EVENT_TIMEOUT_SECONDS, ON_EVENT_RESERVE_SECONDS)
+    _plan_start(get_clients(), budget.work, run)  # bad asset or payload: nothing starts
+    return {"PhysicalResourceId": run.run_id}
 
 
 def _update(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    props = parse_properties(event.get("ResourceProperties"))  # bad input: nothing changes
+    raw = event.get("ResourceProperties")
+    props = parse_properties(raw)  # bad input: nothing changes
     old_id = str(event.get("PhysicalResourceId", ""))
     clients = get_clients()
-    retry = make_retrier(_budget(context, ON_EVENT_BUDGET_SECONDS))
-    if _comparable(event.get("ResourceProperties")) == _comparable(
-        event.get("OldResourceProperties")
-    ):
+    retry = _budget(context, ON_EVENT_TIMEOUT_SECONDS, ON_EVENT_RESERVE_SECONDS).work
+    if _comparable(raw) == _comparable(event.get("OldResourceProperties")):
         # Same run: no job is touched. Data is re-read so GetAtt keeps resolving.
-        return {
-            "PhysicalResourceId": old_id,
-            "Data": _recorded_data(clients, retry, props, old_id),
-            "NoOp": True,
-        }
-    # Both runs would share <Prefix>/model/ and ip/: stop the old one before the new one starts.
-    # CloudFormation's later Delete of the old id then finds nothing left to stop.
-    report = _stop_run(clients, retry, old_id, event.get("OldResourceProperties"), known={})
-    if report.errors:
-        raise StopError(f"could not stop the previous run {old_id}: {'; '.join(report.errors)}")
-    return _start(clients, retry, _new_run(event, props))
+        return _no_op(old_id, _recorded_data(clients, retry, props, old_id))
+    current = _current_run_data(clients, retry, props, raw, old_id)
+    if current is not None:
+        # The run `old_id` was started with exactly these properties and nothing replaced it:
+        # the rollback of an update that failed before it changed anything.
+        LOG.info("run %s already runs these properties: no-op", old_id)
+        return _no_op(old_id, current)
+    run = _new_run(event, props)
+    _plan_start(clients, retry, run)  # bad asset or payload: the old run keeps running
+    result: dict[str, Any] = {"PhysicalResourceId": run.run_id}
+    if old_id != run.run_id:
+        # is_complete stops it before the new run starts: both share <Prefix>/model/ and ip/.
+        result["PreviousRunId"] = old_id
+    return result
+
+
+def _no_op(rid: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"PhysicalResourceId": rid, "Data": data, "NoOp": True}
+
+
+def _read_manifest(
+    clients: Clients, retry: Retrier, props: RunProps, rid: str
+) -> dict[str, Any] | None:
+    """``run.json`` when it records run ``rid``, else None."""
+    if not is_run_id(rid):
+        return None
+    try:
+        manifest = files.read_json(clients.s3, retry, props.bucket, f"{props.prefix}/run.json")
+    except (ClientError, ValueError):
+        LOG.warning("could not read run.json of %s", rid, exc_info=True)
+        return None
+    return manifest if manifest and manifest.get("runId") == rid else None
 
 
 def _recorded_data(clients: Clients, retry: Retrier, props: RunProps, rid: str) -> dict[str, Any]:
-    manifest = None
-    if is_run_id(rid):
-        try:
-            manifest = files.read_json(clients.s3, retry, props.bucket, f"{props.prefix}/run.json")
-        except (ClientError, ValueError):
-            LOG.warning("could not read run.json of %s", rid, exc_info=True)
-    if manifest and manifest.get("runId") == rid and isinstance(manifest.get("data"), dict):
+    manifest = _read_manifest(clients, retry, props, rid)
+    if manifest and isinstance(manifest.get("data"), dict):
         return dict(manifest["data"])
     return {"RunId": rid, "RolloutCount": props.rollout_count}
 
 
-def _start(clients: Clients, retry: Retrier, run: Run) -> dict[str, Any]:
-    props = run.props
-    # Plan everything first: an asset or size problem raises before any job starts.
-    asset = files.read_asset(
-        clients.s3, retry, props.files_bucket, props.files_key, props.rollout_count
-    )
-    rendered = files.render(
-        asset,
-        {
-            "bucket": props.bucket,
-            "prefix": props.prefix,
-            "region": run.place.region,
-            "account": run.place.account,
-            "training_job_arn": run.training_job_arn,
-        },
-        [props.video_stream(i) for i in range(props.rollout_count)],
-    )
-    hyper = trainer.hyperparameters(
-        props,
-        run.place.region,
-        asset.model_metadata_key,
-        asset.reward_function_key,
-        rendered.hyperparameters,
-    )
-    training_request = trainer.training_job_request(props, run.training_job_name, run.tags, hyper)
-    plan = RolloutPlan(
-        run=run, yaml_keys=rendered.worker_yaml_keys, model_metadata_key=asset.model_metadata_key
-    )
-    batch_request = batch_backend.submit_request(plan) if props.backend == "batch" else None
-    robomaker_requests = (
-        robomaker_backend.batch_requests(plan) if props.backend == "robomaker" else []
-    )
+def _current_run_data(
+    clients: Clients, retry: Retrier, props: RunProps, raw: Any, rid: str
+) -> dict[str, Any] | None:
+    manifest = _read_manifest(clients, retry, props, rid)
+    if (
+        manifest
+        and manifest.get("propertiesHash") == properties_hash(raw)
+        and not manifest.get("supersededBy")
+        and isinstance(manifest.get("data"), dict)
+    ):
+        return dict(manifest["data"])
+    return None
 
-    existing = trainer.describe(clients.sagemaker, retry, run.training_job_name)
-    if existing is not None:
-        trainer.check_ours(existing, props)  # not ours: refuse before touching anything
-    state: dict[str, Any] = {"SharedYaml": rendered.shared_yaml}
+
+def _supersede(clients: Clients, retry: Retrier, props: Any, old_id: str, new_id: str) -> None:
+    """Mark run.json of ``old_id`` as replaced, so no later rollback takes it for running."""
+    bucket, prefix = _data_place(props) or (None, None)
+    if bucket is None or prefix is None:
+        return
+    key = f"{prefix}/run.json"
     try:
-        if existing is None:
-            files.write_files(clients.s3, retry, props.bucket, props.prefix, rendered)
-            files.clear_handshake_markers(clients.s3, retry, props.bucket, props.prefix)
-            state["TrainingJobArn"] = trainer.create(clients.sagemaker, retry, training_request)
-        else:
-            # A duplicate delivery: files and ip/ were prepared before this trainer started,
-            # and clearing ip/ now could hide a live trainer's address from its rollouts.
-            LOG.info("training job %s exists: duplicate delivery", run.training_job_name)
-            state["TrainingJobArn"] = str(existing["TrainingJobArn"])
-        if batch_request is not None:
-            job_id, submitted = batch_backend.ensure_started(clients.batch, retry, batch_request)
-            state["RolloutJobId"] = job_id
-            LOG.info("batch job %s %s", job_id, "submitted" if submitted else "already existed")
-        else:
-            state["SimulationJobBatchArns"] = robomaker_backend.ensure_started(
-                clients.robomaker, retry, robomaker_requests
-            )
-    except Exception as error:
-        LOG.exception("run %s failed to start", run.run_id)
-        raise _failed_start(clients, retry, run, _describe_error(error), state) from None
-    return {"PhysicalResourceId": run.run_id, "RunState": state}
-
-
-def _failed_start(
-    clients: Clients, retry: Retrier, run: Run, reason: str, state: Mapping[str, Any]
-) -> StartError:
-    report = _stop_run(clients, retry, run.run_id, run.props, known=state)
-    message = f"run {run.run_id} failed to start: {reason}; stopped: {report.summary()}"
-    if report.errors:
-        message += f"; could NOT stop: {'; '.join(report.errors)}"
-    return StartError(message)
+        manifest = files.read_json(clients.s3, retry, bucket, key)
+    except (ClientError, ValueError):
+        LOG.warning("could not read %s", key, exc_info=True)
+        return
+    if manifest and manifest.get("runId") == old_id and not manifest.get("supersededBy"):
+        files.write_json(clients.s3, retry, bucket, key, {**manifest, "supersededBy": new_id})
 
 
 # ---------------------------------------------------------------- stopping
@@ -227,13 +297,18 @@ class StopReport:
     trainer: str = "not checked"
     rollouts: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    throttled: bool = False  # some part was still throttled when the deadline came
 
     def summary(self) -> str:
         return f"trainer {self.trainer}, {len(self.rollouts)} rollout job(s)"
 
 
 def _stop_run(
-    clients: Clients, retry: Retrier, rid: str, props: RunProps | Any, known: Mapping[str, Any]
+    clients: Clients,
+    retry: Retrier,
+    rid: str,
+    props: RunProps | Any,
+    known: Mapping[str, Any] | None = None,
 ) -> StopReport:
     """Stop the trainer and rollouts of run ``rid``, found by name/token/tag. Never raises: the
     report lists what could not be stopped so every part is attempted."""
@@ -249,18 +324,25 @@ def _stop_run(
             else:
                 report.rollouts = batch_backend.stop(clients.batch, retry, queue, rid)
         elif backend == "robomaker":
-            known_arns = list(known.get("SimulationJobBatchArns") or [])
+            known_arns = list((known or {}).get("SimulationJobBatchArns") or [])
             report.rollouts = robomaker_backend.stop(clients.robomaker, retry, rid, known_arns)
         else:
             report.errors.append(f"Backend {backend!r} is unknown, cannot find the rollouts")
     except (ClientError, BotoCoreError, FanoutError) as error:
-        report.errors.append(f"rollouts: {_describe_error(error)}")
+        report.throttled |= isinstance(error, ThrottledTooLongError)
+        report.errors.append(f"rollouts: {clip(_describe_error(error), 300)}")
     try:
-        report.trainer = trainer.stop(clients.sagemaker, retry, rid)
+        report.trainer = trainer.stop(clients.sagemaker, retry, rid, _data_place(props))
     except (ClientError, BotoCoreError, FanoutError) as error:
-        report.errors.append(f"trainer: {_describe_error(error)}")
+        report.throttled |= isinstance(error, ThrottledTooLongError)
+        report.errors.append(f"trainer: {clip(_describe_error(error), 300)}")
     LOG.info("stop %s: %s errors=%s", rid, report.summary(), report.errors)
     return report
+
+
+def _raw_text(raw: Mapping[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    return value if isinstance(value, str) and value else None
 
 
 def _stop_targets(props: RunProps | Any) -> tuple[str | None, str | None]:
@@ -269,11 +351,17 @@ def _stop_targets(props: RunProps | Any) -> tuple[str | None, str | None]:
         return props.backend, props.batch.job_queue_arn if props.batch else None
     raw = props if isinstance(props, Mapping) else {}
     batch = raw.get("Batch") if isinstance(raw.get("Batch"), Mapping) else {}
-    queue = batch.get("JobQueueArn") if batch else None
-    backend = raw.get("Backend")
-    return (backend if isinstance(backend, str) else None), (
-        queue if isinstance(queue, str) else None
-    )
+    return _raw_text(raw, "Backend"), _raw_text(batch or {}, "JobQueueArn")
+
+
+def _data_place(props: RunProps | Any) -> tuple[str, str] | None:
+    """(Bucket, Prefix) of the run's data: a trainer of our name training other data is not ours.
+    None when the properties do not say (the trainer is then found by name alone)."""
+    if isinstance(props, RunProps):
+        return props.bucket, props.prefix
+    raw = props if isinstance(props, Mapping) else {}
+    bucket, prefix = _raw_text(raw, "Bucket"), _raw_text(raw, "Prefix")
+    return (bucket, prefix) if bucket and prefix else None
 
 
 def _delete(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -284,8 +372,8 @@ def _delete(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     except PropertyError as error:
         LOG.warning("deleting %s with properties that no longer validate: %s", rid, error)
         props = raw
-    retry = make_retrier(_budget(context, ON_EVENT_BUDGET_SECONDS))
-    report = _stop_run(get_clients(), retry, rid, props, known={})
+    retry = _budget(context, ON_EVENT_TIMEOUT_SECONDS, REPORT_MARGIN_SECONDS).work
+    report = _stop_run(get_clients(), retry, rid, props)
     if report.errors:
         raise StopError(f"could not stop run {rid}: {'; '.join(report.errors)}")
     return {"PhysicalResourceId": rid}
@@ -295,63 +383,171 @@ def _delete(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
 
 def _is_complete(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    """Poll until the trainer is InProgress and every rollout is accepted (or running)."""
+    """Start the run (first call(s)), then poll until it is accepted (or running)."""
     if event.get("RequestType") == "Delete" or event.get("NoOp"):
         return {"IsComplete": True}
     props = parse_properties(event.get("ResourceProperties"))
     rid = str(event["PhysicalResourceId"])
     run = Run(run_id=rid, props=props, place=Place.from_stack_id(event.get("StackId")))
-    state: Mapping[str, Any] = event.get("RunState") or {}
     clients = get_clients()
-    retry = make_retrier(_budget(context, IS_COMPLETE_BUDGET_SECONDS))
+    budget = _budget(context, IS_COMPLETE_TIMEOUT_SECONDS, IS_COMPLETE_RESERVE_SECONDS)
+    progress = Progress(
+        run=run,
+        previous_run=event.get("PreviousRunId"),
+        properties_hash=properties_hash(event.get("ResourceProperties")),
+    )
     try:
-        return _check(clients, retry, run, state)
-    except ThrottledTooLongError:
-        return {"IsComplete": False}  # throttling alone never fails the deploy: poll again
-    except ClientError as error:
-        if is_throttle(error):
+        return _advance(clients, budget.work, progress, event.get("OldResourceProperties"))
+    except ThrottledTooLongError as error:
+        LOG.warning("throttled until the deadline, polling again: %s", error)
+        return {"IsComplete": False}  # throttling alone never fails the deploy
+    except Exception as error:  # whatever it was: stop this run and say why
+        if isinstance(error, ClientError) and is_throttle(error):
             return {"IsComplete": False}
-        raise
+        LOG.exception("run %s failed", rid)
+        raise _failed_run(clients, budget.cleanup, progress, _describe_error(error)) from None
 
 
-def _check(clients: Clients, retry: Retrier, run: Run, state: Mapping[str, Any]) -> dict[str, Any]:
-    props = run.props
+@dataclass
+class Progress:
+    """What one is_complete invocation learnt about its run (for the cleanup after a failure)."""
+
+    run: Run
+    previous_run: Any = None
+    properties_hash: str = ""
+    plan: StartPlan | None = None
+    known: dict[str, Any] = field(default_factory=dict)
+
+
+def _failed_run(clients: Clients, retry: Retrier, progress: Progress, reason: str) -> StartError:
+    run = progress.run
+    report = _stop_run(clients, retry, run.run_id, run.props, progress.known)
+    message = (
+        f"run {run.run_id} failed to start: {clip(reason, REASON_PART)}; "
+        f"stopped: {report.summary()}"
+    )
+    if report.errors:
+        message += f"; could NOT stop: {'; '.join(report.errors)}"
+    return StartError(message)
+
+
+def _advance(
+    clients: Clients, retry: Retrier, progress: Progress, old_props: Any
+) -> dict[str, Any]:
+    run = progress.run
     job = trainer.describe(clients.sagemaker, retry, run.training_job_name)
     if job is None:
-        raise _failed_start(
-            clients, retry, run, f"training job {run.training_job_name} not found", state
+        _start_trainer(clients, retry, progress, old_props)
+        job = trainer.describe(clients.sagemaker, retry, run.training_job_name)
+        if job is None:
+            raise StartError(f"training job {run.training_job_name} not found after creating it")
+    else:
+        trainer.check_ours(job, run.props)  # not ours: fail (and the cleanup leaves it alone)
+    _ensure_rollouts(clients, retry, progress)
+    return _check(clients, retry, progress, job)
+
+
+def _plan(clients: Clients, retry: Retrier, progress: Progress) -> StartPlan:
+    if progress.plan is None:
+        progress.plan = _plan_start(clients, retry, progress.run)
+    return progress.plan
+
+
+def _start_trainer(clients: Clients, retry: Retrier, progress: Progress, old_props: Any) -> None:
+    """No trainer of this name yet: stop the previous run (Update), write the files, clear ip/,
+    create the trainer. Repeating all of it is harmless until the trainer exists."""
+    run = progress.run
+    props = run.props
+    previous = progress.previous_run
+    if is_run_id(previous) and previous != run.run_id:
+        _supersede(clients, retry, old_props if old_props else props, previous, run.run_id)
+        report = _stop_run(clients, retry, previous, old_props if old_props else props)
+        if report.throttled:  # not a failure: the next call stops the rest
+            raise ThrottledTooLongError(f"stopping the previous run {previous} was throttled")
+        if report.errors:
+            raise StopError(
+                f"could not stop the previous run {previous}: {'; '.join(report.errors)}"
+            )
+    plan = _plan(clients, retry, progress)
+    files.write_files(clients.s3, retry, props.bucket, props.prefix, plan.rendered)
+    files.clear_handshake_markers(clients.s3, retry, props.bucket, props.prefix)
+    arn = trainer.create(clients.sagemaker, retry, plan.training_request)
+    LOG.info("training job %s created", arn)
+
+
+def _ensure_rollouts(clients: Clients, retry: Retrier, progress: Progress) -> None:
+    """Find this run's rollouts (ListJobs by name / batches by token); start them if absent."""
+    run = progress.run
+    props = run.props
+    if props.backend == "batch":
+        assert props.batch is not None
+        # A plan in hand means this invocation is starting the run: ensure_started dedupes itself.
+        jobs = (
+            []
+            if progress.plan is not None
+            else batch_backend.find_jobs(
+                clients.batch, retry, props.batch.job_queue_arn, run.run_id
+            )
         )
+        if jobs:
+            job_id = str(max(jobs, key=lambda j: j.get("createdAt", 0))["jobId"])
+        else:
+            request = _plan(clients, retry, progress).batch_request
+            assert request is not None
+            job_id, submitted = batch_backend.ensure_started(clients.batch, retry, request)
+            LOG.info("batch job %s %s", job_id, "submitted" if submitted else "already existed")
+        progress.known["RolloutJobId"] = job_id
+        return
+    arns = (
+        []
+        if progress.plan is not None  # starting now: the tokens dedupe
+        else robomaker_backend.find_batches(clients.robomaker, retry, run.run_id, [])
+    )
+    if len(arns) < math.ceil(props.rollout_count / robomaker_backend.MAX_JOBS_PER_BATCH):
+        # Missing chunks (or finished ones, which the token returns as they are): start them.
+        requests = _plan(clients, retry, progress).robomaker_requests
+        arns = robomaker_backend.ensure_started(clients.robomaker, retry, requests)
+    progress.known["SimulationJobBatchArns"] = arns
+
+
+def _waited_seconds(job: Mapping[str, Any]) -> float | None:
+    created = job.get("CreationTime")
+    return wall_clock() - created.timestamp() if isinstance(created, datetime) else None
+
+
+def _check(
+    clients: Clients, retry: Retrier, progress: Progress, job: Mapping[str, Any]
+) -> dict[str, Any]:
+    run = progress.run
+    props = run.props
     trainer_status = str(job.get("TrainingJobStatus"))
     if trainer_status != trainer.ACTIVE:
         reason = job.get("FailureReason") or job.get("SecondaryStatus") or "no reason given"
-        raise _failed_start(
-            clients,
-            retry,
-            run,
-            f"training job {run.training_job_name} is {trainer_status}: {reason}",
-            state,
-        )
+        raise StartError(f"training job {run.training_job_name} is {trainer_status}: {reason}")
     trainer_ready = props.wait_for == "ACCEPTED" or job.get("SecondaryStatus") == "Training"
 
-    rollout_ids: dict[str, Any] = {}
+    rollout_ids = progress.known
     job_arns: tuple[str, ...] = ()
     if props.backend == "batch":
-        assert props.batch is not None
-        job_id = state.get("RolloutJobId") or _find_batch_job(clients, retry, run)
-        rollouts = batch_backend.status(clients.batch, retry, job_id, props.rollout_count)
-        rollout_ids["RolloutJobId"] = job_id
+        rollouts = batch_backend.status(
+            clients.batch, retry, str(rollout_ids["RolloutJobId"]), props.rollout_count
+        )
         accepted, running, failure = rollouts.accepted, rollouts.running, rollouts.failure
     else:
-        arns = list(state.get("SimulationJobBatchArns") or [])
-        if not arns:
-            arns = robomaker_backend.find_batches(clients.robomaker, retry, run.run_id, [])
+        arns = list(rollout_ids.get("SimulationJobBatchArns") or [])
         rm = robomaker_backend.status(clients.robomaker, retry, arns, props.rollout_count)
-        rollout_ids["SimulationJobBatchArns"] = arns
         accepted, running, failure, job_arns = rm.accepted, rm.running, rm.failure, rm.job_arns
     if failure:
-        raise _failed_start(clients, retry, run, failure, state)
+        raise StartError(failure)
     rollouts_ready = accepted and (props.wait_for == "ACCEPTED" or running >= props.rollout_count)
     if not (trainer_ready and rollouts_ready):
+        waited = _waited_seconds(job)
+        if waited is not None and waited > WAIT_LIMIT_SECONDS:
+            raise StartError(
+                f"not {props.wait_for} after {waited / 60:.0f} min (limit "
+                f"{WAIT_LIMIT_SECONDS / 60:.0f} min): trainer {job.get('SecondaryStatus')}, "
+                f"rollouts accepted={accepted} running={running}/{props.rollout_count}"
+            )
         LOG.info(
             "waiting: trainer %s/%s, rollouts accepted=%s running=%d/%d",
             trainer_status,
@@ -363,24 +559,11 @@ def _check(clients: Clients, retry: Retrier, run: Run, state: Mapping[str, Any])
         return {"IsComplete": False}
 
     data = _data(run, str(job["TrainingJobArn"]), rollout_ids)
-    files.write_json(
-        clients.s3,
-        retry,
-        props.bucket,
-        run.manifest_key,
-        _run_manifest(run, data, rollout_ids, job_arns, bool(state.get("SharedYaml", True))),
-    )
+    shared_yaml = _plan(clients, retry, progress).rendered.shared_yaml
+    manifest = _run_manifest(run, data, rollout_ids, job_arns, shared_yaml)
+    manifest["propertiesHash"] = progress.properties_hash
+    files.write_json(clients.s3, retry, props.bucket, run.manifest_key, manifest)
     return {"IsComplete": True, "Data": data}
-
-
-def _find_batch_job(clients: Clients, retry: Retrier, run: Run) -> str:
-    assert run.props.batch is not None
-    jobs = batch_backend.find_jobs(clients.batch, retry, run.props.batch.job_queue_arn, run.run_id)
-    if not jobs:
-        raise _failed_start(
-            clients, retry, run, f"no Batch job named {run.run_id} in the queue", {}
-        )
-    return str(max(jobs, key=lambda j: j.get("createdAt", 0))["jobId"])
 
 
 def _data(run: Run, training_job_arn: str, rollout_ids: Mapping[str, Any]) -> dict[str, Any]:

@@ -35,10 +35,10 @@ class Run:
 
 @dataclass(frozen=True)
 class RolloutPlan:
-    """The environment contract of every rollout worker (simapp-contract.md)."""
+    """The environment every rollout worker gets (the simapp reads these variables)."""
 
     run: Run
-    yaml_keys: tuple[str, ...]  # per worker, relative to Prefix
+    yaml_keys: tuple[str, ...]  # per worker, relative to Prefix (as ROLLOUT_YAML_NAMES)
     model_metadata_key: str  # relative to Prefix
 
     @property
@@ -62,7 +62,9 @@ class RolloutPlan:
             **self.common_env(),
             "ROLLOUT_IDX": str(index),
             "WORLD_NAME": p.worlds[index],
-            "S3_YAML_NAME": self.yaml_keys[index],
+            # The RoboMaker-era simapp reads S3_YAML_NAME as the object's full key in the bucket.
+            # (Batch workers get relative names in ROLLOUT_YAML_NAMES: its image adds Prefix.)
+            "S3_YAML_NAME": f"{p.prefix}/{self.yaml_keys[index]}",
         }
         # RoboMaker rejects empty values (min length 1): omit the stream when video is off.
         if p.video_enabled:

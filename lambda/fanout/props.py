@@ -24,8 +24,13 @@ IAM_ROLE_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
 SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 SECURITY_GROUP_RE = re.compile(r"^sg-[0-9a-f]{8,17}$")
-# The character set every service we tag accepts (RoboMaker's TagKey/TagValue pattern).
+# The one tag rule: the characters every service we tag accepts (the intersection of SageMaker's,
+# Batch's and RoboMaker's tag patterns, i.e. RoboMaker's), keys 1..128 and values 0..256 long.
 TAG_RE = re.compile(r"^[A-Za-z0-9 _.:/=+\-]*$")
+TAG_KEY_MAX = 128
+TAG_VALUE_MAX = 256
+RESERVED_TAG_PREFIXES = ("aws:", "rollouts:")  # compared case-insensitively
+PRETRAINED_CHECKPOINTS = ("last", "best")
 # Tags the Lambda adds itself; the user may add up to this many fewer than the 50 allowed.
 PROJECT_TAG_COUNT = 2
 MAX_TAGS = 50
@@ -46,6 +51,7 @@ class TrainerProps:
     security_groups: tuple[str, ...]
     pretrained_bucket: str | None = None
     pretrained_prefix: str | None = None
+    pretrained_checkpoint: str | None = None  # "last" | "best"; None: the image's default
 
 
 @dataclass(frozen=True)
@@ -227,6 +233,7 @@ TRAINER_KEYS = (
     "SecurityGroups",
     "PretrainedBucket",
     "PretrainedPrefix",
+    "PretrainedCheckpoint",
 )
 BATCH_KEYS = ("JobQueueArn", "JobDefinitionArn", "AttemptDurationSeconds", "Vcpus", "MemoryMib")
 ROBOMAKER_KEYS = (
@@ -296,6 +303,14 @@ def _parse_trainer(r: _Reader) -> TrainerProps:
             "Trainer.PretrainedBucket and Trainer.PretrainedPrefix must be set together "
             f"(got bucket={pretrained_bucket!r}, prefix={pretrained_prefix!r})"
         )
+    checkpoint = None
+    if r.optional_text("PretrainedCheckpoint") is not None:
+        checkpoint = r.choice("PretrainedCheckpoint", PRETRAINED_CHECKPOINTS)
+        if pretrained_bucket is None:
+            raise PropertyError(
+                "Trainer.PretrainedCheckpoint needs Trainer.PretrainedBucket and "
+                "Trainer.PretrainedPrefix"
+            )
     return TrainerProps(
         image_uri=r.text("ImageUri", re.compile(r"^\S+$"), "a container image URI"),
         role_arn=r.text("RoleArn", IAM_ROLE_RE, "an IAM role ARN"),
@@ -311,6 +326,7 @@ def _parse_trainer(r: _Reader) -> TrainerProps:
         ),
         pretrained_bucket=pretrained_bucket,
         pretrained_prefix=pretrained_prefix,
+        pretrained_checkpoint=checkpoint,
     )
 
 
@@ -353,13 +369,17 @@ def _parse_tags(raw: Any) -> dict[str, str]:
         raise PropertyError(f"Tags has {len(raw)} entries; allowed: at most {limit}")
     tags: dict[str, str] = {}
     for key, value in raw.items():
-        if not isinstance(key, str) or not 1 <= len(key) <= 128 or not TAG_RE.match(key):
+        if not isinstance(key, str) or not 1 <= len(key) <= TAG_KEY_MAX or not TAG_RE.match(key):
             raise PropertyError(
-                f"Tags key {_show(key)} is invalid; allowed: 1-128 of {TAG_RE.pattern}"
+                f"Tags key {_show(key)} is invalid; allowed: 1-{TAG_KEY_MAX} of {TAG_RE.pattern}"
             )
-        if key.lower().startswith(("aws:", "rollouts:")):
-            raise PropertyError(f"Tags key {key!r} uses a reserved prefix (aws:, rollouts:)")
-        if not isinstance(value, str) or len(value) > 256 or not TAG_RE.match(value):
-            raise PropertyError(f"Tags.{key} is {_show(value)}; allowed: 0-256 of {TAG_RE.pattern}")
+        if key.lower().startswith(RESERVED_TAG_PREFIXES):
+            raise PropertyError(
+                f"Tags key {key!r} uses a reserved prefix ({', '.join(RESERVED_TAG_PREFIXES)})"
+            )
+        if not isinstance(value, str) or len(value) > TAG_VALUE_MAX or not TAG_RE.match(value):
+            raise PropertyError(
+                f"Tags.{key} is {_show(value)}; allowed: 0-{TAG_VALUE_MAX} of {TAG_RE.pattern}"
+            )
         tags[key] = value
     return tags

@@ -1,7 +1,8 @@
 """Retries with exponential backoff and full jitter, and a bounded thread pool.
 
 Throttling (the service refused the request) is always safe to retry and is retried until the
-time budget runs out. Other transient failures (5xx, timeouts) may hide a request that *was*
+deadline runs out. The deadline belongs to the Retrier, not to one call: a Lambda invocation makes
+one Retrier for its work, so all its calls together stay inside the invocation's time. Other transient failures (5xx, timeouts) may hide a request that *was*
 processed, so they are retried only for calls the caller marks idempotent (reads, stops, calls with
 an idempotency token, or a dedupe-then-submit unit).
 """
@@ -79,7 +80,8 @@ class ThrottledTooLongError(FanoutError):
 
 @dataclass
 class Retrier:
-    """Backoff policy; ``sleep``, ``rand`` and ``clock`` are injectable for tests and the bench."""
+    """Backoff policy with one deadline, ``budget_seconds`` after construction, shared by every
+    call; ``sleep``, ``rand`` and ``clock`` are injectable for tests and the bench."""
 
     base_delay: float = 0.2
     max_delay: float = 10.0
@@ -89,9 +91,16 @@ class Retrier:
     rand: Callable[[], float] = random.random
     clock: Callable[[], float] = time.monotonic
     throttles: int = field(default=0, init=False)
+    deadline: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self.deadline = self.clock() + self.budget_seconds
+
+    def remaining(self) -> float:
+        return self.deadline - self.clock()
 
     def call(self, what: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
-        deadline = self.clock() + self.budget_seconds
+        deadline = self.deadline
         attempt = 0
         transient_failures = 0
         while True:
@@ -112,8 +121,9 @@ class Retrier:
                 if self.clock() + delay > deadline:
                     if is_throttle(error):
                         raise ThrottledTooLongError(
-                            f"{what} was still throttled after {attempt} attempts in "
-                            f"{self.budget_seconds:.0f}s; nothing was started by this call"
+                            f"{what} was still throttled after {attempt} attempts when this "
+                            f"invocation's {self.budget_seconds:.0f}s budget ran out; nothing was "
+                            "started by this call"
                         ) from error
                     raise
                 LOG.info("retrying %s in %.2fs after %s", what, delay, type(error).__name__)

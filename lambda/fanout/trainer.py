@@ -48,6 +48,8 @@ def hyperparameters(
     if props.trainer.pretrained_bucket and props.trainer.pretrained_prefix:
         values["pretrained_s3_bucket"] = props.trainer.pretrained_bucket
         values["pretrained_s3_prefix"] = props.trainer.pretrained_prefix
+        if props.trainer.pretrained_checkpoint:
+            values["pretrained_checkpoint"] = props.trainer.pretrained_checkpoint
     return values
 
 
@@ -97,10 +99,15 @@ def describe(sagemaker: Any, retry: Retrier, name: str) -> dict[str, Any] | None
         raise
 
 
-def check_ours(job: Mapping[str, Any], props: RunProps) -> None:
-    """A job with our deterministic name must also point at our experiment's data."""
+def is_ours(job: Mapping[str, Any], bucket: str, prefix: str) -> bool:
+    """A job with our deterministic name must also train our experiment's data."""
     hyper = job.get("HyperParameters") or {}
-    if hyper.get("s3_bucket") != props.bucket or hyper.get("s3_prefix") != props.prefix:
+    return hyper.get("s3_bucket") == bucket and hyper.get("s3_prefix") == prefix
+
+
+def check_ours(job: Mapping[str, Any], props: RunProps) -> None:
+    if not is_ours(job, props.bucket, props.prefix):
+        hyper = job.get("HyperParameters") or {}
         raise StartError(
             f"training job {job.get('TrainingJobName')} exists but trains "
             f"s3://{hyper.get('s3_bucket')}/{hyper.get('s3_prefix')}, not "
@@ -124,11 +131,15 @@ def create(sagemaker: Any, retry: Retrier, request: Mapping[str, Any]) -> str:
     return str(existing["TrainingJobArn"])
 
 
-def stop(sagemaker: Any, retry: Retrier, name: str) -> str:
-    """Stop the job if it runs; returns what was found (absent / stopping / its terminal state)."""
+def stop(sagemaker: Any, retry: Retrier, name: str, data: tuple[str, str] | None = None) -> str:
+    """Stop the job if it runs; returns what was found (absent / stopping / its terminal state).
+
+    With ``data`` = (bucket, prefix), a job of that name that trains other data is left alone."""
     job = describe(sagemaker, retry, name)
     if job is None:
         return "absent"
+    if data is not None and not is_ours(job, *data):
+        return "not ours (left alone)"
     status = str(job["TrainingJobStatus"])
     if status != ACTIVE:
         return status

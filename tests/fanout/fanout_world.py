@@ -24,6 +24,10 @@ class World:
         self.sleeps.append(seconds)
         self.now += seconds
 
+    def context(self, timeout_seconds: float) -> LambdaContext:
+        """A Lambda context whose remaining time runs on the fake clock from now on."""
+        return LambdaContext(self, self.now + timeout_seconds)
+
     def put_asset(self, data: bytes) -> None:
         self.s3.put_object(Bucket=ASSET_BUCKET, Key=ASSET_KEY, Body=data)
 
@@ -35,10 +39,35 @@ class World:
         return self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
 
     def create(self, props: dict[str, Any], request_id: str = "req-1") -> dict[str, Any]:
+        """on_event of a Create (plans, starts nothing)."""
         return handler.on_event(make_event("Create", props, request_id=request_id), None)
 
     def poll(
-        self, props: dict[str, Any], on_event_result: dict[str, Any], request_type: str = "Create"
+        self,
+        props: dict[str, Any],
+        on_event_result: dict[str, Any],
+        request_type: str = "Create",
+        *,
+        event: dict[str, Any] | None = None,
+        context: Any = None,
     ) -> dict[str, Any]:
-        event = {**make_event(request_type, props), **on_event_result}
-        return handler.is_complete(event, None)
+        """One is_complete invocation, with the input the Provider framework builds for it: the
+        request event overlaid with on_event's result."""
+        base = event if event is not None else make_event(request_type, props)
+        return handler.is_complete({**base, **on_event_result}, context)
+
+    def deploy(
+        self, props: dict[str, Any], request_id: str = "req-1"
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """on_event of a Create and the first is_complete (which starts the run)."""
+        created = self.create(props, request_id)
+        return created, self.poll(props, created)
+
+
+@dataclass
+class LambdaContext:
+    world: World
+    ends_at: float
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.ends_at - self.world.now) * 1000)

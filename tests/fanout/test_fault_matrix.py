@@ -1,18 +1,49 @@
-"""The issue's fault matrix: each case asserts what ran and what was stopped."""
+"""Fault matrix of the fan-out: each case asserts what ran, what was stopped and what was reported.
+
+The Provider framework calls ``on_event`` once and then ``is_complete`` until it reports
+completion or fails. ``on_event`` starts nothing; the first ``is_complete`` starts the run.
+"""
 
 from __future__ import annotations
 
+import datetime
 import json
+from typing import Any
 
 import pytest
-from fanout import handler
-from fanout.errors import FanoutError, PropertyError, StartError
-from fanout_builders import PREFIX, QUEUE, make_asset, make_event, make_props
+from fanout import batch_backend, handler
+from fanout.errors import MAX_REASON, FanoutError, PropertyError, StartError
+from fanout_builders import BUCKET, PREFIX, QUEUE, make_asset, make_event, make_props
 from fanout_world import World
 
 
 def _env(job_request: dict) -> dict[str, str]:
     return {e["name"]: e["value"] for e in job_request["containerOverrides"]["environment"]}
+
+
+# --------------------------------------------------------------------------- on_event
+
+
+@pytest.mark.parametrize("backend", ["batch", "robomaker"])
+def test_on_event_plans_but_starts_nothing(world: World, backend: str) -> None:
+    props = make_props(3, backend, video=True)
+    world.put_asset(make_asset(props["Worlds"]))
+
+    created = world.create(props)
+
+    assert set(created) == {"PhysicalResourceId"}, "small: is_complete re-derives the rest"
+    assert created["PhysicalResourceId"].startswith("demo-")
+    assert world.cloud.calls == [], "no SageMaker, Batch or RoboMaker call at all"
+    assert world.listing() == [], "no file written, ip/ untouched"
+
+
+def test_batch_payload_over_the_quota_fails_on_event_and_starts_nothing(world: World) -> None:
+    worlds = [f"a_very_long_track_name_that_keeps_going_{i:04d}" for i in range(1000)]
+    props = make_props(1000, "batch", worlds=worlds)
+    world.put_asset(make_asset(worlds))
+    with pytest.raises(PropertyError, match=r"allowed: 30720 \(Batch job payload quota\)"):
+        world.create(props)
+    assert world.cloud.calls == [] and world.listing() == []
 
 
 # --------------------------------------------------------------------------- throttling
@@ -25,7 +56,7 @@ def test_batch_throttling_burst_n100_starts_all_100_exactly_once(world: World) -
     world.cloud.throttle("ListJobs", times=3)
     world.cloud.throttle("CreateTrainingJob", times=2)
 
-    result = world.create(props)
+    _, done = world.deploy(props)
 
     assert len(world.cloud.batch_jobs) == 1, "exactly one array job"
     job = next(iter(world.cloud.batch_jobs.values()))
@@ -34,7 +65,7 @@ def test_batch_throttling_burst_n100_starts_all_100_exactly_once(world: World) -
     assert env["ROLLOUT_VIDEO_STREAMS"].split(",") == [f"rollouts-demo-{i}" for i in range(100)]
     assert env["ROLLOUT_WORLD_NAMES"] == "reInvent2019_track", "one shared entry"
     assert len(world.cloud.training_jobs) == 1
-    assert result["RunState"]["RolloutJobId"] == job["jobId"]
+    assert done["IsComplete"] is True and done["Data"]["RolloutJobId"] == job["jobId"]
     # Every throttled attempt was retried after a backoff sleep, none failed the deploy.
     assert len(world.sleeps) == 6 + 3 + 2
     # Each submit attempt was preceded by a dedupe ListJobs.
@@ -48,7 +79,7 @@ def test_batch_submit_whose_response_was_lost_is_not_submitted_twice(world: Worl
     # The job is accepted but the client sees a 500: the retry's ListJobs must find it.
     world.cloud.inject("SubmitJob", "ServerException", status=500, after_effect=True)
 
-    world.create(props)
+    world.deploy(props)
 
     assert len(world.cloud.batch_jobs) == 1
     assert world.cloud.count("SubmitJob") == 1
@@ -63,8 +94,9 @@ def test_robomaker_throttling_burst_n100_starts_all_100_exactly_once(world: Worl
         "StartSimulationJobBatch", "InternalServerException", status=500, after_effect=True
     )
 
-    result = world.create(props)
+    created, done = world.deploy(props)
 
+    assert done["IsComplete"] is True
     assert len(world.cloud.sim_batches) == 1
     batch = next(iter(world.cloud.sim_batches.values()))
     requests = batch["request"]["createSimulationJobRequests"]
@@ -74,20 +106,75 @@ def test_robomaker_throttling_burst_n100_starts_all_100_exactly_once(world: Worl
     ]
     assert sorted(indexes, key=int) == [str(i) for i in range(100)]
     tokens = {p["clientRequestToken"] for p in world.cloud.ops("StartSimulationJobBatch")}
-    assert tokens == {f"{result['PhysicalResourceId']}-b0"}, "every attempt reuses one token"
+    assert tokens == {f"{created['PhysicalResourceId']}-b0"}, "every attempt reuses one token"
     assert world.cloud.count("StartSimulationJobBatch") == 7
 
 
 def test_throttling_during_is_complete_only_delays(world: World) -> None:
     props = make_props(2, "batch")
     world.put_asset(make_asset(props["Worlds"]))
-    created = world.create(props)
+    created, _ = world.deploy(props)
     world.cloud.throttle("DescribeTrainingJob", times=1000)
     world.cloud.calls.clear()
+    started = world.now
 
     assert world.poll(props, created) == {"IsComplete": False}, "poll again later, no failure"
     assert world.cloud.job_calls() == [], "throttling alone stops nothing"
-    assert sum(world.sleeps) <= 600 + 20, "gave up within is_complete's budget"
+    work = handler.IS_COMPLETE_TIMEOUT_SECONDS - handler.IS_COMPLETE_RESERVE_SECONDS
+    assert work - 10 < world.now - started <= work, "retried until the invocation's deadline"
+
+
+def test_one_deadline_per_invocation_not_per_call(world: World) -> None:
+    """Two throttled calls in one is_complete share one deadline (remaining time - reserve)."""
+    props = make_props(2, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    created = world.create(props)
+    world.cloud.throttle("CreateTrainingJob", times=20)  # ~80 s of backoff
+    world.cloud.throttle("ListJobs", times=10_000)
+    context = world.context(handler.IS_COMPLETE_TIMEOUT_SECONDS)
+
+    assert world.poll(props, created, context=context) == {"IsComplete": False}
+
+    remaining_at_end = context.get_remaining_time_in_millis() / 1000
+    assert remaining_at_end >= handler.IS_COMPLETE_RESERVE_SECONDS, "the reserve is untouched"
+    assert world.now <= handler.IS_COMPLETE_TIMEOUT_SECONDS - handler.IS_COMPLETE_RESERVE_SECONDS
+    assert world.cloud.count("SubmitJob") == 0 and world.cloud.active_trainers() != []
+
+    # The next invocation resumes: the trainer exists, so only the rollouts are started.
+    world.cloud.faults.clear()
+    done = world.poll(props, created, context=world.context(handler.IS_COMPLETE_TIMEOUT_SECONDS))
+    assert done["IsComplete"] is True
+    assert world.cloud.count("CreateTrainingJob") == 21 and len(world.cloud.training_jobs) == 1
+    assert len(world.cloud.batch_jobs) == 1
+
+
+def test_a_short_lambda_context_shortens_the_deadline(world: World) -> None:
+    props = make_props(2, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    created = world.create(props)
+    world.cloud.throttle("CreateTrainingJob", times=10_000)
+
+    world.poll(props, created, context=world.context(130))
+
+    assert world.now <= 130 - handler.IS_COMPLETE_RESERVE_SECONDS
+
+
+@pytest.mark.parametrize("backend", ["batch", "robomaker"])
+def test_start_throttled_out_is_resumed_by_the_next_is_complete(world: World, backend: str) -> None:
+    props = make_props(3, backend)
+    world.put_asset(make_asset(props["Worlds"]))
+    created = world.create(props)
+    world.cloud.throttle("SubmitJob" if backend == "batch" else "StartSimulationJobBatch", 10_000)
+
+    assert world.poll(props, created) == {"IsComplete": False}
+    assert world.cloud.active_trainers() == [created["PhysicalResourceId"]]
+    world.cloud.faults.clear()
+    world.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/ip/done", Body=b"")  # the trainer is up
+
+    assert world.poll(props, created)["IsComplete"] is True
+    assert world.cloud.count("CreateTrainingJob") == 1
+    assert len(world.cloud.batch_jobs) + len(world.cloud.sim_batches) == 1
+    assert f"{PREFIX}/ip/done" in world.listing(), "a resumed start must not clear ip/ again"
 
 
 # --------------------------------------------------------------------------- failures
@@ -96,10 +183,11 @@ def test_throttling_during_is_complete_only_delays(world: World) -> None:
 def test_submit_failure_stops_the_trainer_and_reports_one_reason(world: World) -> None:
     props = make_props(4, "batch")
     world.put_asset(make_asset(props["Worlds"]))
+    created = world.create(props)
     world.cloud.inject("SubmitJob", "ClientException", message="Job queue rollouts is DISABLED")
 
     with pytest.raises(StartError) as raised:
-        world.create(props)
+        world.poll(props, created)
 
     message = str(raised.value)
     assert "\n" not in message
@@ -109,13 +197,49 @@ def test_submit_failure_stops_the_trainer_and_reports_one_reason(world: World) -
     assert world.cloud.count("StopTrainingJob") == 1
     assert world.cloud.batch_jobs == {}
 
+    # CloudFormation then deletes the failed resource by that id: harmless, nothing left.
+    before = world.cloud.job_calls()
+    run_id = created["PhysicalResourceId"]
+    handler.on_event(make_event("Delete", props, physical_id=run_id, request_id="req-del"), None)
+    assert world.cloud.job_calls() == before
+
+
+def test_a_huge_error_message_is_clipped_and_keeps_what_was_stopped(world: World) -> None:
+    props = make_props(2, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    created = world.create(props)
+    world.cloud.inject("SubmitJob", "ClientException", message="queue broken " * 800)
+
+    with pytest.raises(StartError) as raised:
+        world.poll(props, created)
+
+    reason = str(raised.value)
+    assert len(reason) <= MAX_REASON
+    assert "[...]" in reason and reason.endswith("stopped: trainer stopping, 0 rollout job(s)")
+    # What the framework sends CloudFormation: our reason plus its own pointer to the logs.
+    response = {
+        "Status": "FAILED",
+        "Reason": f"{reason}\n\nLogs: /aws/lambda/{'x' * 64}\n",
+        "PhysicalResourceId": created["PhysicalResourceId"],
+        "StackId": "x" * 200,
+        "RequestId": "x" * 36,
+        "LogicalResourceId": "x" * 255,
+        "Data": {},
+    }
+    assert len(json.dumps(response)) < 2048, "well under CloudFormation's 4 KB"
+
+
+def test_every_error_is_clipped() -> None:
+    assert len(str(FanoutError("x" * 10_000))) == MAX_REASON
+
 
 def test_failure_after_k_of_n_rollouts_started_stops_all_of_them(world: World) -> None:
     """Batch: 3 of 8 children run, 1 failed -> the array job and the trainer are stopped."""
     props = make_props(8, "batch", wait_for="RUNNING")
     world.put_asset(make_asset(props["Worlds"]))
-    created = world.create(props)
-    job_id = created["RunState"]["RolloutJobId"]
+    created, first = world.deploy(props)
+    assert first == {"IsComplete": False}
+    (job_id,) = world.cloud.batch_jobs
     world.cloud.set_trainer(created["PhysicalResourceId"], "InProgress", "Training")
     world.cloud.set_batch(job_id, "PENDING", {"RUNNING": 3, "RUNNABLE": 4, "FAILED": 1})
 
@@ -130,11 +254,10 @@ def test_failure_after_k_of_n_rollouts_started_stops_all_of_them(world: World) -
 
 
 def test_robomaker_failure_after_k_of_n_started_cancels_the_batch(world: World) -> None:
-    props = make_props(5, "robomaker")
+    props = make_props(5, "robomaker", wait_for="RUNNING")
     world.put_asset(make_asset(props["Worlds"]))
-    created = world.create(props)
-    (arn,) = created["RunState"]["SimulationJobBatchArns"]
-    batch = world.cloud.sim_batches[arn]
+    created, _ = world.deploy(props)
+    (batch,) = world.cloud.sim_batches.values()
     for job in batch["createdRequests"][:3]:
         job["status"] = "Running"
     batch["failedRequests"] = [
@@ -150,10 +273,10 @@ def test_robomaker_failure_after_k_of_n_started_cancels_the_batch(world: World) 
 
 
 def test_trainer_failing_while_rollouts_pending(world: World) -> None:
-    props = make_props(3, "batch")
+    props = make_props(3, "batch", wait_for="RUNNING")
     world.put_asset(make_asset(props["Worlds"]))
-    created = world.create(props)
-    job_id = created["RunState"]["RolloutJobId"]
+    created, _ = world.deploy(props)
+    (job_id,) = world.cloud.batch_jobs
     world.cloud.set_batch(job_id, "RUNNABLE")
     world.cloud.set_trainer(
         created["PhysicalResourceId"], "Failed", "Failed", reason="CapacityError: no ml.c5.2xlarge"
@@ -167,6 +290,24 @@ def test_trainer_failing_while_rollouts_pending(world: World) -> None:
     assert not world.listing(f"{PREFIX}/run.json")
 
 
+def test_a_run_that_does_not_come_up_in_time_is_stopped_before_the_provider_gives_up(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    props = make_props(2, "batch", wait_for="RUNNING")
+    world.put_asset(make_asset(props["Worlds"]))
+    created, _ = world.deploy(props)
+    run_id = created["PhysicalResourceId"]
+    created_at = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    world.cloud.training_jobs[run_id]["CreationTime"] = created_at
+    monkeypatch.setattr(handler, "wall_clock", lambda: created_at.timestamp() + 30 * 60)
+    assert world.poll(props, created) == {"IsComplete": False}, "30 min: still waiting"
+
+    monkeypatch.setattr(handler, "wall_clock", lambda: created_at.timestamp() + 39 * 60)
+    with pytest.raises(StartError, match=r"not RUNNING after 39 min \(limit 38 min\)"):
+        world.poll(props, created)
+    assert world.cloud.active_trainers() == [] and world.cloud.active_batch_jobs() == []
+
+
 # --------------------------------------------------------------------------- duplicates
 
 
@@ -174,14 +315,14 @@ def test_trainer_failing_while_rollouts_pending(world: World) -> None:
 def test_duplicate_create_delivery_starts_nothing_twice(world: World, backend: str) -> None:
     props = make_props(3, backend)
     world.put_asset(make_asset(props["Worlds"]))
-    first = world.create(props)
+    first, done = world.deploy(props)
     # The trainer came up and published its address before the duplicate arrived.
-    world.s3.put_object(Bucket="platform-data-bucket", Key=f"{PREFIX}/ip/done", Body=b"")
+    world.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/ip/done", Body=b"")
 
-    second = world.create(props)
+    second, done_again = world.deploy(props)
 
-    assert second["PhysicalResourceId"] == first["PhysicalResourceId"]
-    assert second["RunState"] == first["RunState"]
+    assert second == first
+    assert done_again == done
     assert world.cloud.count("CreateTrainingJob") == 1
     assert len(world.cloud.batch_jobs) + len(world.cloud.sim_batches) == 1
     assert f"{PREFIX}/ip/done" in world.listing(), (
@@ -192,13 +333,22 @@ def test_duplicate_create_delivery_starts_nothing_twice(world: World, backend: s
 def test_trainer_name_taken_by_another_experiment_is_not_adopted_or_stopped(world: World) -> None:
     props = make_props(1, "batch")
     world.put_asset(make_asset(props["Worlds"]))
-    run_id = world.create(props)["PhysicalResourceId"]
-    world.cloud.training_jobs[run_id]["HyperParameters"]["s3_prefix"] = "experiments/other"
-    world.cloud.calls.clear()
+    created = world.create(props)
+    run_id = created["PhysicalResourceId"]
+    world.cloud.training_jobs[run_id] = {
+        "TrainingJobName": run_id,
+        "TrainingJobArn": f"arn:aws:sagemaker:eu-west-1:123456789012:training-job/{run_id}",
+        "TrainingJobStatus": "InProgress",
+        "SecondaryStatus": "Training",
+        "HyperParameters": {"s3_bucket": BUCKET, "s3_prefix": "experiments/other"},
+    }
 
     with pytest.raises(StartError, match="refusing to adopt"):
-        world.create(props)
-    assert world.cloud.job_calls() == []
+        world.poll(props, created)
+    handler.on_event(make_event("Delete", props, physical_id=run_id, request_id="req-del"), None)
+
+    assert world.cloud.active_trainers() == [run_id], "the other experiment's trainer runs on"
+    assert world.cloud.count("StopTrainingJob") == 0 and world.cloud.count("SubmitJob") == 0
 
 
 # --------------------------------------------------------------------------- delete
@@ -219,13 +369,14 @@ def test_delete_of_an_id_that_is_no_run_makes_no_calls(world: World) -> None:
 
 
 @pytest.mark.parametrize("backend", ["batch", "robomaker"])
-def test_delete_after_partial_create_then_delete_twice(world: World, backend: str) -> None:
-    props = make_props(4, backend)
+def test_delete_of_a_started_run_then_delete_twice(world: World, backend: str) -> None:
+    props = make_props(4, backend, wait_for="RUNNING")
     world.put_asset(make_asset(props["Worlds"]))
-    created = world.create(props)  # is_complete never succeeded
+    created, first = world.deploy(props)  # started, never complete
+    assert first == {"IsComplete": False}
     run_id = created["PhysicalResourceId"]
     delete = make_event("Delete", props, physical_id=run_id, request_id="req-del")
-    world.s3.put_object(Bucket="platform-data-bucket", Key=f"{PREFIX}/model/checkpoint", Body=b"x")
+    world.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/model/checkpoint", Body=b"x")
     keys_before = world.listing()
 
     handler.on_event(delete, None)
@@ -241,24 +392,55 @@ def test_delete_after_partial_create_then_delete_twice(world: World, backend: st
 def test_delete_finds_jobs_by_name_when_properties_no_longer_validate(world: World) -> None:
     props = make_props(2, "batch")
     world.put_asset(make_asset(props["Worlds"]))
-    run_id = world.create(props)["PhysicalResourceId"]
+    created, _ = world.deploy(props)
     broken = {**props, "RolloutCount": "zero"}
 
-    handler.on_event(make_event("Delete", broken, physical_id=run_id), None)
+    handler.on_event(make_event("Delete", broken, physical_id=created["PhysicalResourceId"]), None)
 
     assert world.cloud.active_trainers() == [] and world.cloud.active_batch_jobs() == []
 
 
-def test_delete_after_crash_between_trainer_and_rollouts(world: World) -> None:
-    props = make_props(2, "batch")
+class LambdaTimedOut(BaseException):
+    """The Lambda runtime ending is_complete at its timeout: no except clause runs."""
+
+
+@pytest.mark.parametrize("how", ["is_complete timed out", "its cleanup was refused"])
+def test_delete_after_is_complete_failed_mid_start_stops_what_still_runs(
+    world: World, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """is_complete fails after the trainer and the array job were started, and leaves them
+    running; the framework reports FAILED with the run id, and CloudFormation's Delete of that id
+    must stop them."""
+    props = make_props(3, "batch")
     world.put_asset(make_asset(props["Worlds"]))
-    world.cloud.inject("ListJobs", "AccessDeniedException", times=1)  # on_event dies mid-way
-    with pytest.raises(StartError):
-        world.create(props)
-    # Even so, whatever is left is found by name on Delete.
-    run_id = next(iter(world.cloud.training_jobs))
-    handler.on_event(make_event("Delete", props, physical_id=run_id), None)
+    created = world.create(props)
+    run_id = created["PhysicalResourceId"]
+    if how == "is_complete timed out":
+        submit = batch_backend.ensure_started
+
+        def submit_then_die(*args: Any) -> Any:
+            submit(*args)
+            raise LambdaTimedOut
+
+        monkeypatch.setattr(batch_backend, "ensure_started", submit_then_die)
+        with pytest.raises(LambdaTimedOut):
+            world.poll(props, created)
+    else:
+        # The first status poll fails for good (4 server errors); then the cleanup's own lookups
+        # are refused: its ListJobs (the 2nd, after the dedupe before submit) and its
+        # DescribeTrainingJob (the 3rd, after "not found" and "just created").
+        world.cloud.inject("DescribeJobs", "ServerException", status=500, times=4)
+        world.cloud.inject("ListJobs", "AccessDeniedException", times=1, skip=1)
+        world.cloud.inject("DescribeTrainingJob", "AccessDeniedException", times=1, skip=2)
+        with pytest.raises(StartError, match=r"could NOT stop: rollouts: .*; trainer: "):
+            world.poll(props, created)
+    assert world.cloud.active_trainers() == [run_id], "left running by the failed is_complete"
+    assert len(world.cloud.active_batch_jobs()) == 1
+
+    handler.on_event(make_event("Delete", props, physical_id=run_id, request_id="req-del"), None)
+
     assert world.cloud.active_trainers() == []
+    assert world.cloud.active_batch_jobs() == []
 
 
 # --------------------------------------------------------------------------- malformed input
@@ -286,6 +468,9 @@ def test_delete_after_crash_between_trainer_and_rollouts(world: World) -> None:
             "RoboMaker must not be set when Backend is 'batch'",
         ),
         ({"Tags": {"aws:x": "y"}}, "Tags key 'aws:x' uses a reserved prefix"),
+        ({"Tags": {"team": "r&d"}}, "Tags.team is 'r&d'; allowed: 0-256 of"),
+        ({"Tags": {"k" * 129: "v"}}, "is invalid; allowed: 1-128 of"),
+        ({"Tags": {"team": "v" * 257}}, "allowed: 0-256 of"),
     ],
 )
 def test_malformed_properties_fail_clearly_and_start_nothing(
@@ -309,6 +494,11 @@ def test_malformed_properties_fail_clearly_and_start_nothing(
             ("Trainer", "RoleArn"),
             "trainer-role",
             "Trainer.RoleArn is 'trainer-role'; allowed: an IAM role ARN",
+        ),
+        (
+            ("Trainer", "PretrainedCheckpoint"),
+            "last",
+            "Trainer.PretrainedCheckpoint needs Trainer.PretrainedBucket",
         ),
         (
             ("Batch", "AttemptDurationSeconds"),
@@ -343,19 +533,21 @@ def test_unexpected_errors_become_one_line_reasons(world: World) -> None:
     with pytest.raises(FanoutError) as raised:
         world.create(props)
     assert str(raised.value).startswith("GetObject failed: NoSuchKey")
-    assert world.cloud.job_calls() == []
+    assert world.cloud.calls == []
 
 
 def test_run_json_is_not_written_before_completion(world: World) -> None:
     props = make_props(2, "batch", wait_for="RUNNING")
     world.put_asset(make_asset(props["Worlds"]))
-    created = world.create(props)
-    assert world.poll(props, created) == {"IsComplete": False}
+    created, first = world.deploy(props)
+    assert first == {"IsComplete": False}
     assert f"{PREFIX}/run.json" not in world.listing()
     world.cloud.set_trainer(created["PhysicalResourceId"], "InProgress", "Training")
-    world.cloud.set_batch(created["RunState"]["RolloutJobId"], "PENDING", {"RUNNING": 2})
+    (job_id,) = world.cloud.batch_jobs
+    world.cloud.set_batch(job_id, "PENDING", {"RUNNING": 2})
     done = world.poll(props, created)
     assert done["IsComplete"] is True
     manifest = json.loads(world.read(f"{PREFIX}/run.json"))
     assert manifest["runId"] == created["PhysicalResourceId"]
+    assert manifest["propertiesHash"] == handler.properties_hash(props)
     assert QUEUE not in json.dumps(done)

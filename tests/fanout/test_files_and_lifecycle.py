@@ -8,12 +8,13 @@ import threading
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from botocore.exceptions import ClientError
 from fanout import files, handler
-from fanout.errors import AssetError
+from fanout.errors import AssetError, FanoutError, StartError
 from fanout.retry import Retrier, ThrottledTooLongError, bounded_map
 from fanout_builders import (
     ACCOUNT,
@@ -35,12 +36,13 @@ from rollouts import contract
 def test_identical_workers_share_one_filled_yaml(world: World) -> None:
     props = make_props(3, "batch")
     world.put_asset(make_asset(props["Worlds"]))
-    run_id = world.create(props)["PhysicalResourceId"]
+    run_id = world.deploy(props)[0]["PhysicalResourceId"]
 
     assert world.listing() == [
         f"{PREFIX}/hyperparameters.json",
         f"{PREFIX}/model/model_metadata.json",
         f"{PREFIX}/reward_function.py",
+        f"{PREFIX}/run.json",
         f"{PREFIX}/training_params.yaml",
     ]
     params = yaml.safe_load(world.read(f"{PREFIX}/training_params.yaml"))
@@ -61,7 +63,7 @@ def test_identical_workers_share_one_filled_yaml(world: World) -> None:
 def test_workers_that_differ_get_one_yaml_each(world: World) -> None:
     props = make_props(3, "robomaker", video=True)  # a stream per worker makes them differ
     world.put_asset(make_asset(props["Worlds"]))
-    world.create(props)
+    world.deploy(props)
 
     keys = world.listing()
     assert f"{PREFIX}/training_params.yaml" not in keys
@@ -73,11 +75,13 @@ def test_workers_that_differ_get_one_yaml_each(world: World) -> None:
         r["simulationApplications"][0]["launchConfig"]["environmentVariables"]["S3_YAML_NAME"]
         for r in batch["request"]["createSimulationJobRequests"]
     ]
+    # The RoboMaker-era simapp reads S3_YAML_NAME as the full key in the bucket.
     assert yaml_names == [
-        "training_params_0.yaml",
-        "training_params_1.yaml",
-        "training_params_2.yaml",
+        f"{PREFIX}/training_params_0.yaml",
+        f"{PREFIX}/training_params_1.yaml",
+        f"{PREFIX}/training_params_2.yaml",
     ]
+    assert all(name in keys for name in yaml_names)
 
 
 def test_stale_handshake_markers_are_cleared_and_data_kept(world: World) -> None:
@@ -93,7 +97,9 @@ def test_stale_handshake_markers_are_cleared_and_data_kept(world: World) -> None
     props = make_props(2, "batch")
     world.put_asset(make_asset(props["Worlds"]))
 
-    world.create(props)
+    created = world.create(props)
+    assert f"{PREFIX}/ip/done" in world.listing(), "on_event touches nothing"
+    world.poll(props, created)
 
     keys = world.listing("experiments/")
     assert not [k for k in keys if k.startswith(f"{PREFIX}/ip/")]
@@ -114,7 +120,7 @@ def test_markers_are_cleared_before_the_trainer_starts(world: World) -> None:
         return original(params)
 
     world.cloud._CreateTrainingJob = create_and_look  # type: ignore[method-assign]
-    world.create(props)
+    world.deploy(props)
     assert seen == [[]]
 
 
@@ -207,9 +213,8 @@ def test_data_stays_small_for_1000_rollouts_and_run_json_has_them_all(
 ) -> None:
     props = make_props(1000, backend)
     world.put_asset(make_asset(props["Worlds"]))
-    created = world.create(props)
 
-    done = world.poll(props, created)  # WaitFor ACCEPTED (default)
+    created, done = world.deploy(props)  # WaitFor ACCEPTED (default)
 
     assert done["IsComplete"] is True
     response = {
@@ -222,7 +227,7 @@ def test_data_stays_small_for_1000_rollouts_and_run_json_has_them_all(
         "Reason": "OK",
     }
     assert len(json.dumps(response)) < 1024, "far below CloudFormation's 4 KB response limit"
-    assert len(json.dumps(created)) < 4096
+    assert len(json.dumps(created)) < 256, "the waiter's input stays small too"
     data = done["Data"]
     assert data["RunId"] == data["TrainingJobName"] == created["PhysicalResourceId"]
     assert data["RolloutCount"] == 1000
@@ -241,14 +246,15 @@ def test_data_stays_small_for_1000_rollouts_and_run_json_has_them_all(
 def test_wait_for_running_waits_for_trainer_training_and_every_rollout(world: World) -> None:
     props = make_props(3, "robomaker", wait_for="RUNNING")
     world.put_asset(make_asset(props["Worlds"]))
-    created = world.create(props)
+    created, first = world.deploy(props)
+    assert first == {"IsComplete": False}
     batch = next(iter(world.cloud.sim_batches.values()))
-    assert world.poll(props, created) == {"IsComplete": False}
     for job in batch["createdRequests"]:
         job["status"] = "Running"
     assert world.poll(props, created) == {"IsComplete": False}, "trainer is still Starting"
     world.cloud.set_trainer(created["PhysicalResourceId"], "InProgress", "Training")
     assert world.poll(props, created)["IsComplete"] is True
+    assert world.cloud.count("StartSimulationJobBatch") == 1, "later polls find it by token"
 
 
 def test_delete_and_noop_is_complete_make_no_calls(world: World) -> None:
@@ -262,21 +268,22 @@ def test_delete_and_noop_is_complete_make_no_calls(world: World) -> None:
 # --------------------------------------------------------------------------- update
 
 
+def _update(new: dict, old: dict, physical_id: str, request_id: str = "req-2") -> dict[str, Any]:
+    return make_event("Update", new, request_id=request_id, physical_id=physical_id, old_props=old)
+
+
+def _active_batch_names(world: World) -> list[str]:
+    return [world.cloud.batch_jobs[j]["jobName"] for j in world.cloud.active_batch_jobs()]
+
+
 def test_update_with_identical_properties_is_a_noop(world: World) -> None:
     props = make_props(2, "batch")
     world.put_asset(make_asset(props["Worlds"]))
-    created = world.create(props)
-    done = world.poll(props, created)
+    created, done = world.deploy(props)
     world.cloud.calls.clear()
     new_token = {**props, "ServiceToken": props["ServiceToken"] + "-v2"}
 
-    update = make_event(
-        "Update",
-        new_token,
-        request_id="req-2",
-        physical_id=created["PhysicalResourceId"],
-        old_props=props,
-    )
+    update = _update(new_token, props, created["PhysicalResourceId"])
     result = handler.on_event(update, None)
 
     assert result["PhysicalResourceId"] == created["PhysicalResourceId"]
@@ -290,34 +297,118 @@ def test_update_with_changed_properties_stops_the_old_run_and_starts_a_new_one(
 ) -> None:
     old = make_props(2, "batch")
     world.put_asset(make_asset(old["Worlds"]))
-    old_id = world.create(old)["PhysicalResourceId"]
+    old_id = world.deploy(old)[0]["PhysicalResourceId"]
     new = {**old, "Tags": {"team": "research", "try": "2"}}
+    update = _update(new, old, old_id)
 
-    update = make_event("Update", new, request_id="req-2", physical_id=old_id, old_props=old)
     result = handler.on_event(update, None)
 
     new_id = result["PhysicalResourceId"]
     assert new_id != old_id and new_id.startswith("demo-")
+    assert result == {"PhysicalResourceId": new_id, "PreviousRunId": old_id}
+    assert world.cloud.active_trainers() == [old_id], "on_event stops nothing"
+
+    done = world.poll(new, result, event=update)
+
+    assert done["IsComplete"] is True and done["Data"]["RunId"] == new_id
     assert world.cloud.active_trainers() == [new_id]
-    active = world.cloud.active_batch_jobs()
-    assert [world.cloud.batch_jobs[j]["jobName"] for j in active] == [new_id]
+    assert _active_batch_names(world) == [new_id]
+    stop_old = world.cloud.ops("StopTrainingJob")
+    create_new = world.cloud.ops("CreateTrainingJob")
+    assert [p["TrainingJobName"] for p in stop_old] == [old_id]
+    assert world.cloud.calls.index(("StopTrainingJob", stop_old[0])) < world.cloud.calls.index(
+        ("CreateTrainingJob", create_new[-1])
+    ), "the old run is stopped before the new one starts"
     # CloudFormation then deletes the old id: nothing left to stop, nothing fails.
     before = world.cloud.job_calls()
     handler.on_event(make_event("Delete", old, request_id="req-3", physical_id=old_id), None)
     assert world.cloud.job_calls() == before
 
 
-def test_update_with_malformed_properties_changes_nothing(world: World) -> None:
+@pytest.mark.parametrize(
+    ("change", "asset_worlds", "error"),
+    [
+        ({"RolloutCount": "0"}, 2, "RolloutCount is 0"),
+        ({"RolloutCount": "3", "Worlds": ["a", "b", "c"]}, 2, "RolloutCount is 3"),
+    ],
+    ids=["malformed property", "asset does not fit"],
+)
+def test_update_that_cannot_be_planned_changes_nothing(
+    world: World, change: dict, asset_worlds: int, error: str
+) -> None:
     old = make_props(2, "batch")
     world.put_asset(make_asset(old["Worlds"]))
-    old_id = world.create(old)["PhysicalResourceId"]
+    old_id = world.deploy(old)[0]["PhysicalResourceId"]
+    world.put_asset(make_asset(["reInvent2019_track"] * asset_worlds))
     world.cloud.calls.clear()
-    with pytest.raises(handler.PropertyError):
-        handler.on_event(
-            make_event("Update", {**old, "RolloutCount": "0"}, physical_id=old_id, old_props=old),
-            None,
-        )
+    keys = {k: world.read(k) for k in world.listing()}
+
+    with pytest.raises(FanoutError, match=error):
+        handler.on_event(_update({**old, **change}, old, old_id), None)
+
     assert world.cloud.calls == [] and world.cloud.active_trainers() == [old_id]
+    assert _active_batch_names(world) == [old_id]
+    assert {k: world.read(k) for k in world.listing()} == keys
+
+    # CloudFormation rolls back with the old properties: the old run is still the one.
+    rollback = _update(old, {**old, **change}, old_id, request_id="req-rollback")
+    result = handler.on_event(rollback, None)
+    assert result["PhysicalResourceId"] == old_id and result["NoOp"] is True
+    assert result["Data"]["RunId"] == old_id
+    assert world.poll(old, result, event=rollback) == {"IsComplete": True}
+    assert world.cloud.job_calls() == [] and world.cloud.active_trainers() == [old_id]
+
+
+def test_update_whose_old_run_stop_is_throttled_polls_again(world: World) -> None:
+    old = make_props(2, "batch")
+    world.put_asset(make_asset(old["Worlds"]))
+    old_id = world.deploy(old)[0]["PhysicalResourceId"]
+    new = {**old, "Tags": {"try": "2"}}
+    update = _update(new, old, old_id)
+    result = handler.on_event(update, None)
+    world.cloud.throttle("StopTrainingJob", times=10_000)
+
+    assert world.poll(new, result, event=update) == {"IsComplete": False}
+    assert world.cloud.count("CreateTrainingJob") == 1, "the new run waits for the old to stop"
+    world.cloud.faults.clear()
+    assert world.poll(new, result, event=update)["IsComplete"] is True
+    assert world.cloud.active_trainers() == [result["PhysicalResourceId"]]
+
+
+@pytest.mark.parametrize("rollback_names", ["old id", "failed id"])
+def test_failed_update_stops_both_runs_and_the_rollback_starts_the_old_properties(
+    world: World, rollback_names: str
+) -> None:
+    old = make_props(2, "batch")
+    world.put_asset(make_asset(old["Worlds"]))
+    old_id = world.deploy(old)[0]["PhysicalResourceId"]
+    new = {**old, "WaitFor": "RUNNING"}
+    update = _update(new, old, old_id)
+    result = handler.on_event(update, None)
+    new_id = result["PhysicalResourceId"]
+    world.cloud.inject("SubmitJob", "ClientException", message="queue disabled")
+
+    with pytest.raises(StartError, match=f"run {new_id} failed to start: .*queue disabled"):
+        world.poll(new, result, event=update)
+    assert world.cloud.active_trainers() == [] and world.cloud.active_batch_jobs() == []
+
+    # Rollback: an Update back to the old properties is a new run with those properties.
+    physical = old_id if rollback_names == "old id" else new_id
+    rollback = _update(old, new, physical, request_id="req-rollback")
+    back = handler.on_event(rollback, None)
+    back_id = back["PhysicalResourceId"]
+    assert back_id not in (old_id, new_id) and back["PreviousRunId"] == physical
+    assert world.poll(old, back, event=rollback)["IsComplete"] is True
+    assert world.cloud.active_trainers() == [back_id]
+    assert _active_batch_names(world) == [back_id]
+    manifest = json.loads(world.read(f"{PREFIX}/run.json"))
+    assert manifest["runId"] == back_id
+
+    # Then CloudFormation deletes whichever ids it no longer needs: harmless.
+    for gone in (old_id, new_id):
+        handler.on_event(make_event("Delete", new, physical_id=gone, request_id="req-del"), None)
+    assert world.cloud.active_trainers() == [back_id]
+    assert _active_batch_names(world) == [back_id]
 
 
 # --------------------------------------------------------------------------- retry policy

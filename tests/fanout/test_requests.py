@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from botocore.stub import ANY, Stubber
 from fanout import batch_backend, clients, handler, robomaker_backend, trainer
+from fanout import props as props_mod
 from fanout.clients import new_session
+from fanout.errors import PropertyError
 from fanout.naming import Place
 from fanout.plan import RolloutPlan, Run
 from fanout.props import parse_properties
@@ -97,6 +99,49 @@ def test_pretrained_model_is_passed_as_hyperparameters() -> None:
     hyper = trainer.hyperparameters(parse_properties(raw), REGION, "m.json", "r.py", {})
     assert hyper["pretrained_s3_bucket"] == "other-bucket"
     assert hyper["pretrained_s3_prefix"] == "experiments/base"
+    assert "pretrained_checkpoint" not in hyper, "unset: the image's default"
+
+
+@pytest.mark.parametrize("checkpoint", ["last", "best"])
+def test_pretrained_checkpoint_is_passed_as_a_hyperparameter(checkpoint: str) -> None:
+    raw = make_props(1, "batch")
+    raw["Trainer"] = {
+        **raw["Trainer"],
+        "PretrainedBucket": "other-bucket",
+        "PretrainedPrefix": "experiments/base",
+        "PretrainedCheckpoint": checkpoint,
+    }
+    props = parse_properties(raw)
+    assert props.trainer.pretrained_checkpoint == checkpoint
+    hyper = trainer.hyperparameters(props, REGION, "m.json", "r.py", {})
+    assert hyper["pretrained_checkpoint"] == checkpoint
+
+
+@pytest.mark.parametrize(
+    ("trainer_props", "expected"),
+    [
+        ({"PretrainedCheckpoint": "best"}, "needs Trainer.PretrainedBucket"),
+        (
+            {"PretrainedBucket": "b-bucket", "PretrainedPrefix": "p", "PretrainedCheckpoint": "x"},
+            "Trainer.PretrainedCheckpoint is 'x'; allowed: last | best",
+        ),
+    ],
+)
+def test_pretrained_checkpoint_is_checked(trainer_props: dict[str, str], expected: str) -> None:
+    raw = make_props(1, "batch")
+    raw["Trainer"] = {**raw["Trainer"], **trainer_props}
+    with pytest.raises(PropertyError, match=expected):
+        parse_properties(raw)
+
+
+def test_tag_rule_is_one_pattern_with_lengths() -> None:
+    assert props_mod.TAG_RE.pattern == r"^[A-Za-z0-9 _.:/=+\-]*$"
+    assert (props_mod.TAG_KEY_MAX, props_mod.TAG_VALUE_MAX) == (128, 256)
+    ok = {"k" * 128: "v" * 256, "a b_c.d:e/f=g+h-i": "", "Team": "R D"}
+    assert parse_properties({**make_props(1, "batch"), "Tags": ok}).tags == ok
+    for bad in ({"k": "ü"}, {"k": "a@b"}, {"": "v"}, {"ROLLOUTS:x": "v"}):
+        with pytest.raises(PropertyError, match="Tags"):
+            parse_properties({**make_props(1, "batch"), "Tags": bad})
 
 
 POLICY_LINE = (
@@ -234,7 +279,8 @@ def test_robomaker_batch_request(video: bool) -> None:
     env = launch["environmentVariables"]
     assert len(env) <= 20
     assert env["ROLLOUT_IDX"] == "1" and env["WORLD_NAME"] == "reInvent2019_track"
-    assert env["S3_YAML_NAME"] == "training_params.yaml"
+    # The RoboMaker-era simapp reads the params file by its full key (Batch: relative names).
+    assert env["S3_YAML_NAME"] == f"{PREFIX}/training_params.yaml"
     assert env["ENABLE_KINESIS"] == ("true" if video else "false")
     # RoboMaker rejects empty values: no stream variable at all when video is off.
     assert env.get("KINESIS_VIDEO_STREAM_NAME") == ("rollouts-demo-1" if video else None)
@@ -260,7 +306,8 @@ def test_robomaker_1000_workers_is_one_call_and_1001_would_be_two() -> None:
 
 
 def test_create_and_delete_call_sequence_with_stubbers(world: Any) -> None:
-    """The handler's whole Create and Delete, each call checked by Stubber against the models."""
+    """The handler's whole Create (on_event, then is_complete) and Delete, each call checked by
+    Stubber against the models."""
     props = make_props(1, "batch")
     world.put_asset(make_asset(props["Worlds"]))
     built = clients.get_clients()
@@ -270,6 +317,10 @@ def test_create_and_delete_call_sequence_with_stubbers(world: Any) -> None:
     arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{run_id}"
     by_name = {"jobQueue": QUEUE, "filters": [{"name": "JOB_NAME", "values": [run_id]}]}
     with Stubber(sagemaker) as sm, Stubber(batch) as bt:
+        create = make_event("Create", props)
+        result = handler.on_event(create, None)  # plans only: no job API call
+        assert result == {"PhysicalResourceId": run_id}
+
         sm.add_client_error(
             "describe_training_job",
             "ValidationException",
@@ -297,12 +348,33 @@ def test_create_and_delete_call_sequence_with_stubbers(world: Any) -> None:
                 "TrainingJobName": run_id,
             },
         )
-        bt.add_response("list_jobs", {"jobSummaryList": []}, by_name)
+        sm.add_response(
+            "describe_training_job",
+            _training_job(run_id, arn, "InProgress"),
+            {"TrainingJobName": run_id},
+        )
+        bt.add_response("list_jobs", {"jobSummaryList": []}, by_name)  # dedupe before submit
         bt.add_response("submit_job", {"jobId": "j-1", "jobName": run_id}, None)
-        result = handler.on_event(make_event("Create", props), None)
+        bt.add_response(
+            "describe_jobs",
+            {
+                "jobs": [
+                    {
+                        "jobName": run_id,
+                        "jobId": "j-1",
+                        "jobQueue": QUEUE,
+                        "status": "RUNNABLE",
+                        "startedAt": 0,
+                        "jobDefinition": JOB_DEF,
+                    }
+                ]
+            },
+            {"jobs": ["j-1"]},
+        )
+        done = handler.is_complete({**create, **result}, None)
         sm.assert_no_pending_responses()
         bt.assert_no_pending_responses()
-        assert result["PhysicalResourceId"] == run_id
+        assert done["IsComplete"] is True and done["Data"]["RolloutJobId"] == "j-1"
 
         bt.add_response(
             "list_jobs",
@@ -352,5 +424,6 @@ def _training_job(name: str, arn: str, status: str) -> dict[str, Any]:
             "VolumeSizeInGB": 30,
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": 7200},
-        "CreationTime": datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+        "CreationTime": datetime.datetime.now(datetime.UTC),
+        "HyperParameters": {"s3_bucket": BUCKET, "s3_prefix": PREFIX},
     }
