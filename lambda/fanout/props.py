@@ -21,6 +21,8 @@ BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 ARN_RE = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:.+$")
 IAM_ROLE_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
 # Track and stream names end up in comma-joined lists and in environment variables.
+# The prefix lands in single-quoted YAML values: no quotes, spaces or line breaks.
+PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*()-](?:[A-Za-z0-9!_.*()/-]*[A-Za-z0-9!_.*()-])?$")
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
 SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 SECURITY_GROUP_RE = re.compile(r"^sg-[0-9a-f]{8,17}$")
@@ -254,7 +256,9 @@ def parse_properties(raw: Any) -> RunProps:
     experiment = top.text("Experiment", EXPERIMENT_RE, "lowercase name ^[a-z][a-z0-9-]{0,39}$")
     backend = top.choice("Backend", ("batch", "robomaker"))
     prefix = top.text(
-        "Prefix", re.compile(r"^[^/].*[^/]$|^[^/]$"), "a key prefix without leading or trailing '/'"
+        "Prefix",
+        PREFIX_RE,
+        "a key prefix of letters, digits and ! _ . * ( ) / -, without leading or trailing '/'",
     )
     count = top.integer("RolloutCount", 1, MAX_ROLLOUTS)
     worlds = top.text_list("Worlds", NAME_RE, "track names [A-Za-z0-9_.-]", count, count)

@@ -460,6 +460,8 @@ def test_delete_after_is_complete_failed_mid_start_stops_what_still_runs(
         ),
         ({"Experiment": "Demo"}, "Experiment is 'Demo'"),
         ({"Prefix": "experiments/demo/"}, "Prefix is 'experiments/demo/'"),
+        # A quote would break out of the single-quoted YAML values the prefix is filled into.
+        ({"Prefix": "experiments/it's"}, 'Prefix is "experiments/it\'s"'),
         ({"WaitFor": "DONE"}, "WaitFor is 'DONE'; allowed: ACCEPTED | RUNNING"),
         ({"Colour": "red"}, "unknown property Colour"),
         ({"Batch": None}, "missing property Batch"),
