@@ -1,8 +1,8 @@
 """Rollouts on AWS Batch: one array job of size N (a plain job when N == 1).
 
-Batch has no idempotency token, so the job name is the run id and every submit attempt first asks
-``ListJobs`` for a job of that name in the queue: a duplicate delivery or a retried submit whose
-response was lost finds the first job instead of starting a second one.
+Batch has no idempotency token and ``ListJobs`` is eventually consistent, so the handler persists
+what it knows (a marker under ``<Prefix>/``: submit attempted at, job id) and never resubmits in
+the invocation that saw an unknown outcome; see ``handler._ensure_batch``.
 """
 
 from __future__ import annotations
@@ -91,22 +91,13 @@ def find_jobs(batch: Any, retry: Retrier, queue: str, job_name: str) -> list[dic
         kwargs["nextToken"] = page["nextToken"]
 
 
-def ensure_started(batch: Any, retry: Retrier, request: dict[str, Any]) -> tuple[str, bool]:
-    """Submit unless a job of this name exists; returns (job id, submitted by this call)."""
-    submitted = False
-
-    def dedupe_then_submit() -> str:
-        nonlocal submitted
-        existing = find_jobs(batch, retry, request["jobQueue"], request["jobName"])
-        if existing:
-            return str(max(existing, key=lambda j: j.get("createdAt", 0))["jobId"])
-        response = batch.submit_job(**request)
-        submitted = True
-        return str(response["jobId"])
-
-    # Retrying the whole unit is safe: a lost response is found by the next ListJobs.
-    job_id = retry.call("batch:SubmitJob", dedupe_then_submit, idempotent=True)
-    return job_id, submitted
+def submit(batch: Any, retry: Retrier, request: dict[str, Any]) -> str:
+    """One SubmitJob; returns the job id. Throttling (refused, nothing started) is retried;
+    anything else, a 5xx or a timeout whose request may have been processed included, is raised
+    at once: the caller must not resubmit before ListJobs (eventually consistent) had time to
+    show a job that the lost request may have created."""
+    response = retry.call("batch:SubmitJob", lambda: batch.submit_job(**request), idempotent=False)
+    return str(response["jobId"])
 
 
 @dataclass(frozen=True)
@@ -143,20 +134,38 @@ def status(batch: Any, retry: Retrier, job_id: str, count: int) -> RolloutStatus
     return RolloutStatus(accepted=True, running=running, failure=None)
 
 
-def stop(batch: Any, retry: Retrier, queue: str, job_name: str) -> list[str]:
-    """Cancel and terminate every active job named ``job_name``; returns their ids.
+def _cancel_and_terminate(batch: Any, retry: Retrier, job_id: str) -> None:
+    retry.call("batch:CancelJob", partial(batch.cancel_job, jobId=job_id, reason=STOP_REASON))
+    retry.call("batch:TerminateJob", partial(batch.terminate_job, jobId=job_id, reason=STOP_REASON))
+
+
+def stop_ids(batch: Any, retry: Retrier, job_ids: list[str]) -> list[str]:
+    """Cancel and terminate the active ones of jobs known by id (DescribeJobs by id, unlike
+    ListJobs, does not lag behind SubmitJob); returns the ids stopped."""
+    if not job_ids:
+        return []
+    jobs = retry.call("batch:DescribeJobs", lambda: batch.describe_jobs(jobs=list(job_ids)))
+    stopped = []
+    for job in jobs.get("jobs", []):
+        if job.get("status") in ACTIVE:
+            _cancel_and_terminate(batch, retry, str(job["jobId"]))
+            stopped.append(str(job["jobId"]))
+    return stopped
+
+
+def stop(
+    batch: Any, retry: Retrier, queue: str, job_name: str, skip: tuple[str, ...] = ()
+) -> list[str]:
+    """Cancel and terminate every active job named ``job_name`` (except ``skip``, already
+    stopped by id); returns their ids.
 
     CancelJob stops what has not started (a pending array parent takes its children with it);
     TerminateJob stops what has. Both are no-ops on finished jobs, so sending both is safe.
     """
     stopped = []
     for job in find_jobs(batch, retry, queue, job_name):
-        if job.get("status") not in ACTIVE:
+        if job.get("status") not in ACTIVE or job["jobId"] in skip:
             continue
-        job_id = job["jobId"]
-        retry.call("batch:CancelJob", partial(batch.cancel_job, jobId=job_id, reason=STOP_REASON))
-        retry.call(
-            "batch:TerminateJob", partial(batch.terminate_job, jobId=job_id, reason=STOP_REASON)
-        )
-        stopped.append(str(job_id))
+        _cancel_and_terminate(batch, retry, str(job["jobId"]))
+        stopped.append(str(job["jobId"]))
     return stopped

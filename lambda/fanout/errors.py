@@ -40,3 +40,7 @@ class StartError(FanoutError):
 
 class StopError(FanoutError):
     """Some jobs of a run could not be stopped."""
+
+
+class PollAgainError(FanoutError):
+    """Not a failure: this invocation cannot go on safely now; the next is_complete call resumes."""

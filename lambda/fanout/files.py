@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from .errors import AssetError
-from .retry import Retrier
+from .retry import Retrier, error_code
 
 PLACEHOLDERS = (
     "bucket",
@@ -213,7 +215,21 @@ def read_json(s3: Any, retry: Retrier, bucket: str, key: str) -> dict[str, Any] 
     """The JSON document at ``key``, or None when it does not exist."""
     try:
         response = retry.call(f"s3:GetObject {key}", lambda: s3.get_object(Bucket=bucket, Key=key))
-    except s3.exceptions.NoSuchKey:
-        return None
+    except ClientError as error:
+        if error_code(error) in ("NoSuchKey", "404", "NotFound"):
+            return None
+        if error_code(error) == "AccessDenied" and not _exists(s3, retry, bucket, key):
+            # S3 answers 403 instead of 404 for a missing key unless the caller may list the
+            # whole bucket; the role may list this experiment's prefix only.
+            return None
+        raise
     document = json.loads(response["Body"].read())
     return document if isinstance(document, dict) else None
+
+
+def _exists(s3: Any, retry: Retrier, bucket: str, key: str) -> bool:
+    listing = retry.call(
+        f"s3:ListObjectsV2 {key}",
+        lambda: s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1),
+    )
+    return any(item.get("Key") == key for item in listing.get("Contents", []))

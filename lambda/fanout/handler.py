@@ -2,9 +2,10 @@
 
 ``on_event`` starts nothing: for Create/Update it validates the properties, reads the files asset
 and plans every request (whatever can fail deterministically fails here, so a bad deploy changes
-nothing), then returns the new run id. ``is_complete`` does the work: on its first call(s) it stops
-the previous run (Update), writes the files, clears ``ip/``, starts the trainer and the rollouts
-(idempotently: a later call finds what an earlier one started by name, token or ListJobs), then
+nothing), then returns the new run id and ``PlannedAt``. ``is_complete`` does the work: on its
+first call(s) it plans again, stops the previous run(s) (Update; ``unstoppedRuns`` in run.json),
+writes the files, clears ``ip/``, starts the trainer and the rollouts (idempotently: by name,
+token, or the Batch start marker; never a resubmit right after an unknown SubmitJob outcome), then
 polls until they are accepted (or running) and records the run in ``<Prefix>/run.json``. If
 anything fails there, it stops what this run started and fails with one reason; the Delete that
 CloudFormation may send for that run id afterwards is harmless.
@@ -27,11 +28,26 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import batch_backend, files, robomaker_backend, trainer
 from .clients import Clients, get_clients
-from .errors import FanoutError, PropertyError, StartError, StopError, clip
+from .errors import (
+    MAX_REASON,
+    FanoutError,
+    PollAgainError,
+    PropertyError,
+    StartError,
+    StopError,
+    clip,
+)
 from .naming import Place, is_run_id, run_id
 from .plan import RolloutPlan, Run
 from .props import RunProps, parse_properties
-from .retry import Retrier, ThrottledTooLongError, error_code, error_message, is_throttle
+from .retry import (
+    Retrier,
+    ThrottledTooLongError,
+    error_code,
+    error_message,
+    is_throttle,
+    is_transient,
+)
 
 LOG = logging.getLogger()
 LOG.setLevel(logging.INFO)
@@ -49,6 +65,9 @@ REPORT_MARGIN_SECONDS = 10.0
 WAIT_LIMIT_SECONDS = 38 * 60.0
 # Reasons are clipped so that the summary of what was stopped always fits.
 REASON_PART = 500
+# Batch: after a SubmitJob whose outcome is unknown (5xx, timeout, lost response, killed Lambda),
+# ListJobs (eventually consistent) must have had this long to show the job before a resubmit.
+SUBMIT_SETTLE_SECONDS = 120.0
 
 
 def make_retrier(budget_seconds: float) -> Retrier:
@@ -102,7 +121,7 @@ def _guard(
         except FanoutError as error:
             LOG.error("%s failed: %s", entry.__name__, error)
             raise
-        except (ClientError, BotoCoreError, KeyError, ValueError, TypeError) as error:
+        except Exception as error:  # any type (zlib.error, ...): one clipped line
             LOG.exception("%s failed", entry.__name__)
             raise FanoutError(_describe_error(error)) from None
 
@@ -203,12 +222,21 @@ def _new_run(event: Mapping[str, Any], props: RunProps) -> Run:
     return Run(run_id=rid, props=props, place=place)
 
 
+def _planned(run: Run, plan: StartPlan) -> dict[str, Any]:
+    """on_event's result for a run to start; its keys flow into every is_complete event."""
+    return {
+        "PhysicalResourceId": run.run_id,
+        "PlannedAt": int(wall_clock()),  # the wait limit counts from here
+        "SharedYaml": plan.rendered.shared_yaml,  # run.json needs it; no asset re-read
+    }
+
+
 def _create(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     props = parse_properties(event.get("ResourceProperties"))  # bad input: nothing starts
     run = _new_run(event, props)
     budget = _budget(context, ON_EVENT_TIMEOUT_SECONDS, ON_EVENT_RESERVE_SECONDS)
-    _plan_start(get_clients(), budget.work, run)  # bad asset or payload: nothing starts
-    return {"PhysicalResourceId": run.run_id}
+    plan = _plan_start(get_clients(), budget.work, run)  # bad asset or payload: nothing starts
+    return _planned(run, plan)
 
 
 def _update(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -226,9 +254,18 @@ def _update(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         # the rollback of an update that failed before it changed anything.
         LOG.info("run %s already runs these properties: no-op", old_id)
         return _no_op(old_id, current)
+    old_raw = event.get("OldResourceProperties")
+    old_backend = old_raw.get("Backend") if isinstance(old_raw, Mapping) else None
+    if old_backend is not None and old_backend != props.backend:
+        # The Lambda role holds only the current backend's permissions: it could not stop the
+        # old run's rollouts.
+        raise PropertyError(
+            f"Backend changed from {old_backend!r} to {props.backend!r}; destroy the experiment "
+            "stack and deploy it again to change the rollout backend"
+        )
     run = _new_run(event, props)
-    _plan_start(clients, retry, run)  # bad asset or payload: the old run keeps running
-    result: dict[str, Any] = {"PhysicalResourceId": run.run_id}
+    plan = _plan_start(clients, retry, run)  # bad asset or payload: the old run keeps running
+    result: dict[str, Any] = _planned(run, plan)
     if old_id != run.run_id:
         # is_complete stops it before the new run starts: both share <Prefix>/model/ and ip/.
         result["PreviousRunId"] = old_id
@@ -274,19 +311,90 @@ def _current_run_data(
     return None
 
 
-def _supersede(clients: Clients, retry: Retrier, props: Any, old_id: str, new_id: str) -> None:
-    """Mark run.json of ``old_id`` as replaced, so no later rollback takes it for running."""
-    bucket, prefix = _data_place(props) or (None, None)
-    if bucket is None or prefix is None:
+def _stop_entry(rid: str, props: RunProps | Any) -> dict[str, Any]:
+    """What Delete-like stopping of run ``rid`` needs, as recorded in run.json."""
+    backend, queue = _stop_targets(props)
+    place = _data_place(props)
+    return {
+        "runId": rid,
+        "backend": backend,
+        "jobQueue": queue,
+        "bucket": place[0] if place else None,
+        "prefix": place[1] if place else None,
+    }
+
+
+def _entry_props(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """Raw properties that _stop_run understands, from a run.json stop entry."""
+    raw: dict[str, Any] = {"Backend": entry.get("backend")}
+    if entry.get("bucket") and entry.get("prefix"):
+        raw.update(Bucket=entry["bucket"], Prefix=entry["prefix"])
+    if entry.get("jobQueue"):
+        raw["Batch"] = {"JobQueueArn": entry["jobQueue"]}
+    return raw
+
+
+def _stop_previous_runs(
+    clients: Clients, retry: Retrier, props: RunProps, *, previous: str, old_props: Any, new_id: str
+) -> None:
+    """Stop every earlier run that may still run before run ``new_id`` starts.
+
+    That is the run the update replaces (``previous``, with the old properties), the run run.json
+    records if it is not ``new_id`` and was not superseded yet, and every run run.json lists in
+    ``unstoppedRuns`` (superseded but never confirmed stopped, e.g. after a failed update whose
+    rollback names the FAILED new id). The list is written before stopping and shrinks to what
+    could not be stopped, so a later attempt, or the rollback, stops them too. run.json read
+    errors are fatal here, before anything is stopped.
+    """
+    key = f"{props.prefix}/run.json"
+    manifest = files.read_json(clients.s3, retry, props.bucket, key)  # errors: nothing stopped
+    document: dict[str, Any] = dict(manifest or {})
+    pending: list[dict[str, Any]] = [
+        dict(e) for e in document.get("unstoppedRuns") or [] if isinstance(e, Mapping)
+    ]
+    recorded = document.get("runId")
+    if is_run_id(recorded) and recorded != new_id and not document.get("supersededBy"):
+        pending.append(
+            {
+                "runId": recorded,
+                "backend": document.get("backend"),
+                "jobQueue": document.get("batchJobQueue"),
+                "bucket": document.get("bucket"),
+                "prefix": document.get("prefix"),
+            }
+        )
+        document["supersededBy"] = new_id
+    if is_run_id(previous) and previous != new_id:
+        pending = [e for e in pending if e.get("runId") != previous]
+        pending.insert(0, _stop_entry(previous, old_props if old_props else props))
+    pending = [e for e in pending if is_run_id(e.get("runId")) and e.get("runId") != new_id]
+    if not pending and document.get("unstoppedRuns") in (None, []):
         return
-    key = f"{prefix}/run.json"
-    try:
-        manifest = files.read_json(clients.s3, retry, bucket, key)
-    except (ClientError, ValueError):
-        LOG.warning("could not read %s", key, exc_info=True)
-        return
-    if manifest and manifest.get("runId") == old_id and not manifest.get("supersededBy"):
-        files.write_json(clients.s3, retry, bucket, key, {**manifest, "supersededBy": new_id})
+    document["unstoppedRuns"] = pending
+    files.write_json(clients.s3, retry, props.bucket, key, document)
+
+    remaining: list[dict[str, Any]] = []
+    errors: list[str] = []
+    throttled = False
+    for entry in pending:
+        rid = str(entry["runId"])
+        entry_props: Any = (old_props or props) if rid == previous else _entry_props(entry)
+        report = _stop_run(clients, retry, rid, entry_props)
+        if report.errors:
+            remaining.append(entry)
+            errors.append(f"{rid}: {'; '.join(report.errors)}")
+            throttled |= report.throttled
+    if remaining != pending:
+        try:
+            files.write_json(
+                clients.s3, retry, props.bucket, key, {**document, "unstoppedRuns": remaining}
+            )
+        except Exception:  # conservative: the list still names them, stopping again is harmless
+            LOG.warning("could not record the stopped runs in %s", key, exc_info=True)
+    if throttled:  # not a failure: the next call stops the rest
+        raise ThrottledTooLongError(f"stopping the previous run(s) was throttled: {errors}")
+    if errors:
+        raise StopError(f"could not stop the previous run {'; '.join(errors)}")
 
 
 # ---------------------------------------------------------------- stopping
@@ -319,10 +427,18 @@ def _stop_run(
     backend, queue = _stop_targets(props)
     try:
         if backend == "batch":
+            known_ids = (
+                [str((known or {})["RolloutJobId"])] if (known or {}).get("RolloutJobId") else []
+            )
+            if known_ids:  # stopped by id first: ListJobs may not show it yet, or be refused
+                report.rollouts = batch_backend.stop_ids(clients.batch, retry, known_ids)
             if queue is None:
-                report.errors.append("Batch.JobQueueArn is unknown, cannot find the rollouts")
+                if not known_ids:
+                    report.errors.append("Batch.JobQueueArn is unknown, cannot find the rollouts")
             else:
-                report.rollouts = batch_backend.stop(clients.batch, retry, queue, rid)
+                report.rollouts += batch_backend.stop(
+                    clients.batch, retry, queue, rid, skip=tuple(known_ids)
+                )
         elif backend == "robomaker":
             known_arns = list((known or {}).get("SimulationJobBatchArns") or [])
             report.rollouts = robomaker_backend.stop(clients.robomaker, retry, rid, known_arns)
@@ -373,10 +489,24 @@ def _delete(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         LOG.warning("deleting %s with properties that no longer validate: %s", rid, error)
         props = raw
     retry = _budget(context, ON_EVENT_TIMEOUT_SECONDS, REPORT_MARGIN_SECONDS).work
-    report = _stop_run(get_clients(), retry, rid, props)
+    return _delete_step(get_clients(), retry, rid, props, on_event=True)
+
+
+def _delete_step(
+    clients: Clients, retry: Retrier, rid: str, props: RunProps | Any, *, on_event: bool
+) -> dict[str, Any]:
+    """Stop run ``rid``. Throttled past the deadline is no failure: on_event hands the rest to
+    is_complete (``StopPending``), which returns IsComplete False until everything is stopped."""
+    known = _read_marker(clients, retry, props, rid, quiet=True) if is_run_id(rid) else {}
+    report = _stop_run(clients, retry, rid, props, {"RolloutJobId": known.get("batchJobId")})
+    if report.throttled:
+        LOG.warning("stopping %s was throttled; continuing on the next poll", rid)
+        return (
+            {"PhysicalResourceId": rid, "StopPending": True} if on_event else {"IsComplete": False}
+        )
     if report.errors:
         raise StopError(f"could not stop run {rid}: {'; '.join(report.errors)}")
-    return {"PhysicalResourceId": rid}
+    return {"PhysicalResourceId": rid} if on_event else {"IsComplete": True}
 
 
 # ---------------------------------------------------------------- is_complete
@@ -384,23 +514,42 @@ def _delete(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
 def _is_complete(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """Start the run (first call(s)), then poll until it is accepted (or running)."""
-    if event.get("RequestType") == "Delete" or event.get("NoOp"):
+    if event.get("RequestType") == "Delete":
+        if not event.get("StopPending"):
+            return {"IsComplete": True}
+        rid = str(event.get("PhysicalResourceId", ""))
+        raw = event.get("ResourceProperties")
+        try:
+            delete_props: RunProps | Any = parse_properties(raw)
+        except PropertyError:
+            delete_props = raw
+        cleanup = _budget(context, IS_COMPLETE_TIMEOUT_SECONDS, REPORT_MARGIN_SECONDS).work
+        return _delete_step(get_clients(), cleanup, rid, delete_props, on_event=False)
+    if event.get("NoOp"):
         return {"IsComplete": True}
     props = parse_properties(event.get("ResourceProperties"))
     rid = str(event["PhysicalResourceId"])
     run = Run(run_id=rid, props=props, place=Place.from_stack_id(event.get("StackId")))
     clients = get_clients()
     budget = _budget(context, IS_COMPLETE_TIMEOUT_SECONDS, IS_COMPLETE_RESERVE_SECONDS)
+    planned_at = event.get("PlannedAt")
+    shared_yaml = event.get("SharedYaml")
     progress = Progress(
         run=run,
         previous_run=event.get("PreviousRunId"),
         properties_hash=properties_hash(event.get("ResourceProperties")),
+        planned_at=float(planned_at) if isinstance(planned_at, int | float | str) else None,
+        shared_yaml=shared_yaml if isinstance(shared_yaml, bool) else None,
     )
     try:
+        _check_wait_limit(progress)  # first: also when every call below would be throttled
         return _advance(clients, budget.work, progress, event.get("OldResourceProperties"))
     except ThrottledTooLongError as error:
         LOG.warning("throttled until the deadline, polling again: %s", error)
         return {"IsComplete": False}  # throttling alone never fails the deploy
+    except PollAgainError as error:
+        LOG.warning("polling again: %s", error)
+        return {"IsComplete": False}
     except Exception as error:  # whatever it was: stop this run and say why
         if isinstance(error, ClientError) and is_throttle(error):
             return {"IsComplete": False}
@@ -415,20 +564,42 @@ class Progress:
     run: Run
     previous_run: Any = None
     properties_hash: str = ""
+    planned_at: float | None = None  # epoch seconds when on_event planned the run
+    shared_yaml: bool | None = None  # from on_event: one shared training_params.yaml
     plan: StartPlan | None = None
     known: dict[str, Any] = field(default_factory=dict)
 
 
+def _check_wait_limit(progress: Progress) -> None:
+    if progress.planned_at is None:
+        return  # an event from before PlannedAt existed: _check uses the trainer's CreationTime
+    waited = wall_clock() - progress.planned_at
+    if waited > WAIT_LIMIT_SECONDS:
+        raise StartError(
+            f"not {progress.run.props.wait_for} after {waited / 60:.0f} min (limit "
+            f"{WAIT_LIMIT_SECONDS / 60:.0f} min, counted from planning)"
+        )
+
+
 def _failed_run(clients: Clients, retry: Retrier, progress: Progress, reason: str) -> StartError:
     run = progress.run
-    report = _stop_run(clients, retry, run.run_id, run.props, progress.known)
-    message = (
-        f"run {run.run_id} failed to start: {clip(reason, REASON_PART)}; "
-        f"stopped: {report.summary()}"
-    )
+    known = dict(progress.known)
+    if run.props.backend == "batch" and not known.get("RolloutJobId"):
+        marker = _read_marker(clients, retry, run.props, run.run_id, quiet=True)
+        known["RolloutJobId"] = marker.get("batchJobId")
+    report = _stop_run(clients, retry, run.run_id, run.props, known)
+    return StartError(_failure_reason(run.run_id, reason, report))
+
+
+def _failure_reason(rid: str, cause: str, report: StopReport) -> str:
+    """One line <= MAX_REASON: what was stopped and what could NOT be always fit; the cause gets
+    whatever room remains."""
+    head = f"run {rid} failed to start: "
+    tail = f"; stopped: {report.summary()}"
     if report.errors:
-        message += f"; could NOT stop: {'; '.join(report.errors)}"
-    return StartError(message)
+        tail += f"; could NOT stop: {clip('; '.join(report.errors), REASON_PART)}"
+    room = max(60, MAX_REASON - len(head) - len(tail))
+    return head + clip(cause, room) + tail
 
 
 def _advance(
@@ -454,49 +625,119 @@ def _plan(clients: Clients, retry: Retrier, progress: Progress) -> StartPlan:
 
 
 def _start_trainer(clients: Clients, retry: Retrier, progress: Progress, old_props: Any) -> None:
-    """No trainer of this name yet: stop the previous run (Update), write the files, clear ip/,
-    create the trainer. Repeating all of it is harmless until the trainer exists."""
+    """No trainer of this name yet: plan, stop the previous run(s) (Update), write the files,
+    clear ip/, create the trainer. Repeating all of it is harmless until the trainer exists."""
     run = progress.run
     props = run.props
+    # Plan first: an asset or S3 failure here leaves the old run alone.
+    plan = _plan(clients, retry, progress)
     previous = progress.previous_run
     if is_run_id(previous) and previous != run.run_id:
-        _supersede(clients, retry, old_props if old_props else props, previous, run.run_id)
-        report = _stop_run(clients, retry, previous, old_props if old_props else props)
-        if report.throttled:  # not a failure: the next call stops the rest
-            raise ThrottledTooLongError(f"stopping the previous run {previous} was throttled")
-        if report.errors:
-            raise StopError(
-                f"could not stop the previous run {previous}: {'; '.join(report.errors)}"
-            )
-    plan = _plan(clients, retry, progress)
+        _stop_previous_runs(
+            clients, retry, props, previous=str(previous), old_props=old_props, new_id=run.run_id
+        )
     files.write_files(clients.s3, retry, props.bucket, props.prefix, plan.rendered)
     files.clear_handshake_markers(clients.s3, retry, props.bucket, props.prefix)
     arn = trainer.create(clients.sagemaker, retry, plan.training_request)
     LOG.info("training job %s created", arn)
 
 
+def _marker_key(prefix: str, rid: str) -> str:
+    return f"{prefix}/fanout/{rid}.json"
+
+
+def _read_marker(
+    clients: Clients, retry: Retrier, props: RunProps | Any, rid: str, *, quiet: bool = False
+) -> dict[str, Any]:
+    """The run's start marker (Batch: ``submitAttemptAt``, ``batchJobId``), {} when absent.
+    A read error is PollAgainError, or {} when ``quiet`` (cleanup and Delete: best effort)."""
+    place = _data_place(props)
+    if place is None:
+        return {}
+    try:
+        return files.read_json(clients.s3, retry, place[0], _marker_key(place[1], rid)) or {}
+    except Exception as error:
+        if quiet:
+            LOG.warning("could not read the marker of %s", rid, exc_info=True)
+            return {}
+        raise PollAgainError(f"could not read the start marker of {rid}: {error}") from error
+
+
+def _write_marker(clients: Clients, retry: Retrier, run: Run, document: dict[str, Any]) -> None:
+    files.write_json(
+        clients.s3, retry, run.props.bucket, _marker_key(run.props.prefix, run.run_id), document
+    )
+
+
+def _ensure_batch(clients: Clients, retry: Retrier, progress: Progress) -> str:
+    """The run's array job id, submitting it at most once despite ListJobs' eventual consistency.
+
+    1. A job id in the marker is the job (later polls DescribeJobs it by id).
+    2. Else ListJobs by name; a hit is recorded in the marker.
+    3. Else, if a submit was attempted less than SUBMIT_SETTLE_SECONDS ago (its outcome unknown:
+       5xx, timeout, lost response, killed Lambda), poll again later: never resubmit now.
+    4. Else record the attempt, then SubmitJob once. A 5xx or timeout is an unknown outcome:
+       poll again (step 3 on the next call, >= 30 s later); throttling means "refused".
+    """
+    run = progress.run
+    props = run.props
+    assert props.batch is not None
+    marker = _read_marker(clients, retry, props, run.run_id)
+    if marker.get("batchJobId"):
+        return str(marker["batchJobId"])
+    jobs = batch_backend.find_jobs(clients.batch, retry, props.batch.job_queue_arn, run.run_id)
+    if jobs:
+        job_id = str(max(jobs, key=lambda j: j.get("createdAt", 0))["jobId"])
+        _remember_job(clients, retry, run, job_id)
+        return job_id
+    attempted = marker.get("submitAttemptAt")
+    if isinstance(attempted, int | float) and wall_clock() - attempted < SUBMIT_SETTLE_SECONDS:
+        raise PollAgainError(
+            f"a SubmitJob of {run.run_id} {wall_clock() - attempted:.0f}s ago had an unknown "
+            "outcome and ListJobs does not show it yet"
+        )
+    request = _plan(clients, retry, progress).batch_request
+    assert request is not None
+    try:
+        _write_marker(clients, retry, run, {"runId": run.run_id, "submitAttemptAt": wall_clock()})
+    except Exception as error:
+        raise PollAgainError(
+            f"could not record the submit attempt of {run.run_id}: {error}"
+        ) from error
+    try:
+        job_id = batch_backend.submit(clients.batch, retry, request)
+    except ThrottledTooLongError:
+        # Refused, nothing started: no need to wait for ListJobs on the next call.
+        try:
+            _write_marker(clients, retry, run, {"runId": run.run_id})
+        except Exception:
+            LOG.warning("could not clear the submit attempt of %s", run.run_id, exc_info=True)
+        raise
+    except Exception as error:
+        if is_transient(error):
+            raise PollAgainError(
+                f"SubmitJob of {run.run_id} had an unknown outcome "
+                f"({_describe_error(error)}); checking again on the next poll"
+            ) from error
+        raise
+    LOG.info("batch job %s submitted", job_id)
+    _remember_job(clients, retry, run, job_id)
+    return job_id
+
+
+def _remember_job(clients: Clients, retry: Retrier, run: Run, job_id: str) -> None:
+    try:
+        _write_marker(clients, retry, run, {"runId": run.run_id, "batchJobId": job_id})
+    except Exception:  # the next call finds it by ListJobs (the attempt is recorded)
+        LOG.warning("could not record batch job %s of %s", job_id, run.run_id, exc_info=True)
+
+
 def _ensure_rollouts(clients: Clients, retry: Retrier, progress: Progress) -> None:
-    """Find this run's rollouts (ListJobs by name / batches by token); start them if absent."""
+    """Find this run's rollouts (marker / ListJobs; batches by token); start them if absent."""
     run = progress.run
     props = run.props
     if props.backend == "batch":
-        assert props.batch is not None
-        # A plan in hand means this invocation is starting the run: ensure_started dedupes itself.
-        jobs = (
-            []
-            if progress.plan is not None
-            else batch_backend.find_jobs(
-                clients.batch, retry, props.batch.job_queue_arn, run.run_id
-            )
-        )
-        if jobs:
-            job_id = str(max(jobs, key=lambda j: j.get("createdAt", 0))["jobId"])
-        else:
-            request = _plan(clients, retry, progress).batch_request
-            assert request is not None
-            job_id, submitted = batch_backend.ensure_started(clients.batch, retry, request)
-            LOG.info("batch job %s %s", job_id, "submitted" if submitted else "already existed")
-        progress.known["RolloutJobId"] = job_id
+        progress.known["RolloutJobId"] = _ensure_batch(clients, retry, progress)
         return
     arns = (
         []
@@ -541,7 +782,11 @@ def _check(
         raise StartError(failure)
     rollouts_ready = accepted and (props.wait_for == "ACCEPTED" or running >= props.rollout_count)
     if not (trainer_ready and rollouts_ready):
-        waited = _waited_seconds(job)
+        waited = (
+            wall_clock() - progress.planned_at
+            if progress.planned_at is not None
+            else _waited_seconds(job)
+        )
         if waited is not None and waited > WAIT_LIMIT_SECONDS:
             raise StartError(
                 f"not {props.wait_for} after {waited / 60:.0f} min (limit "
@@ -559,10 +804,20 @@ def _check(
         return {"IsComplete": False}
 
     data = _data(run, str(job["TrainingJobArn"]), rollout_ids)
-    shared_yaml = _plan(clients, retry, progress).rendered.shared_yaml
-    manifest = _run_manifest(run, data, rollout_ids, job_arns, shared_yaml)
-    manifest["propertiesHash"] = progress.properties_hash
-    files.write_json(clients.s3, retry, props.bucket, run.manifest_key, manifest)
+    # A healthy run is never torn down for its bookkeeping: a failure below is "poll again".
+    try:
+        shared_yaml = progress.shared_yaml
+        if shared_yaml is None:  # an event from before SharedYaml existed
+            shared_yaml = _plan(clients, retry, progress).rendered.shared_yaml
+        manifest = _run_manifest(run, data, rollout_ids, job_arns, shared_yaml)
+        manifest["propertiesHash"] = progress.properties_hash
+        files.write_json(clients.s3, retry, props.bucket, run.manifest_key, manifest)
+    except ThrottledTooLongError:
+        raise
+    except Exception as error:
+        raise PollAgainError(
+            f"run {run.run_id} is up but run.json was not written: {error}"
+        ) from error
     return {"IsComplete": True, "Data": data}
 
 
@@ -614,6 +869,7 @@ def _run_manifest(
         "waitFor": props.wait_for,
         "trainingJob": {"name": run.training_job_name, "arn": data["TrainingJobArn"]},
         "rolloutJobId": job_id,
+        "batchJobQueue": props.batch.job_queue_arn if props.batch else None,
         "simulationJobBatchArns": list(rollout_ids.get("SimulationJobBatchArns") or []),
         "simulationJobArns": list(job_arns),
         "tags": run.tags,

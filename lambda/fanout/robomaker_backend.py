@@ -6,6 +6,7 @@ itself turns a retried or duplicated call into the batch the first call created.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -108,7 +109,16 @@ class RolloutStatus:
     job_arns: tuple[str, ...] = ()
 
 
-def describe_batch(robomaker: Any, retry: Retrier, arn: str) -> dict[str, Any] | None:
+# The Lambda may describe only batches tagged with its experiment: another experiment's batch
+# answers AccessDeniedException, which means "not ours".
+FOREIGN: dict[str, Any] = {"status": "<not ours>"}
+
+
+def describe_batch(
+    robomaker: Any, retry: Retrier, arn: str, *, foreign_ok: bool = False
+) -> dict[str, Any] | None:
+    """The batch, None when it does not exist, ``FOREIGN`` (only with ``foreign_ok``) when the
+    role may not describe it (another experiment's batch)."""
     try:
         return retry.call(
             "robomaker:DescribeSimulationJobBatch",
@@ -117,6 +127,8 @@ def describe_batch(robomaker: Any, retry: Retrier, arn: str) -> dict[str, Any] |
     except ClientError as error:
         if error_code(error) == "ResourceNotFoundException":
             return None
+        if foreign_ok and error_code(error) == "AccessDeniedException":
+            return FOREIGN
         raise
 
 
@@ -154,11 +166,19 @@ def status(robomaker: Any, retry: Retrier, arns: list[str], count: int) -> Rollo
     return RolloutStatus(accepted, min(running, count), None, tuple(job_arns))
 
 
+def token_pattern(run_id: str) -> re.Pattern[str]:
+    """Exactly the tokens of run ``run_id``: ``<run id>-b<chunk>`` (not ``<run id>x-b0``)."""
+    return re.compile(rf"^{re.escape(run_id)}-b[0-9]+$")
+
+
 def find_batches(robomaker: Any, retry: Retrier, run_id: str, known: list[str]) -> list[str]:
     """ARNs of this run's active batches: the known ones plus any found by token or tag.
 
     ListSimulationJobBatches returns no tags or tokens, so each active batch is described (on a
-    small thread pool) and kept when its token starts with the run id or its run tag matches.
+    small thread pool) and kept when its token is exactly ``<run id>-b<i>`` or its run tag is the
+    run id. Batches the role may not describe (AccessDeniedException: the IAM condition on
+    ``rollouts:experiment`` refuses other experiments' batches) are not ours and skipped. A known
+    ARN is always kept unless it is gone or finished.
     """
     candidates: list[str] = []
     kwargs: dict[str, Any] = {}
@@ -175,15 +195,22 @@ def find_batches(robomaker: Any, retry: Retrier, run_id: str, known: list[str]) 
         kwargs["nextToken"] = page["nextToken"]
     candidates.extend(a for a in known if a not in candidates)
     described = bounded_map(
-        lambda arn: describe_batch(robomaker, retry, arn), candidates, MAX_WORKERS
+        lambda arn: describe_batch(robomaker, retry, arn, foreign_ok=True),
+        candidates,
+        MAX_WORKERS,
     )
-    token_prefix = robomaker_token(run_id, 0)[:-1]  # "<run id>-b"
+    tokens = token_pattern(run_id)
     found = []
     for arn, batch in zip(candidates, described, strict=True):
         if batch is None or batch.get("status") in BATCH_TERMINAL:
             continue
+        if arn in known:
+            found.append(arn)  # ours by record, even if describing it was refused
+            continue
+        if batch is FOREIGN:
+            continue
         token = str(batch.get("clientRequestToken") or "")
-        if token.startswith(token_prefix) or (batch.get("tags") or {}).get(TAG_RUN) == run_id:
+        if tokens.match(token) or (batch.get("tags") or {}).get(TAG_RUN) == run_id:
             found.append(arn)
     return found
 

@@ -14,6 +14,8 @@ from fanout_fakecloud import REGION, FakeCloud
 from fanout_world import World
 from moto import mock_aws
 
+EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: wall_clock() at the fake clock's 0
+
 
 @pytest.fixture(autouse=True)
 def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,6 +46,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
             Bucket=ASSET_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
         )
         state = World(cloud=cloud, s3=s3)
+        cloud.clock = lambda: state.now
+        # Wall time (PlannedAt, the wait limit, the submit settle time) runs on the fake clock.
+        monkeypatch.setattr(handler, "wall_clock", lambda: EPOCH + state.now)
         previous = clients_mod.set_factory(lambda: built)
         monkeypatch.setattr(
             handler,

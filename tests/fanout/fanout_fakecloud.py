@@ -12,6 +12,7 @@ import copy
 import itertools
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,12 @@ class FakeCloud:
         self.batch_jobs: dict[str, dict[str, Any]] = {}
         self.sim_batches: dict[str, dict[str, Any]] = {}
         self._counter = itertools.count()
+        # Eventual consistency of Batch ListJobs: a submitted job shows up this many (clock)
+        # seconds later. DescribeJobs by id sees it at once.
+        self.list_lag = 0.0
+        self.clock: Callable[[], float] = lambda: 0.0
+        # The Lambda role may describe/cancel only batches tagged with this experiment (None: all).
+        self.described_experiment: str | None = None
 
     # ------------------------------------------------------------------ wiring
     def attach(self, client: Any) -> Any:
@@ -178,6 +185,7 @@ class FakeCloud:
             "jobQueue": p["jobQueue"],
             "status": "SUBMITTED",
             "createdAt": next(self._counter),
+            "visibleAt": self.clock() + self.list_lag,
             "request": p,
         }
         if "arrayProperties" in p:
@@ -195,7 +203,9 @@ class FakeCloud:
                 "createdAt": j["createdAt"],
             }
             for j in self.batch_jobs.values()
-            if j["jobQueue"] == p["jobQueue"] and j["jobName"].lower() in [n.lower() for n in names]
+            if j["jobQueue"] == p["jobQueue"]
+            and j["jobName"].lower() in [n.lower() for n in names]
+            and j.get("visibleAt", 0.0) <= self.clock()
         ]
         return {"jobSummaryList": found}
 
@@ -204,7 +214,9 @@ class FakeCloud:
         for job_id in p["jobs"]:
             job = self.batch_jobs.get(job_id)
             if job:
-                shown = {k: copy.deepcopy(v) for k, v in job.items() if k != "request"}
+                shown = {
+                    k: copy.deepcopy(v) for k, v in job.items() if k not in ("request", "visibleAt")
+                }
                 shown["jobDefinition"] = job["request"]["jobDefinition"]
                 jobs.append(shown)
         return {"jobs": jobs}
@@ -247,10 +259,16 @@ class FakeCloud:
         }
         return {"arn": arn, "status": "InProgress"}
 
+    def _allowed(self, batch: dict[str, Any]) -> None:
+        wanted = self.described_experiment
+        if wanted is not None and batch["tags"].get("rollouts:experiment") != wanted:
+            raise FakeError("AccessDeniedException", "not authorized (resource tag)", 403)
+
     def _DescribeSimulationJobBatch(self, p: dict[str, Any]) -> dict[str, Any]:
         batch = self.sim_batches.get(p["batch"])
         if batch is None:
             raise FakeError("ResourceNotFoundException", "not found", 404)
+        self._allowed(batch)
         return {k: copy.deepcopy(v) for k, v in batch.items() if k != "request"}
 
     def _ListSimulationJobBatches(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -264,6 +282,7 @@ class FakeCloud:
         batch = self.sim_batches.get(p["batch"])
         if batch is None:
             raise FakeError("ResourceNotFoundException", "not found", 404)
+        self._allowed(batch)
         batch["status"] = "Canceled"
         for job in batch["createdRequests"]:
             if job["status"] in ("Pending", "Preparing", "Running"):

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime
 import json
+import zlib
 from typing import Any
 
 import pytest
-from fanout import batch_backend, handler
+from fanout import batch_backend, files, handler
 from fanout.errors import MAX_REASON, FanoutError, PropertyError, StartError
 from fanout_builders import BUCKET, PREFIX, QUEUE, make_asset, make_event, make_props
 from fanout_world import World
@@ -31,7 +32,7 @@ def test_on_event_plans_but_starts_nothing(world: World, backend: str) -> None:
 
     created = world.create(props)
 
-    assert set(created) == {"PhysicalResourceId"}, "small: is_complete re-derives the rest"
+    assert set(created) == {"PhysicalResourceId", "PlannedAt", "SharedYaml"}, "small"
     assert created["PhysicalResourceId"].startswith("demo-")
     assert world.cloud.calls == [], "no SageMaker, Batch or RoboMaker call at all"
     assert world.listing() == [], "no file written, ip/ untouched"
@@ -68,21 +69,82 @@ def test_batch_throttling_burst_n100_starts_all_100_exactly_once(world: World) -
     assert done["IsComplete"] is True and done["Data"]["RolloutJobId"] == job["jobId"]
     # Every throttled attempt was retried after a backoff sleep, none failed the deploy.
     assert len(world.sleeps) == 6 + 3 + 2
-    # Each submit attempt was preceded by a dedupe ListJobs.
+    # A throttled SubmitJob was refused (nothing started): it is retried as it is; the one
+    # dedupe ListJobs (throttled 3 times) came before the first attempt.
     assert world.cloud.count("SubmitJob") == 7
-    assert world.cloud.count("ListJobs") >= 7
+    assert world.cloud.count("ListJobs") == 1 + 3
 
 
 def test_batch_submit_whose_response_was_lost_is_not_submitted_twice(world: World) -> None:
+    """ListJobs lags 75 s behind SubmitJob (eventual consistency): the job accepted by a submit
+    whose response was lost is invisible to the next two polls, and still nothing resubmits."""
     props = make_props(100, "batch")
     world.put_asset(make_asset(props["Worlds"]))
-    # The job is accepted but the client sees a 500: the retry's ListJobs must find it.
+    world.cloud.list_lag = 75.0
     world.cloud.inject("SubmitJob", "ServerException", status=500, after_effect=True)
+    created = world.create(props)
 
-    world.deploy(props)
-
-    assert len(world.cloud.batch_jobs) == 1
+    assert world.poll(props, created) == {"IsComplete": False}, "unknown outcome: check later"
+    for _ in range(2):  # the Provider polls every 30 s; ListJobs does not show the job yet
+        world.now += 30
+        assert world.poll(props, created) == {"IsComplete": False}
     assert world.cloud.count("SubmitJob") == 1
+    world.now += 30
+    done = world.poll(props, created)
+
+    assert done["IsComplete"] is True
+    (job_id,) = world.cloud.batch_jobs
+    assert done["Data"]["RolloutJobId"] == job_id
+    assert world.cloud.count("SubmitJob") == 1, "never submitted twice"
+    # From now on the recorded id is used: DescribeJobs by id, no ListJobs.
+    lists = world.cloud.count("ListJobs")
+    world.poll(props, created)
+    assert world.cloud.count("ListJobs") == lists and world.cloud.count("SubmitJob") == 1
+
+
+def test_batch_submit_that_failed_for_sure_is_resubmitted_after_the_settle_time(
+    world: World,
+) -> None:
+    """A 5xx whose request was NOT processed: resubmitted once ListJobs had time to show it."""
+    props = make_props(2, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    world.cloud.list_lag = 20.0
+    world.cloud.inject("SubmitJob", "ServerException", status=500)
+    created = world.create(props)
+
+    assert world.poll(props, created) == {"IsComplete": False}
+    world.now += 30
+    assert world.poll(props, created) == {"IsComplete": False}, "within the settle time"
+    assert world.cloud.count("SubmitJob") == 1
+    world.now += handler.SUBMIT_SETTLE_SECONDS
+    assert world.poll(props, created)["IsComplete"] is True
+    assert world.cloud.count("SubmitJob") == 2 and len(world.cloud.batch_jobs) == 1
+
+
+def test_lambda_killed_right_after_submit_does_not_double_start(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The submit attempt is recorded before SubmitJob: a Lambda killed after it, with ListJobs
+    lagging, makes the next poll wait instead of resubmitting."""
+    props = make_props(2, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    world.cloud.list_lag = 45.0
+    created = world.create(props)
+    submit = batch_backend.submit
+
+    def submit_then_die(*args: Any) -> Any:
+        submit(*args)
+        raise LambdaTimedOut
+
+    monkeypatch.setattr(batch_backend, "submit", submit_then_die)
+    with pytest.raises(LambdaTimedOut):
+        world.poll(props, created)
+    monkeypatch.setattr(batch_backend, "submit", submit)
+    world.now += 30
+    assert world.poll(props, created) == {"IsComplete": False}
+    world.now += 30
+    assert world.poll(props, created)["IsComplete"] is True
+    assert world.cloud.count("SubmitJob") == 1 and len(world.cloud.batch_jobs) == 1
 
 
 def test_robomaker_throttling_burst_n100_starts_all_100_exactly_once(world: World) -> None:
@@ -209,13 +271,18 @@ def test_a_huge_error_message_is_clipped_and_keeps_what_was_stopped(world: World
     world.put_asset(make_asset(props["Worlds"]))
     created = world.create(props)
     world.cloud.inject("SubmitJob", "ClientException", message="queue broken " * 800)
+    # ... and the cleanup cannot stop the trainer: that part must survive the clipping.
+    world.cloud.inject("StopTrainingJob", "AccessDeniedException", message="denied " * 200)
 
     with pytest.raises(StartError) as raised:
         world.poll(props, created)
 
     reason = str(raised.value)
     assert len(reason) <= MAX_REASON
-    assert "[...]" in reason and reason.endswith("stopped: trainer stopping, 0 rollout job(s)")
+    assert "queue broken queue broken" in reason and "[...]" in reason
+    assert "; stopped: trainer not checked, 0 rollout job(s); could NOT stop: trainer: " in reason
+    assert "StopTrainingJob failed: AccessDeniedException: denied" in reason
+    assert reason.endswith("[...]")  # the long stop error itself is clipped, its start kept
     # What the framework sends CloudFormation: our reason plus its own pointer to the logs.
     response = {
         "Status": "FAILED",
@@ -297,15 +364,33 @@ def test_a_run_that_does_not_come_up_in_time_is_stopped_before_the_provider_give
     world.put_asset(make_asset(props["Worlds"]))
     created, _ = world.deploy(props)
     run_id = created["PhysicalResourceId"]
-    created_at = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-    world.cloud.training_jobs[run_id]["CreationTime"] = created_at
-    monkeypatch.setattr(handler, "wall_clock", lambda: created_at.timestamp() + 30 * 60)
+    # The limit counts from on_event's PlannedAt, not from the trainer's (later) creation.
+    world.cloud.training_jobs[run_id]["CreationTime"] = datetime.datetime.now(datetime.UTC)
+    world.now += 30 * 60
     assert world.poll(props, created) == {"IsComplete": False}, "30 min: still waiting"
 
-    monkeypatch.setattr(handler, "wall_clock", lambda: created_at.timestamp() + 39 * 60)
-    with pytest.raises(StartError, match=r"not RUNNING after 39 min \(limit 38 min\)"):
+    world.now += 9 * 60
+    with pytest.raises(StartError, match=r"not RUNNING after 39 min \(limit 38 min"):
         world.poll(props, created)
     assert world.cloud.active_trainers() == [] and world.cloud.active_batch_jobs() == []
+
+
+def test_the_wait_limit_also_ends_a_run_that_is_throttled_throughout(world: World) -> None:
+    props = make_props(2, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    created = world.create(props)
+    world.cloud.throttle("SubmitJob", times=10_000)
+    assert world.poll(props, created) == {"IsComplete": False}
+    world.cloud.faults.clear()
+    world.cloud.throttle("DescribeTrainingJob", times=10_000)
+    world.now += 39 * 60
+    world.cloud.calls.clear()
+
+    with pytest.raises(StartError, match=r"not ACCEPTED after 4\d min \(limit 38 min"):
+        world.poll(props, created)
+    world.cloud.faults.clear()
+    handler.on_event(make_event("Delete", props, physical_id=created["PhysicalResourceId"]), None)
+    assert world.cloud.active_trainers() == []
 
 
 # --------------------------------------------------------------------------- duplicates
@@ -352,6 +437,39 @@ def test_trainer_name_taken_by_another_experiment_is_not_adopted_or_stopped(worl
 
 
 # --------------------------------------------------------------------------- delete
+
+
+def test_cleanup_after_a_failed_start_stops_the_job_it_knows_despite_listjobs_lag(
+    world: World,
+) -> None:
+    """ListJobs does not show the just-submitted job yet: the cleanup stops it by its id."""
+    props = make_props(3, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    world.cloud.list_lag = 600.0
+    created = world.create(props)
+    world.cloud.inject("DescribeJobs", "ClientException", message="broken", times=1)
+
+    with pytest.raises(StartError, match="stopped: trainer stopping, 1 rollout job"):
+        world.poll(props, created)
+
+    assert world.cloud.active_batch_jobs() == [] and world.cloud.active_trainers() == []
+
+
+def test_delete_throttled_out_continues_in_is_complete_instead_of_failing(world: World) -> None:
+    props = make_props(2, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    created, _ = world.deploy(props)
+    run_id = created["PhysicalResourceId"]
+    world.cloud.throttle("StopTrainingJob", times=10_000)
+    delete = make_event("Delete", props, physical_id=run_id, request_id="req-del")
+
+    result = handler.on_event(delete, None)  # no exception: throttling never fails a Delete
+    assert result == {"PhysicalResourceId": run_id, "StopPending": True}
+    assert handler.is_complete({**delete, **result}, None) == {"IsComplete": False}
+    assert world.cloud.active_trainers() == [run_id]
+    world.cloud.faults.clear()
+    assert handler.is_complete({**delete, **result}, None) == {"IsComplete": True}
+    assert world.cloud.active_trainers() == [] and world.cloud.active_batch_jobs() == []
 
 
 def test_delete_with_nothing_running(world: World) -> None:
@@ -415,16 +533,18 @@ def test_delete_after_is_complete_failed_mid_start_stops_what_still_runs(
     world.put_asset(make_asset(props["Worlds"]))
     created = world.create(props)
     run_id = created["PhysicalResourceId"]
+    world.cloud.list_lag = 5.0  # the Delete comes later: ListJobs shows the job by then
     if how == "is_complete timed out":
-        submit = batch_backend.ensure_started
+        submit = batch_backend.submit
 
         def submit_then_die(*args: Any) -> Any:
             submit(*args)
             raise LambdaTimedOut
 
-        monkeypatch.setattr(batch_backend, "ensure_started", submit_then_die)
+        monkeypatch.setattr(batch_backend, "submit", submit_then_die)
         with pytest.raises(LambdaTimedOut):
             world.poll(props, created)
+        assert len(world.cloud.active_batch_jobs()) == 1
     else:
         # The first status poll fails for good (4 server errors); then the cleanup's own lookups
         # are refused: its ListJobs (the 2nd, after the dedupe before submit) and its
@@ -434,8 +554,11 @@ def test_delete_after_is_complete_failed_mid_start_stops_what_still_runs(
         world.cloud.inject("DescribeTrainingJob", "AccessDeniedException", times=1, skip=2)
         with pytest.raises(StartError, match=r"could NOT stop: rollouts: .*; trainer: "):
             world.poll(props, created)
+        # The job id it knew was stopped by id although ListJobs was refused.
+        assert world.cloud.active_batch_jobs() == []
+        assert len(world.cloud.ops("CancelJob")) == 1
     assert world.cloud.active_trainers() == [run_id], "left running by the failed is_complete"
-    assert len(world.cloud.active_batch_jobs()) == 1
+    world.now += 30
 
     handler.on_event(make_event("Delete", props, physical_id=run_id, request_id="req-del"), None)
 
@@ -527,6 +650,22 @@ def test_asset_that_does_not_match_rollout_count_starts_nothing(world: World) ->
     with pytest.raises(FanoutError, match="lists 2 worker_params files; RolloutCount is 3"):
         world.create(props)
     assert world.cloud.calls == [] and world.listing() == []
+
+
+def test_a_corrupt_asset_of_any_error_type_is_one_clipped_line(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    props = make_props(2, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+
+    def broken(*_: Any) -> Any:
+        raise zlib.error("Error -3 while decompressing data: invalid block type " + "x" * 3000)
+
+    monkeypatch.setattr(files, "parse_asset", broken)
+    with pytest.raises(FanoutError) as raised:
+        world.create(props)
+    assert str(raised.value).startswith("error: Error -3 while decompressing")
+    assert len(str(raised.value)) <= MAX_REASON and "\n" not in str(raised.value)
 
 
 def test_unexpected_errors_become_one_line_reasons(world: World) -> None:

@@ -39,6 +39,7 @@ def test_identical_workers_share_one_filled_yaml(world: World) -> None:
     run_id = world.deploy(props)[0]["PhysicalResourceId"]
 
     assert world.listing() == [
+        f"{PREFIX}/fanout/{run_id}.json",  # the start marker: the Batch job id once known
         f"{PREFIX}/hyperparameters.json",
         f"{PREFIX}/model/model_metadata.json",
         f"{PREFIX}/reward_function.py",
@@ -262,7 +263,14 @@ def test_delete_and_noop_is_complete_make_no_calls(world: World) -> None:
     assert handler.is_complete(make_event("Delete", props, physical_id="demo-0123abcd"), None) == {
         "IsComplete": True
     }
+    # NoOp: on_event's no-op result (an identical update) merged into the event.
+    update = make_event(
+        "Update", props, physical_id="demo-0123abcd", old_props=props, request_id="req-2"
+    )
+    noop = {"PhysicalResourceId": "demo-0123abcd", "Data": {"RunId": "x"}, "NoOp": True}
+    assert handler.is_complete({**update, **noop}, None) == {"IsComplete": True}
     assert world.cloud.calls == []
+    assert world.listing() == [], "no S3 write either"
 
 
 # --------------------------------------------------------------------------- update
@@ -305,7 +313,12 @@ def test_update_with_changed_properties_stops_the_old_run_and_starts_a_new_one(
 
     new_id = result["PhysicalResourceId"]
     assert new_id != old_id and new_id.startswith("demo-")
-    assert result == {"PhysicalResourceId": new_id, "PreviousRunId": old_id}
+    assert result == {
+        "PhysicalResourceId": new_id,
+        "PreviousRunId": old_id,
+        "PlannedAt": result["PlannedAt"],
+        "SharedYaml": True,
+    }
     assert world.cloud.active_trainers() == [old_id], "on_event stops nothing"
 
     done = world.poll(new, result, event=update)
@@ -404,9 +417,10 @@ def test_failed_update_stops_both_runs_and_the_rollback_starts_the_old_propertie
     manifest = json.loads(world.read(f"{PREFIX}/run.json"))
     assert manifest["runId"] == back_id
 
-    # Then CloudFormation deletes whichever ids it no longer needs: harmless.
-    for gone in (old_id, new_id):
-        handler.on_event(make_event("Delete", new, physical_id=gone, request_id="req-del"), None)
+    # Then CloudFormation deletes whichever ids it no longer needs, each with its properties.
+    for gone, gone_props in ((old_id, old), (new_id, new)):
+        delete = make_event("Delete", gone_props, physical_id=gone, request_id="req-del")
+        handler.on_event(delete, None)
     assert world.cloud.active_trainers() == [back_id]
     assert _active_batch_names(world) == [back_id]
 
@@ -506,3 +520,156 @@ def test_bounded_map_keeps_order_and_caps_concurrency() -> None:
 
 def test_yaml_fixture_is_the_simapp_shape() -> None:
     assert yaml.safe_load(yaml_for("Oval_track"))["WORLD_NAME"] == "Oval_track"
+
+
+# --------------------------------------------------------------------------- review findings
+
+
+def test_update_whose_old_run_cannot_be_stopped_and_its_rollback_on_the_failed_id(
+    world: World,
+) -> None:
+    """Update R1->R2 fails while stopping R1; the rollback arrives with PhysicalResourceId R2 and
+    the old properties. It must stop R1 too (run.json lists it as not confirmed stopped): in the
+    end only the run the rollback starts runs."""
+    old = make_props(2, "batch")
+    world.put_asset(make_asset(old["Worlds"]))
+    r1 = world.deploy(old)[0]["PhysicalResourceId"]
+    new = {**old, "Tags": {"try": "2"}}
+    update = _update(new, old, r1)
+    result = handler.on_event(update, None)
+    r2 = result["PhysicalResourceId"]
+    world.cloud.inject("StopTrainingJob", "AccessDeniedException", message="denied", times=1)
+
+    with pytest.raises(StartError, match=f"could not stop the previous run {r1}: .*denied"):
+        world.poll(new, result, event=update)
+    assert world.cloud.active_trainers() == [r1], "R1 still runs, R2 never started"
+    manifest = json.loads(world.read(f"{PREFIX}/run.json"))
+    assert manifest["supersededBy"] == r2
+    assert [e["runId"] for e in manifest["unstoppedRuns"]] == [r1]
+
+    rollback = _update(old, new, r2, request_id="req-rollback")
+    back = handler.on_event(rollback, None)
+    r3 = back["PhysicalResourceId"]
+    assert r3 not in (r1, r2) and back["PreviousRunId"] == r2
+    assert world.poll(old, back, event=rollback)["IsComplete"] is True
+
+    assert world.cloud.active_trainers() == [r3]
+    assert _active_batch_names(world) == [r3]
+    assert json.loads(world.read(f"{PREFIX}/run.json")).get("unstoppedRuns") in (None, [])
+    for gone, gone_props in ((r2, new), (r1, old)):
+        handler.on_event(make_event("Delete", gone_props, physical_id=gone), None)
+    assert world.cloud.active_trainers() == [r3]
+
+
+def test_update_plans_before_it_stops_the_old_run(world: World) -> None:
+    """The asset is unreadable when is_complete starts the update: the old run keeps running."""
+    old = make_props(2, "batch")
+    world.put_asset(make_asset(old["Worlds"]))
+    old_id = world.deploy(old)[0]["PhysicalResourceId"]
+    new = {**old, "Tags": {"try": "2"}}
+    update = _update(new, old, old_id)
+    result = handler.on_event(update, None)
+    world.put_asset(b"not a zip any more")
+
+    with pytest.raises(StartError, match="not a zip archive"):
+        world.poll(new, result, event=update)
+    assert world.cloud.active_trainers() == [old_id]
+    assert _active_batch_names(world) == [old_id]
+    assert world.cloud.count("StopTrainingJob") == 0
+
+
+def test_update_stops_nothing_when_run_json_cannot_be_read(world: World) -> None:
+    old = make_props(2, "batch")
+    world.put_asset(make_asset(old["Worlds"]))
+    old_id = world.deploy(old)[0]["PhysicalResourceId"]
+    world.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/run.json", Body=b"{not json")
+    new = {**old, "Tags": {"try": "2"}}
+    update = _update(new, old, old_id)
+    result = handler.on_event(update, None)
+
+    with pytest.raises(StartError, match=r"JSONDecodeError|Expecting"):
+        world.poll(new, result, event=update)
+    assert world.cloud.active_trainers() == [old_id]
+    assert world.cloud.count("StopTrainingJob") == 0 and world.cloud.count("CancelJob") == 0
+
+
+def test_changing_the_backend_is_refused_and_touches_nothing(world: World) -> None:
+    old = make_props(2, "batch")
+    world.put_asset(make_asset(old["Worlds"]))
+    old_id = world.deploy(old)[0]["PhysicalResourceId"]
+    world.cloud.calls.clear()
+    new = make_props(2, "robomaker")
+
+    with pytest.raises(FanoutError) as raised:
+        handler.on_event(_update(new, old, old_id), None)
+
+    assert "destroy the experiment stack and deploy it again to change the rollout backend" in str(
+        raised.value
+    )
+    assert "\n" not in str(raised.value)
+    assert world.cloud.calls == [], "nothing stopped, nothing started"
+    assert world.cloud.active_trainers() == [old_id] and _active_batch_names(world) == [old_id]
+    # The rollback (old properties, old id) recognises the old run: a no-op.
+    rollback = _update(old, new, old_id, request_id="req-rollback")
+    assert handler.on_event(rollback, None)["NoOp"] is True
+
+
+def test_a_healthy_run_is_not_torn_down_when_run_json_cannot_be_written(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    props = make_props(2, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    created = world.create(props)
+    write = files.write_json
+    failing = {"left": 1}
+
+    def flaky(s3: Any, retry: Any, bucket: str, key: str, doc: Any) -> None:
+        if key.endswith("/run.json") and failing["left"]:
+            failing["left"] -= 1
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject")
+        write(s3, retry, bucket, key, doc)
+
+    monkeypatch.setattr(files, "write_json", flaky)
+
+    assert world.poll(props, created) == {"IsComplete": False}, "poll again, stop nothing"
+    assert world.cloud.count("StopTrainingJob") == 0 and world.cloud.count("CancelJob") == 0
+    world.put_asset(b"the asset is gone")  # finishing must not re-read it
+    done = world.poll(props, created)
+    assert done["IsComplete"] is True
+    assert json.loads(world.read(f"{PREFIX}/run.json"))["runId"] == created["PhysicalResourceId"]
+
+
+def test_robomaker_foreign_batches_are_skipped_and_tokens_match_exactly(world: World) -> None:
+    """Other experiments' batches answer AccessDenied (the IAM condition on the experiment tag);
+    a batch whose token merely starts with the run id is not ours."""
+    props = make_props(2, "robomaker", wait_for="RUNNING")
+    world.put_asset(make_asset(props["Worlds"]))
+    created, first = world.deploy(props)
+    assert first == {"IsComplete": False}
+    run_id = created["PhysicalResourceId"]
+    cloud = world.cloud
+    cloud.sim_batches["arn:foreign"] = {
+        "arn": "arn:foreign",
+        "status": "InProgress",
+        "clientRequestToken": "other-0000aaaa-b0",
+        "tags": {"rollouts:experiment": "other"},
+        "request": {},
+        "createdRequests": [],
+        "failedRequests": [],
+    }
+    cloud.sim_batches["arn:lookalike"] = {
+        **cloud.sim_batches["arn:foreign"],
+        "arn": "arn:lookalike",
+        "clientRequestToken": f"{run_id}-b0x",
+        "tags": {"rollouts:experiment": "demo"},
+    }
+    cloud.described_experiment = "demo"
+
+    assert world.poll(props, created) == {"IsComplete": False}, "polling is not broken"
+    handler.on_event(make_event("Delete", props, physical_id=run_id), None)
+
+    assert world.cloud.active_trainers() == []
+    assert sorted(world.cloud.active_sim_batches()) == ["arn:foreign", "arn:lookalike"]
+    assert [p["batch"] for p in cloud.ops("CancelSimulationJobBatch")] == [
+        a for a in cloud.sim_batches if a not in ("arn:foreign", "arn:lookalike")
+    ]

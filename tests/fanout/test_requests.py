@@ -305,6 +305,42 @@ def test_robomaker_1000_workers_is_one_call_and_1001_would_be_two() -> None:
     assert robomaker_backend.MAX_JOBS_PER_BATCH == 1000
 
 
+def test_robomaker_two_chunks_are_two_idempotent_calls(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The multi-chunk path (1001+ workers at the real size): with 500 jobs per call, N=1000
+    takes two StartSimulationJobBatch calls, each with its own token; a lost response and a
+    duplicate delivery reuse the tokens and start no third batch."""
+    monkeypatch.setattr(robomaker_backend, "MAX_JOBS_PER_BATCH", 500)
+    props = make_props(1000, "robomaker")
+    world.put_asset(make_asset(props["Worlds"]))
+    world.cloud.inject(
+        "StartSimulationJobBatch", "InternalServerException", status=500, after_effect=True
+    )
+
+    created, done = world.deploy(props)
+
+    run_id = created["PhysicalResourceId"]
+    assert done["IsComplete"] is True and done["Data"]["SimulationJobBatchCount"] == 2
+    assert len(world.cloud.sim_batches) == 2
+    sizes = sorted(
+        len(b["request"]["createSimulationJobRequests"]) for b in world.cloud.sim_batches.values()
+    )
+    assert sizes == [500, 500]
+    tokens = [p["clientRequestToken"] for p in world.cloud.ops("StartSimulationJobBatch")]
+    assert set(tokens) == {f"{run_id}-b0", f"{run_id}-b1"} and len(tokens) == 3, "one retried"
+    indexes = sorted(
+        int(r["simulationApplications"][0]["launchConfig"]["environmentVariables"]["ROLLOUT_IDX"])
+        for b in world.cloud.sim_batches.values()
+        for r in b["request"]["createSimulationJobRequests"]
+    )
+    assert indexes == list(range(1000))
+
+    # A duplicate delivery finds both batches by token and starts nothing.
+    assert world.deploy(props)[1]["IsComplete"] is True
+    assert len(world.cloud.sim_batches) == 2 and len(world.cloud.training_jobs) == 1
+
+
 def test_create_and_delete_call_sequence_with_stubbers(world: Any) -> None:
     """The handler's whole Create (on_event, then is_complete) and Delete, each call checked by
     Stubber against the models."""
@@ -319,7 +355,11 @@ def test_create_and_delete_call_sequence_with_stubbers(world: Any) -> None:
     with Stubber(sagemaker) as sm, Stubber(batch) as bt:
         create = make_event("Create", props)
         result = handler.on_event(create, None)  # plans only: no job API call
-        assert result == {"PhysicalResourceId": run_id}
+        assert result == {
+            "PhysicalResourceId": run_id,
+            "PlannedAt": result["PlannedAt"],
+            "SharedYaml": True,
+        }
 
         sm.add_client_error(
             "describe_training_job",
@@ -376,13 +416,15 @@ def test_create_and_delete_call_sequence_with_stubbers(world: Any) -> None:
         bt.assert_no_pending_responses()
         assert done["IsComplete"] is True and done["Data"]["RolloutJobId"] == "j-1"
 
+        # The job id recorded at submit is stopped by id, then ListJobs finds nothing else.
+        bt.add_response("describe_jobs", _batch_job(run_id, "RUNNING"), {"jobs": ["j-1"]})
+        bt.add_response("cancel_job", {}, {"jobId": "j-1", "reason": batch_backend.STOP_REASON})
+        bt.add_response("terminate_job", {}, {"jobId": "j-1", "reason": batch_backend.STOP_REASON})
         bt.add_response(
             "list_jobs",
             {"jobSummaryList": [{"jobId": "j-1", "jobName": run_id, "status": "RUNNING"}]},
             by_name,
         )
-        bt.add_response("cancel_job", {}, {"jobId": "j-1", "reason": batch_backend.STOP_REASON})
-        bt.add_response("terminate_job", {}, {"jobId": "j-1", "reason": batch_backend.STOP_REASON})
         sm.add_response(
             "describe_training_job",
             _training_job(run_id, arn, "InProgress"),
@@ -394,6 +436,7 @@ def test_create_and_delete_call_sequence_with_stubbers(world: Any) -> None:
         bt.assert_no_pending_responses()
 
         # Delete again: everything is already stopped, SageMaker no longer says InProgress.
+        bt.add_response("describe_jobs", _batch_job(run_id, "FAILED"), {"jobs": ["j-1"]})
         bt.add_response(
             "list_jobs",
             {"jobSummaryList": [{"jobId": "j-1", "jobName": run_id, "status": "FAILED"}]},
@@ -407,6 +450,18 @@ def test_create_and_delete_call_sequence_with_stubbers(world: Any) -> None:
         handler.on_event(make_event("Delete", props, physical_id=run_id), None)
         sm.assert_no_pending_responses()
         bt.assert_no_pending_responses()
+
+
+def _batch_job(name: str, status: str) -> dict[str, Any]:
+    job = {
+        "jobName": name,
+        "jobId": "j-1",
+        "jobQueue": QUEUE,
+        "status": status,
+        "startedAt": 0,
+        "jobDefinition": JOB_DEF,
+    }
+    return {"jobs": [job]}
 
 
 def _training_job(name: str, arn: str, status: str) -> dict[str, Any]:
@@ -427,3 +482,44 @@ def _training_job(name: str, arn: str, status: str) -> dict[str, Any]:
         "CreationTime": datetime.datetime.now(datetime.UTC),
         "HyperParameters": {"s3_bucket": BUCKET, "s3_prefix": PREFIX},
     }
+
+
+@pytest.mark.parametrize(("listed", "expected"), [([], None), (["other"], None)])
+def test_missing_object_answered_with_403_reads_as_missing(
+    listed: list[str], expected: None
+) -> None:
+    """Without ListBucket on the whole bucket S3 answers 403 for a missing key: the reader checks
+    the (allowed) listing of that exact key before calling it missing."""
+    from fanout.files import read_json
+    from fanout.retry import Retrier
+
+    client = _client("s3")
+    key = "experiments/demo/run.json"
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "get_object",
+            "AccessDenied",
+            http_status_code=403,
+            expected_params={"Bucket": "data-bucket", "Key": key},
+        )
+        stub.add_response(
+            "list_objects_v2",
+            {"Contents": [{"Key": f"{key}.{name}"} for name in listed]},
+            {"Bucket": "data-bucket", "Prefix": key, "MaxKeys": 1},
+        )
+        assert read_json(client, Retrier(budget_seconds=5), "data-bucket", key) is expected
+        stub.assert_no_pending_responses()
+
+
+def test_a_real_403_on_an_existing_object_is_not_hidden() -> None:
+    from botocore.exceptions import ClientError
+    from fanout.files import read_json
+    from fanout.retry import Retrier
+
+    client = _client("s3")
+    key = "experiments/demo/run.json"
+    with Stubber(client) as stub:
+        stub.add_client_error("get_object", "AccessDenied", http_status_code=403)
+        stub.add_response("list_objects_v2", {"Contents": [{"Key": key}]})
+        with pytest.raises(ClientError, match="AccessDenied"):
+            read_json(client, Retrier(budget_seconds=5), "data-bucket", key)

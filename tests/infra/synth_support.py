@@ -60,4 +60,3 @@ def synthesize(outdir: Path, staging: Path, **overrides: Any) -> Synthesis:
 def masked(template: Mapping[str, Any]) -> Any:
     """The template with asset hashes replaced, so snapshots survive code changes elsewhere."""
     return json.loads(ASSET_HASH.sub("<asset-hash>", json.dumps(template, sort_keys=True)))
-
