@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rollouts.naming import platform_stack_name, stack_name
+from rollouts.platform import PlatformConfig, PlatformConfigError, load_platform_config
+from rollouts.render import write_bundle
+from rollouts.spec import ExperimentSpec, SpecError, load_experiments
+
 ROOT = Path(__file__).resolve().parent
 EXPERIMENTS_DIR = ROOT / "experiments"
 STAGING_DIR = ROOT / "build" / "experiments"
@@ -25,9 +30,9 @@ PLATFORM_NAME = re.compile(r"^[A-Za-z0-9-]{1,32}$")
 
 @dataclass(frozen=True)
 class AppConfig:
-    platform: Any  # rollouts.platform.PlatformConfig (imported lazily: no work at import)
+    platform: PlatformConfig
     platform_name: str
-    experiments: tuple[Any, ...]  # rollouts.spec.ExperimentSpec
+    experiments: tuple[ExperimentSpec, ...]
 
 
 class ConfigError(ValueError):
@@ -61,9 +66,6 @@ def experiment_files(selection: str, *, experiments_dir: Path = EXPERIMENTS_DIR)
 
 
 def resolve_config(context: Mapping[str, Any]) -> AppConfig:
-    from rollouts.platform import PlatformConfigError, load_platform_config  # noqa: PLC0415
-    from rollouts.spec import SpecError, load_experiments  # noqa: PLC0415
-
     try:
         platform = load_platform_config(context)
     except PlatformConfigError as error:
@@ -90,11 +92,10 @@ def build_app(
     app: Any, config: AppConfig, *, staging_dir: Path = STAGING_DIR, nag: bool = True
 ) -> None:
     """Add the platform stack and one stack per experiment to ``app``."""
+    # The CDK runs in a Node.js child process (jsii): imported only once the config is valid.
     import aws_cdk as cdk  # noqa: PLC0415
     from cdk_nag import AwsSolutionsChecks  # noqa: PLC0415
 
-    from rollouts.naming import platform_stack_name, stack_name  # noqa: PLC0415
-    from rollouts.render import write_bundle  # noqa: PLC0415
     from stacks.experiment_stack import ExperimentStack  # noqa: PLC0415
     from stacks.platform_stack import PlatformStack  # noqa: PLC0415
 
