@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+from botocore.parsers import ResponseParserError
 
 from . import batch_backend, files, robomaker_backend, trainer
 from .clients import Clients, get_clients
@@ -60,8 +61,8 @@ IS_COMPLETE_TIMEOUT_SECONDS = 300.0
 ON_EVENT_RESERVE_SECONDS = 15.0
 IS_COMPLETE_RESERVE_SECONDS = 90.0
 REPORT_MARGIN_SECONDS = 10.0
-# A run that is not ACCEPTED/RUNNING this long after its trainer was created is stopped and fails,
-# before the Provider's total timeout (45 min) could fail the resource without stopping anything.
+# A run that is not ACCEPTED/RUNNING this long after on_event planned it (PlannedAt) is stopped
+# and fails, before the Provider's total timeout (45 min) could fail it without stopping anything.
 WAIT_LIMIT_SECONDS = 38 * 60.0
 # Reasons are clipped so that the summary of what was stopped always fits.
 REASON_PART = 500
@@ -499,6 +500,12 @@ def _delete_step(
     is_complete (``StopPending``), which returns IsComplete False until everything is stopped."""
     known = _read_marker(clients, retry, props, rid, quiet=True) if is_run_id(rid) else {}
     report = _stop_run(clients, retry, rid, props, {"RolloutJobId": known.get("batchJobId")})
+    for entry in _unstopped_runs_of(clients, retry, rid, props):
+        # Earlier runs an update could not stop (listed in run.json): the experiment goes away,
+        # so they must go too.
+        earlier = _stop_run(clients, retry, str(entry["runId"]), _entry_props(entry))
+        report.errors += [f"{entry['runId']}: {error}" for error in earlier.errors]
+        report.throttled |= earlier.throttled
     if report.throttled:
         LOG.warning("stopping %s was throttled; continuing on the next poll", rid)
         return (
@@ -507,6 +514,27 @@ def _delete_step(
     if report.errors:
         raise StopError(f"could not stop run {rid}: {'; '.join(report.errors)}")
     return {"PhysicalResourceId": rid} if on_event else {"IsComplete": True}
+
+
+def _unstopped_runs_of(
+    clients: Clients, retry: Retrier, rid: str, props: RunProps | Any
+) -> list[dict[str, Any]]:
+    """``unstoppedRuns`` of run.json (best effort: [] on errors). They are runs an update meant
+    to stop and could not; deleting any run of the experiment is the last chance to stop them."""
+    if not isinstance(props, RunProps) or not is_run_id(rid):
+        return []
+    try:
+        document = files.read_json(clients.s3, retry, props.bucket, f"{props.prefix}/run.json")
+    except Exception:
+        LOG.warning("could not read run.json while deleting %s", rid, exc_info=True)
+        return []
+    if not document:
+        return []
+    return [
+        dict(e)
+        for e in document.get("unstoppedRuns") or []
+        if isinstance(e, Mapping) and is_run_id(e.get("runId")) and e.get("runId") != rid
+    ]
 
 
 # ---------------------------------------------------------------- is_complete
@@ -714,7 +742,12 @@ def _ensure_batch(clients: Clients, retry: Retrier, progress: Progress) -> str:
             LOG.warning("could not clear the submit attempt of %s", run.run_id, exc_info=True)
         raise
     except Exception as error:
-        if is_transient(error):
+        # A garbled or cut-off answer may follow a request that did start the job: unknown,
+        # like a 5xx. A request botocore refused to send (ParamValidationError) started nothing.
+        unknown = isinstance(error, ResponseParserError) or (
+            isinstance(error, BotoCoreError) and not isinstance(error, ParamValidationError)
+        )
+        if is_transient(error) or unknown:
             raise PollAgainError(
                 f"SubmitJob of {run.run_id} had an unknown outcome "
                 f"({_describe_error(error)}); checking again on the next poll"

@@ -31,6 +31,7 @@ class Fault:
     message: str = "injected"
     after_effect: bool = False  # the call takes effect, then the response is "lost"
     skip: int = 0  # let this many calls through first
+    exception: Exception | None = None  # raised client-side instead of an error response
 
 
 class FakeCloud:
@@ -66,12 +67,16 @@ class FakeCloud:
             self.calls.append((op, params))
             fault = self._take_fault(op)
             if fault is not None and not fault.after_effect:
+                if fault.exception is not None:
+                    raise fault.exception
                 return self._error(fault.code, fault.message, fault.status)
             try:
                 result = getattr(self, f"_{op}")(params)
             except FakeError as error:
                 return self._error(error.code, error.message, error.status)
             if fault is not None:
+                if fault.exception is not None:
+                    raise fault.exception
                 return self._error(fault.code, fault.message, fault.status)
         return AWSResponse("https://fake", 200, {}, None), {
             **result,

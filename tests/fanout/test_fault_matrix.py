@@ -102,6 +102,30 @@ def test_batch_submit_whose_response_was_lost_is_not_submitted_twice(world: Worl
     assert world.cloud.count("ListJobs") == lists and world.cloud.count("SubmitJob") == 1
 
 
+def test_batch_submit_answered_with_garbage_is_an_unknown_outcome_not_a_failure(
+    world: World,
+) -> None:
+    """The job was created but the answer could not be parsed (a botocore error, not a service
+    error): the run is neither failed nor resubmitted; the next polls find the job."""
+    from botocore.parsers import ResponseParserError
+
+    props = make_props(8, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    world.cloud.list_lag = 45.0
+    world.cloud.inject(
+        "SubmitJob", "-", after_effect=True, exception=ResponseParserError("truncated body")
+    )
+    created = world.create(props)
+
+    assert world.poll(props, created) == {"IsComplete": False}
+    world.now += 30
+    assert world.poll(props, created) == {"IsComplete": False}
+    world.now += 30
+    assert world.poll(props, created)["IsComplete"] is True
+    assert world.cloud.count("SubmitJob") == 1
+    assert world.cloud.active_trainers() != [], "the trainer was not torn down"
+
+
 def test_batch_submit_that_failed_for_sure_is_resubmitted_after_the_settle_time(
     world: World,
 ) -> None:

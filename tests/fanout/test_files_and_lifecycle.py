@@ -673,3 +673,24 @@ def test_robomaker_foreign_batches_are_skipped_and_tokens_match_exactly(world: W
     assert [p["batch"] for p in cloud.ops("CancelSimulationJobBatch")] == [
         a for a in cloud.sim_batches if a not in ("arn:foreign", "arn:lookalike")
     ]
+
+
+def test_delete_also_stops_earlier_runs_an_update_could_not_stop(world: World) -> None:
+    """Update R1->R2 fails while stopping R1 and the stack is then deleted instead of rolled
+    back: the Delete of R2 stops R1 too, since run.json lists it as not confirmed stopped."""
+    old = make_props(2, "batch")
+    world.put_asset(make_asset(old["Worlds"]))
+    r1 = world.deploy(old)[0]["PhysicalResourceId"]
+    new = {**old, "Tags": {"try": "2"}}
+    update = _update(new, old, r1)
+    result = handler.on_event(update, None)
+    r2 = result["PhysicalResourceId"]
+    world.cloud.inject("StopTrainingJob", "AccessDeniedException", message="denied", times=1)
+    with pytest.raises(StartError):
+        world.poll(new, result, event=update)
+    assert world.cloud.active_trainers() == [r1]
+
+    handler.on_event(make_event("Delete", new, physical_id=r2, request_id="req-del"), None)
+
+    assert world.cloud.active_trainers() == []
+    assert _active_batch_names(world) == []
