@@ -203,28 +203,53 @@ def clear_handshake_markers(s3: Any, retry: Retrier, bucket: str, prefix: str) -
     return len(keys)
 
 
-def write_json(s3: Any, retry: Retrier, bucket: str, key: str, document: Mapping[str, Any]) -> None:
+def write_json(
+    s3: Any,
+    retry: Retrier,
+    bucket: str,
+    key: str,
+    document: Mapping[str, Any],
+    *,
+    only_if: str | None = None,
+) -> None:
+    """Write ``document``. ``only_if`` makes it a conditional write: ``"absent"`` (the key must
+    not exist yet) or an ETag the current object must still have; a lost race raises
+    ClientError ``PreconditionFailed`` (or ``ConditionalRequestConflict``)."""
     body = json.dumps(document, indent=1, sort_keys=True).encode("utf-8")
+    condition = (
+        {}
+        if only_if is None
+        else ({"IfNoneMatch": "*"} if only_if == "absent" else {"IfMatch": only_if})
+    )
     retry.call(
         f"s3:PutObject {key}",
-        lambda: s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json"),
+        lambda: s3.put_object(
+            Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition
+        ),
     )
 
 
 def read_json(s3: Any, retry: Retrier, bucket: str, key: str) -> dict[str, Any] | None:
     """The JSON document at ``key``, or None when it does not exist."""
+    return read_json_versioned(s3, retry, bucket, key)[0]
+
+
+def read_json_versioned(
+    s3: Any, retry: Retrier, bucket: str, key: str
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The JSON document at ``key`` and its ETag, or (None, None) when it does not exist."""
     try:
         response = retry.call(f"s3:GetObject {key}", lambda: s3.get_object(Bucket=bucket, Key=key))
     except ClientError as error:
         if error_code(error) in ("NoSuchKey", "404", "NotFound"):
-            return None
+            return None, None
         if error_code(error) == "AccessDenied" and not _exists(s3, retry, bucket, key):
             # S3 answers 403 instead of 404 for a missing key unless the caller may list the
             # whole bucket; the role may list this experiment's prefix only.
-            return None
+            return None, None
         raise
     document = json.loads(response["Body"].read())
-    return document if isinstance(document, dict) else None
+    return (document if isinstance(document, dict) else None), response.get("ETag")
 
 
 def _exists(s3: Any, retry: Retrier, bucket: str, key: str) -> bool:

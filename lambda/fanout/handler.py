@@ -710,7 +710,12 @@ def _ensure_batch(clients: Clients, retry: Retrier, progress: Progress) -> str:
     run = progress.run
     props = run.props
     assert props.batch is not None
-    marker = _read_marker(clients, retry, props, run.run_id)
+    key = _marker_key(props.prefix, run.run_id)
+    try:
+        found, etag = files.read_json_versioned(clients.s3, retry, props.bucket, key)
+    except Exception as error:
+        raise PollAgainError(f"could not read the start marker of {run.run_id}: {error}") from error
+    marker = found or {}
     if marker.get("batchJobId"):
         return str(marker["batchJobId"])
     jobs = batch_backend.find_jobs(clients.batch, retry, props.batch.job_queue_arn, run.run_id)
@@ -727,7 +732,25 @@ def _ensure_batch(clients: Clients, retry: Retrier, progress: Progress) -> str:
     request = _plan(clients, retry, progress).batch_request
     assert request is not None
     try:
-        _write_marker(clients, retry, run, {"runId": run.run_id, "submitAttemptAt": wall_clock()})
+        # A conditional write claims the submit: of two concurrent deliveries of the same
+        # request only one gets here with the marker it read still unchanged.
+        files.write_json(
+            clients.s3,
+            retry,
+            props.bucket,
+            key,
+            {"runId": run.run_id, "submitAttemptAt": wall_clock()},
+            only_if=etag or "absent",
+        )
+    except ClientError as error:
+        if error_code(error) in ("PreconditionFailed", "ConditionalRequestConflict"):
+            raise PollAgainError(
+                f"another invocation is submitting the rollouts of {run.run_id}; "
+                "checking again on the next poll"
+            ) from error
+        raise PollAgainError(
+            f"could not record the submit attempt of {run.run_id}: {error}"
+        ) from error
     except Exception as error:
         raise PollAgainError(
             f"could not record the submit attempt of {run.run_id}: {error}"

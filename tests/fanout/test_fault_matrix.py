@@ -126,6 +126,32 @@ def test_batch_submit_answered_with_garbage_is_an_unknown_outcome_not_a_failure(
     assert world.cloud.active_trainers() != [], "the trainer was not torn down"
 
 
+def test_concurrent_duplicate_delivery_cannot_submit_a_second_array_job(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two deliveries of one Create poll at the same time: both read "no marker" and ListJobs
+    (lagging) shows nothing. The marker write is conditional, so only the first submits."""
+    props = make_props(4, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    world.cloud.list_lag = 300.0
+    created = world.create(props)
+    world.poll(props, created)  # delivery A claims and submits
+    assert world.cloud.count("SubmitJob") == 1
+
+    # Delivery B read the marker before A wrote it: it still believes nothing was claimed.
+    read = files.read_json_versioned
+    monkeypatch.setattr(
+        files,
+        "read_json_versioned",
+        lambda s3, retry, bucket, key: (
+            (None, None) if "/fanout/" in key else read(s3, retry, bucket, key)
+        ),
+    )
+    assert world.poll(props, created) == {"IsComplete": False}, "lost the claim: poll again"
+    assert world.cloud.count("SubmitJob") == 1, "never a second array job"
+    assert world.cloud.count("StopTrainingJob") == 0, "and nothing torn down"
+
+
 def test_batch_submit_that_failed_for_sure_is_resubmitted_after_the_settle_time(
     world: World,
 ) -> None:

@@ -623,11 +623,11 @@ def test_a_healthy_run_is_not_torn_down_when_run_json_cannot_be_written(
     write = files.write_json
     failing = {"left": 1}
 
-    def flaky(s3: Any, retry: Any, bucket: str, key: str, doc: Any) -> None:
+    def flaky(s3: Any, retry: Any, bucket: str, key: str, doc: Any, **kw: Any) -> None:
         if key.endswith("/run.json") and failing["left"]:
             failing["left"] -= 1
             raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject")
-        write(s3, retry, bucket, key, doc)
+        write(s3, retry, bucket, key, doc, **kw)
 
     monkeypatch.setattr(files, "write_json", flaky)
 
