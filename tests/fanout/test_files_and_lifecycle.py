@@ -525,24 +525,30 @@ def test_yaml_fixture_is_the_simapp_shape() -> None:
 # --------------------------------------------------------------------------- review findings
 
 
-def test_update_whose_old_run_cannot_be_stopped_and_its_rollback_on_the_failed_id(
+def _update_that_cannot_stop_the_old_run(
     world: World,
-) -> None:
-    """Update R1->R2 fails while stopping R1; the rollback arrives with PhysicalResourceId R2 and
-    the old properties. It must stop R1 too (run.json lists it as not confirmed stopped): in the
-    end only the run the rollback starts runs."""
+) -> tuple[dict[str, Any], dict[str, Any], str, str]:
+    """Run R1 with ``old``, then an update to ``new`` (R2) that fails while stopping R1."""
     old = make_props(2, "batch")
     world.put_asset(make_asset(old["Worlds"]))
     r1 = world.deploy(old)[0]["PhysicalResourceId"]
     new = {**old, "Tags": {"try": "2"}}
     update = _update(new, old, r1)
     result = handler.on_event(update, None)
-    r2 = result["PhysicalResourceId"]
     world.cloud.inject("StopTrainingJob", "AccessDeniedException", message="denied", times=1)
-
     with pytest.raises(StartError, match=f"could not stop the previous run {r1}: .*denied"):
         world.poll(new, result, event=update)
     assert world.cloud.active_trainers() == [r1], "R1 still runs, R2 never started"
+    return old, new, r1, result["PhysicalResourceId"]
+
+
+def test_update_whose_old_run_cannot_be_stopped_and_its_rollback_on_the_failed_id(
+    world: World,
+) -> None:
+    """Update R1->R2 fails while stopping R1; the rollback arrives with PhysicalResourceId R2 and
+    the old properties. It must stop R1 too (run.json lists it as not confirmed stopped): in the
+    end only the run the rollback starts runs."""
+    old, new, r1, r2 = _update_that_cannot_stop_the_old_run(world)
     manifest = json.loads(world.read(f"{PREFIX}/run.json"))
     assert manifest["supersededBy"] == r2
     assert [e["runId"] for e in manifest["unstoppedRuns"]] == [r1]
@@ -678,17 +684,7 @@ def test_robomaker_foreign_batches_are_skipped_and_tokens_match_exactly(world: W
 def test_delete_also_stops_earlier_runs_an_update_could_not_stop(world: World) -> None:
     """Update R1->R2 fails while stopping R1 and the stack is then deleted instead of rolled
     back: the Delete of R2 stops R1 too, since run.json lists it as not confirmed stopped."""
-    old = make_props(2, "batch")
-    world.put_asset(make_asset(old["Worlds"]))
-    r1 = world.deploy(old)[0]["PhysicalResourceId"]
-    new = {**old, "Tags": {"try": "2"}}
-    update = _update(new, old, r1)
-    result = handler.on_event(update, None)
-    r2 = result["PhysicalResourceId"]
-    world.cloud.inject("StopTrainingJob", "AccessDeniedException", message="denied", times=1)
-    with pytest.raises(StartError):
-        world.poll(new, result, event=update)
-    assert world.cloud.active_trainers() == [r1]
+    _old, new, _r1, r2 = _update_that_cannot_stop_the_old_run(world)
 
     handler.on_event(make_event("Delete", new, physical_id=r2, request_id="req-del"), None)
 
