@@ -18,6 +18,26 @@ from fanout_builders import BUCKET, PREFIX, QUEUE, make_asset, make_event, make_
 from fanout_world import World
 
 
+class LambdaTimedOut(BaseException):
+    """The Lambda runtime ending is_complete at its timeout: no except clause runs."""
+
+
+def _poll_killed_right_after_submit(
+    world: World, monkeypatch: pytest.MonkeyPatch, props: dict, created: dict
+) -> None:
+    """One is_complete whose Lambda is killed just after SubmitJob took effect."""
+    submit = batch_backend.submit
+
+    def submit_then_die(*args: Any) -> Any:
+        submit(*args)
+        raise LambdaTimedOut
+
+    monkeypatch.setattr(batch_backend, "submit", submit_then_die)
+    with pytest.raises(LambdaTimedOut):
+        world.poll(props, created)
+    monkeypatch.setattr(batch_backend, "submit", submit)
+
+
 def _env(job_request: dict) -> dict[str, str]:
     return {e["name"]: e["value"] for e in job_request["containerOverrides"]["environment"]}
 
@@ -180,16 +200,7 @@ def test_lambda_killed_right_after_submit_does_not_double_start(
     world.put_asset(make_asset(props["Worlds"]))
     world.cloud.list_lag = 45.0
     created = world.create(props)
-    submit = batch_backend.submit
-
-    def submit_then_die(*args: Any) -> Any:
-        submit(*args)
-        raise LambdaTimedOut
-
-    monkeypatch.setattr(batch_backend, "submit", submit_then_die)
-    with pytest.raises(LambdaTimedOut):
-        world.poll(props, created)
-    monkeypatch.setattr(batch_backend, "submit", submit)
+    _poll_killed_right_after_submit(world, monkeypatch, props, created)
     world.now += 30
     assert world.poll(props, created) == {"IsComplete": False}
     world.now += 30
@@ -568,10 +579,6 @@ def test_delete_finds_jobs_by_name_when_properties_no_longer_validate(world: Wor
     assert world.cloud.active_trainers() == [] and world.cloud.active_batch_jobs() == []
 
 
-class LambdaTimedOut(BaseException):
-    """The Lambda runtime ending is_complete at its timeout: no except clause runs."""
-
-
 @pytest.mark.parametrize("how", ["is_complete timed out", "its cleanup was refused"])
 def test_delete_after_is_complete_failed_mid_start_stops_what_still_runs(
     world: World, monkeypatch: pytest.MonkeyPatch, how: str
@@ -585,15 +592,7 @@ def test_delete_after_is_complete_failed_mid_start_stops_what_still_runs(
     run_id = created["PhysicalResourceId"]
     world.cloud.list_lag = 5.0  # the Delete comes later: ListJobs shows the job by then
     if how == "is_complete timed out":
-        submit = batch_backend.submit
-
-        def submit_then_die(*args: Any) -> Any:
-            submit(*args)
-            raise LambdaTimedOut
-
-        monkeypatch.setattr(batch_backend, "submit", submit_then_die)
-        with pytest.raises(LambdaTimedOut):
-            world.poll(props, created)
+        _poll_killed_right_after_submit(world, monkeypatch, props, created)
         assert len(world.cloud.active_batch_jobs()) == 1
     else:
         # The first status poll fails for good (4 server errors); then the cleanup's own lookups

@@ -372,13 +372,21 @@ def test_update_that_cannot_be_planned_changes_nothing(
     assert world.cloud.job_calls() == [] and world.cloud.active_trainers() == [old_id]
 
 
-def test_update_whose_old_run_stop_is_throttled_polls_again(world: World) -> None:
+def _run_then_update(
+    world: World,
+) -> tuple[dict[str, Any], dict[str, Any], str, dict[str, Any], dict[str, Any]]:
+    """A running batch run with ``old`` properties, and the on_event of an update to ``new``:
+    (old, new, old run id, update event, on_event result)."""
     old = make_props(2, "batch")
     world.put_asset(make_asset(old["Worlds"]))
     old_id = world.deploy(old)[0]["PhysicalResourceId"]
     new = {**old, "Tags": {"try": "2"}}
     update = _update(new, old, old_id)
-    result = handler.on_event(update, None)
+    return old, new, old_id, update, handler.on_event(update, None)
+
+
+def test_update_whose_old_run_stop_is_throttled_polls_again(world: World) -> None:
+    _old, new, _old_id, update, result = _run_then_update(world)
     world.cloud.throttle("StopTrainingJob", times=10_000)
 
     assert world.poll(new, result, event=update) == {"IsComplete": False}
@@ -529,12 +537,7 @@ def _update_that_cannot_stop_the_old_run(
     world: World,
 ) -> tuple[dict[str, Any], dict[str, Any], str, str]:
     """Run R1 with ``old``, then an update to ``new`` (R2) that fails while stopping R1."""
-    old = make_props(2, "batch")
-    world.put_asset(make_asset(old["Worlds"]))
-    r1 = world.deploy(old)[0]["PhysicalResourceId"]
-    new = {**old, "Tags": {"try": "2"}}
-    update = _update(new, old, r1)
-    result = handler.on_event(update, None)
+    old, new, r1, update, result = _run_then_update(world)
     world.cloud.inject("StopTrainingJob", "AccessDeniedException", message="denied", times=1)
     with pytest.raises(StartError, match=f"could not stop the previous run {r1}: .*denied"):
         world.poll(new, result, event=update)
@@ -569,12 +572,7 @@ def test_update_whose_old_run_cannot_be_stopped_and_its_rollback_on_the_failed_i
 
 def test_update_plans_before_it_stops_the_old_run(world: World) -> None:
     """The asset is unreadable when is_complete starts the update: the old run keeps running."""
-    old = make_props(2, "batch")
-    world.put_asset(make_asset(old["Worlds"]))
-    old_id = world.deploy(old)[0]["PhysicalResourceId"]
-    new = {**old, "Tags": {"try": "2"}}
-    update = _update(new, old, old_id)
-    result = handler.on_event(update, None)
+    _old, new, old_id, update, result = _run_then_update(world)
     world.put_asset(b"not a zip any more")
 
     with pytest.raises(StartError, match="not a zip archive"):
