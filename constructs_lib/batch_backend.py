@@ -98,6 +98,11 @@ class BatchRolloutBackend(Construct):
             command=[ROLLOUT_ENTRYPOINT],
             logging=ecs.LogDriver.aws_logs(stream_prefix="rollout", log_group=self.log_group),
             readonly_root_filesystem=False,
+            # An init process as PID 1 passes the SIGTERM of CancelJob/TerminateJob on to the
+            # entrypoint (bash as PID 1 would ignore it, so workers died only at SIGKILL), as
+            # deepracer-for-cloud runs its rollout containers (docker-compose-training.yml,
+            # init: true).
+            linux_parameters=batch.LinuxParameters(self, "LinuxParameters", init_process_enabled=True),
         )
         self.job_definition = batch.EcsJobDefinition(
             self,

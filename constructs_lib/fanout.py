@@ -34,8 +34,21 @@ class TrainerSettings:
     instance_type: str
     volume_gb: int
     max_runtime_seconds: int
-    pretrained_prefix: str | None = None  # an earlier experiment's prefix in the data bucket
+    # In the data bucket: an experiment's prefix (with pretrained_run) or a model's own prefix.
+    pretrained_prefix: str | None = None
+    pretrained_run: str | None = None  # "latest" or a run id; None: pretrained_prefix is a model
     pretrained_checkpoint: str = "last"
+
+    def pretrained_reads(self) -> list[str]:
+        """Keys (patterns) the fan-out reads to find and check the pretrained model."""
+        if self.pretrained_prefix is None:
+            return []
+        if self.pretrained_run is None:
+            return [f"{self.pretrained_prefix}/model/deepracer_checkpoints.json"]
+        return [
+            f"{self.pretrained_prefix}/run.json",
+            f"{self.pretrained_prefix}/runs/*/model/deepracer_checkpoints.json",
+        ]
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,7 @@ class ExperimentRun(Construct):
         wait_for: str,
         tags: Mapping[str, str],
         log_retention: logs.RetentionDays,
+        robomaker_app_form: str = "bundle",
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -144,6 +158,11 @@ class ExperimentRun(Construct):
                         "PretrainedBucket": platform.bucket_name,
                         "PretrainedPrefix": trainer.pretrained_prefix,
                         "PretrainedCheckpoint": trainer.pretrained_checkpoint,
+                        **(
+                            {"PretrainedRun": trainer.pretrained_run}
+                            if trainer.pretrained_run
+                            else {}
+                        ),
                     }
                     if trainer.pretrained_prefix
                     else {}
@@ -169,6 +188,7 @@ class ExperimentRun(Construct):
                 "SimulationUnitLimit": str(min(15, max(1, rollouts.vcpus // 2))),
                 "ComputeType": "CPU",
                 "AssignPublicIp": platform.assign_public_ip,
+                "AppForm": robomaker_app_form,
             }
         self.resource = CustomResource(
             self,
@@ -187,8 +207,15 @@ class ExperimentRun(Construct):
             prefix=prefix,
             platform=platform,
             files=files,
+            pretrained_reads=trainer.pretrained_reads(),
         )
-        self._acknowledge(provider, experiment=experiment, backend=backend, prefix=prefix)
+        self._acknowledge(
+            provider,
+            experiment=experiment,
+            backend=backend,
+            prefix=prefix,
+            pretrained_reads=trainer.pretrained_reads(),
+        )
 
     def attribute(self, name: str) -> str:
         return self.resource.get_att_string(name)
@@ -202,6 +229,7 @@ class ExperimentRun(Construct):
         prefix: str,
         platform: PlatformReference,
         files: s3_assets.Asset,
+        pretrained_reads: list[str],
     ) -> None:
         """Exactly what the fan-out calls, on this experiment's resources only."""
         role = self.role
@@ -235,9 +263,18 @@ class ExperimentRun(Construct):
             iam.PolicyStatement(
                 sid="ClearStaleHandshake",
                 actions=["s3:DeleteObject"],
-                resources=[f"{bucket_arn}/{prefix}/ip/*"],
+                resources=[f"{bucket_arn}/{prefix}/runs/*/ip/*"],
             )
         )
+        outside = [key for key in pretrained_reads if not key.startswith(f"{prefix}/")]
+        if outside:
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="FindPretrainedModel",
+                    actions=["s3:GetObject"],
+                    resources=[f"{bucket_arn}/{key}" for key in outside],
+                )
+            )
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="ListExperimentPrefix",
@@ -361,18 +398,30 @@ class ExperimentRun(Construct):
             )
 
     def _acknowledge(
-        self, provider: cr.Provider, *, experiment: str, backend: str, prefix: str
+        self,
+        provider: cr.Provider,
+        *,
+        experiment: str,
+        backend: str,
+        prefix: str,
+        pretrained_reads: list[str],
     ) -> None:
         bucket = "arn:<AWS::Partition>:s3:::<PlatformBucketName>"
         account = "<AWS::Region>:<AWS::AccountId>"
         reasons = {
             f"AwsSolutions-IAM5[Resource::{bucket}/{prefix}/*]": "The fan-out writes this experiment's params, reward function, model metadata "
             "and run.json under its own prefix only.",
-            f"AwsSolutions-IAM5[Resource::{bucket}/{prefix}/ip/*]": "Stale handshake markers (ip/ip.json, ip/done) of an earlier run are deleted so "
-            "rollouts never connect to a dead trainer; nothing else can be deleted.",
+            f"AwsSolutions-IAM5[Resource::{bucket}/{prefix}/runs/*/ip/*]": "Handshake markers (ip/ip.json, ip/done) under a run's own prefix are cleared "
+            "before its trainer starts; nothing else can be deleted.",
             "AwsSolutions-IAM5[Resource::*]": "List/Describe calls of Batch and RoboMaker have no resource-level permissions; "
             "they are read-only and used to find this experiment's jobs by name.",
         }
+        for key in pretrained_reads:
+            if "*" in key and not key.startswith(f"{prefix}/"):
+                reasons[f"AwsSolutions-IAM5[Resource::{bucket}/{key}]"] = (
+                    "Read-only: the checkpoint index of the pretrained experiment's runs, to "
+                    "check the model the experiment file names before the trainer starts."
+                )
         if backend == "batch":
             reasons[f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:{account}:job/*]"] = (
                 "Batch job ids are random; Cancel/Terminate/Tag are limited by the "

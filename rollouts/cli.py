@@ -316,7 +316,7 @@ def _print_plan(p: dict[str, Any]) -> None:
     video = f"on, {len(v['streams'])} Kinesis video stream(s)" if v["enabled"] else "off"
     print(f"\nVideo: {video}")
     s3 = p["s3"]
-    print(f"\nS3 (s3://{s3['bucket']}/{s3['prefix']}/):")
+    print(f"\nS3 (s3://{s3['bucket']}/{s3['run_prefix']}/, a new <run id> per deploy):")
     for key, value in s3["keys"].items():
         shown = ", ".join(value) if isinstance(value, list) else value
         print(f"  {key:<16} {shown}")

@@ -20,5 +20,11 @@ def experiment_prefix(experiment: str) -> str:
     return f"{EXPERIMENTS_PREFIX}/{experiment}"
 
 
+def run_prefix(prefix: str, run_id: str) -> str:
+    """Where one run keeps all of its data, inside its experiment's prefix. The fan-out Lambda
+    has its own copy (lambda/fanout/naming.py); a contract test keeps the two equal."""
+    return f"{prefix}/runs/{run_id}"
+
+
 def video_stream_name(experiment: str, worker: int) -> str:
     return f"{VIDEO_STREAM_PREFIX}{experiment}-{worker}"

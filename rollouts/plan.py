@@ -13,11 +13,12 @@ from typing import Any
 
 from rollouts import contract
 from rollouts.metrics import episodes_for_worker
-from rollouts.naming import experiment_prefix, stack_name, video_stream_name
+from rollouts.naming import experiment_prefix, run_prefix, stack_name, video_stream_name
 from rollouts.spec import ExperimentSpec
 
 VIDEO_WARN_WORKERS = 4  # more streams than this: warn about cost
 BUCKET_PLACEHOLDER = "<platform data bucket>"
+RUN_ID_PLACEHOLDER = "<run id>"  # <experiment>-<8 hex>, chosen by the fan-out at deploy time
 
 
 def find_cdk_json(start: Path) -> Path | None:
@@ -70,6 +71,7 @@ def build_plan(spec: ExperimentSpec, platform: Mapping[str, Any]) -> dict[str, A
     count = spec.rollouts.count
     episodes = spec.episodes_per_iteration
     prefix = experiment_prefix(name)
+    data = run_prefix(prefix, RUN_ID_PLACEHOLDER)
     backend = platform.get("backend", "batch")
     workers = []
     from rollouts.render import worker_yaml  # noqa: PLC0415
@@ -98,7 +100,7 @@ def build_plan(spec: ExperimentSpec, platform: Mapping[str, Any]) -> dict[str, A
                     override.alternate_driving_direction, training.alternate_driving_direction
                 ),
                 "episodes_per_iteration": episodes_for_worker(episodes, count, i),
-                "params_key": f"{prefix}/"
+                "params_key": f"{data}/"
                 + (contract.SHARED_PARAMS_NAME if shared else contract.worker_params_name(i)),
                 "video_stream": video_stream_name(name, i) if spec.video else None,
             }
@@ -122,7 +124,10 @@ def build_plan(spec: ExperimentSpec, platform: Mapping[str, Any]) -> dict[str, A
             if spec.pretrained is None
             else {
                 "bucket": BUCKET_PLACEHOLDER,
-                "prefix": spec.pretrained.prefix,
+                "prefix": spec.pretrained.prefix
+                or run_prefix(spec.pretrained.bucket_prefix, spec.pretrained.run or "latest"),
+                "experiment": spec.pretrained.experiment,
+                "run": spec.pretrained.run,
                 "checkpoint": spec.pretrained.checkpoint,
             },
         },
@@ -152,17 +157,18 @@ def build_plan(spec: ExperimentSpec, platform: Mapping[str, Any]) -> dict[str, A
         "s3": {
             "bucket": BUCKET_PLACEHOLDER,
             "prefix": prefix,
+            "run_prefix": data,
             "keys": {
                 "training_params": [w["params_key"] for w in workers]
                 if not shared
-                else [f"{prefix}/{contract.SHARED_PARAMS_NAME}"],
-                "reward_function": f"{prefix}/{contract.REWARD_FUNCTION_KEY}",
-                "model_metadata": f"{prefix}/{contract.MODEL_METADATA_KEY}",
-                "hyperparameters": f"{prefix}/{contract.HYPERPARAMETERS_KEY}",
-                "model": f"{prefix}/model/",
-                "metrics": [f"{prefix}/{metrics_key(i)}" for i in range(count)],
-                "simtrace": f"{prefix}/{contract.SIMTRACE_PREFIX}/",
-                "mp4": f"{prefix}/{contract.MP4_PREFIX}/",
+                else [f"{data}/{contract.SHARED_PARAMS_NAME}"],
+                "reward_function": f"{data}/{contract.REWARD_FUNCTION_KEY}",
+                "model_metadata": f"{data}/{contract.MODEL_METADATA_KEY}",
+                "hyperparameters": f"{data}/{contract.HYPERPARAMETERS_KEY}",
+                "model": f"{data}/model/",
+                "metrics": [f"{data}/{metrics_key(i)}" for i in range(count)],
+                "simtrace": [f"{data}/{simtrace_prefix(i, count)}" for i in range(count)],
+                "mp4": f"{data}/{contract.MP4_PREFIX}/",
                 "run_manifest": f"{prefix}/run.json",
             },
         },
@@ -179,6 +185,12 @@ def metrics_key(worker: int) -> str:
         if worker == 0
         else contract.METRICS_KEY.replace(".json", f"_{worker}.json")
     )
+
+
+def simtrace_prefix(worker: int, count: int) -> str:
+    """Where a worker's simtrace CSVs land, relative to the run prefix: the simapp adds the worker
+    index when there are several (bundle/markov/rollout_worker.py) and then training-simtrace/."""
+    return (f"{worker}/" if count > 1 else "") + f"{contract.SIMTRACE_PREFIX}/"
 
 
 def warnings(spec: ExperimentSpec, backend: str) -> list[str]:

@@ -150,7 +150,7 @@ def load_platform_config(context: Mapping[str, Any]) -> PlatformConfig:
             _problem(
                 "simappVersion",
                 config.simapp_version,
-                "a simapp release such as 6.0.6 (the image tag adds -cpu/-gpu)",
+                "a simapp release such as 6.0.5 (the image tag adds -cpu/-gpu)",
             )
         )
     if config.log_retention_days not in LOG_RETENTION_CHOICES:

@@ -53,13 +53,20 @@ def worker_params(spec: ExperimentSpec, index: int) -> dict[str, str]:
         "MODEL_METADATA_FILE_S3_KEY": f"{prefix}/{contract.MODEL_METADATA_KEY}",
         "REWARD_FILE_S3_KEY": f"{prefix}/{contract.REWARD_FUNCTION_KEY}",
         "SIMTRACE_S3_BUCKET": bucket,
-        "SIMTRACE_S3_PREFIX": f"{prefix}/{contract.SIMTRACE_PREFIX}",
+        # The simapp adds [<worker>/]training-simtrace/ itself (bundle/markov/rollout_worker.py,
+        # simtrace_video.py); deepracer-for-cloud passes the bare model prefix too.
+        "SIMTRACE_S3_PREFIX": prefix,
         "MP4_S3_BUCKET": bucket,
         "MP4_S3_OBJECT_PREFIX": f"{prefix}/{contract.MP4_PREFIX}",
         "KINESIS_VIDEO_STREAM_NAME": placeholder("video_stream"),
         "TRAINING_JOB_ARN": placeholder("training_job_arn"),
         "ROBOMAKER_SIMULATION_JOB_ACCOUNT_ID": placeholder("account"),
         "NUM_WORKERS": str(spec.rollouts.count),
+        # The main (chase) camera feeds video and MP4s; the simapp also renders a second camera
+        # unless told not to (both default to True in bundle/markov/rollout_worker.py, read with
+        # str2bool); deepracer-for-cloud renders CAMERA_SUB_ENABLE False as well.
+        "CAMERA_MAIN_ENABLE": _flag(True),
+        "CAMERA_SUB_ENABLE": _flag(False),
         "BODY_SHELL_TYPE": spec.car.shell,
         "CAR_COLOR": spec.car.color,
         "CAR_NAME": spec.car.name,

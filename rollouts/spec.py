@@ -26,6 +26,7 @@ TRAINER_INSTANCE_PATTERN = re.compile(r"^ml\.[a-z][a-z0-9]*\.(?:[0-9]+)?x?large$
 TAG_KEY_PATTERN = re.compile(r"^[A-Za-z0-9 _.:/=+\-]{1,128}$")
 TAG_VALUE_PATTERN = re.compile(r"^[A-Za-z0-9 _.:/=+\-]{0,256}$")
 PRETRAINED_PREFIX_PATTERN = re.compile(r"^experiments/[a-z][a-z0-9-]{0,39}$")
+RUN_REF_PATTERN = re.compile(r"^(latest|[a-z][a-z0-9-]{0,39}-[0-9a-f]{8})$")
 MAX_USER_TAGS = 40  # jobs take 50 tags; the project adds its own
 
 T = TypeVar("T")
@@ -144,10 +145,22 @@ class Trainer:
 
 @dataclass(frozen=True)
 class Pretrained:
-    """An earlier experiment's model in the platform bucket to start from."""
+    """The model a run starts from, in the platform bucket.
 
-    prefix: str
+    Either a run of an experiment (``experiment``, ``run``: ``latest`` or a run id; the model is
+    ``experiments/<experiment>/runs/<run>/model/``) or a model prefix of its own (``prefix``, e.g.
+    a deepracer-for-cloud model copied to ``experiments/<name>``, whose ``model/`` is below it).
+    """
+
+    prefix: str | None = None
+    experiment: str | None = None
+    run: str | None = None
     checkpoint: str = "last"
+
+    @property
+    def bucket_prefix(self) -> str:
+        """The prefix the fan-out gets: the experiment's (with ``run``) or the model's."""
+        return self.prefix if self.prefix is not None else f"experiments/{self.experiment}"
 
 
 @dataclass(frozen=True)
@@ -411,7 +424,11 @@ def _read_experiment(top: _Section, path: Path) -> ExperimentSpec | None:
     reward_path, reward_source = _reward_function(top, base)
     rollouts = _rollouts(top.section("rollouts"), hyperparameters)
     video = top.boolean("video", True)
-    pretrained = _pretrained(top.section("pretrained")) if "pretrained" in top.data else None
+    pretrained = (
+        _pretrained(top.section("pretrained"), name if isinstance(name, str) else "")
+        if "pretrained" in top.data
+        else None
+    )
     if "pretrained" not in top.data:
         top.seen.add("pretrained")
     tags = _tags(top)
@@ -506,7 +523,7 @@ def _object_avoidance(section: _Section) -> ObjectAvoidance:
                 section.name("object_positions"),
                 positions_raw,
                 'is not allowed: a non-empty list of "progress,lane" strings '
-                "(progress 0..1, lane -1 inside or 1 outside)",
+                "(progress 0..1, lane 1 inner or -1 outer)",
             )
         else:
             for i, item in enumerate(positions_raw):
@@ -515,8 +532,10 @@ def _object_avoidance(section: _Section) -> ObjectAvoidance:
                     section.fail(
                         f"{section.name('object_positions')}[{i}]",
                         item,
+                        # bundle/markov/agent_ctrl/obstacles_agent_ctrl.py: -1 picks the
+                        # outer lane, anything else the inner one.
                         'is not allowed: "progress,lane" with progress 0..1 and lane '
-                        '-1 (inside) or 1 (outside), e.g. "0.25,-1"',
+                        '1 (inner lane) or -1 (outer lane), e.g. "0.25,-1"',
                     )
                 else:
                     positions.append(f"{match.group(1)},{match.group(2)}")
@@ -729,19 +748,51 @@ def _optional_bool(section: _Section, key: str) -> bool | None:
     return section.boolean(key, None)
 
 
-def _pretrained(section: _Section) -> Pretrained:
-    pretrained = Pretrained(
-        prefix=section.string(
+def _pretrained(section: _Section, experiment: str) -> Pretrained:
+    has = {key for key in ("prefix", "experiment", "run") if key in section.data}
+    prefix = None
+    if "prefix" in has:
+        prefix = section.string(
             "prefix",
+            None,
             pattern=PRETRAINED_PREFIX_PATTERN,
-            allowed="the prefix of an earlier experiment in the platform bucket, "
-            "experiments/<name> (the trainer may read nothing else; copy a model from "
-            "elsewhere there first)",
-        ),
-        checkpoint=section.choice("checkpoint", ("last", "best"), "last"),
+            allowed="the prefix of a model in the platform bucket, experiments/<name> (the "
+            "trainer may read nothing else; copy a model from elsewhere there first)",
+        )
+        if has & {"experiment", "run"}:
+            section.fail(
+                section.name("prefix"),
+                prefix,
+                "is not allowed together with experiment or run: name a model prefix, or an "
+                "experiment's run",
+            )
+    other = section.string(
+        "experiment",
+        experiment,
+        pattern=NAME_PATTERN,
+        allowed="an experiment name (lowercase letters, digits, '-'; default: this experiment)",
     )
+    run = section.string(
+        "run",
+        "latest",
+        pattern=RUN_REF_PATTERN,
+        allowed="latest, or a run id such as reinvent-time-trial-1a2b3c4d (rollouts status "
+        "shows them)",
+    )
+    if prefix is None and "run" in has and run != "latest" and not run.startswith(f"{other}-"):
+        section.fail(
+            section.name("run"), run, f"is not a run of experiment {other!r} (its ids start "
+            f"{other}-)"
+        )
+    checkpoint = section.choice("checkpoint", ("last", "best"), "last")
     section.finish()
-    return pretrained
+    if prefix is not None or not has:
+        if not has:
+            section.fail(
+                section.path, None, "needs prefix, or experiment and/or run (run: latest)"
+            )
+        return Pretrained(prefix=prefix or "experiments/unknown", checkpoint=checkpoint)
+    return Pretrained(experiment=other, run=run, checkpoint=checkpoint)
 
 
 def _tags(top: _Section) -> dict[str, str]:

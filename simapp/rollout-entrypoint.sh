@@ -17,11 +17,37 @@ pick() {  # pick LIST INDEX: element INDEX of a comma-separated LIST, or its onl
 
 export ROLLOUT_IDX
 WORLD_NAME="$(pick "${ROLLOUT_WORLD_NAMES:?}" "${ROLLOUT_IDX}")"
+# Relative to SAGEMAKER_SHARED_S3_PREFIX: the simapp joins prefix and name
+# (bundle/src/deepracer_simulation_environment/scripts/download_params_and_roslaunch_agent.py).
 S3_YAML_NAME="$(pick "${ROLLOUT_YAML_NAMES:?}" "${ROLLOUT_IDX}")"
 KINESIS_VIDEO_STREAM_NAME="$(pick "${ROLLOUT_VIDEO_STREAMS:-}" "${ROLLOUT_IDX}")"
 export WORLD_NAME S3_YAML_NAME KINESIS_VIDEO_STREAM_NAME
+# Batch puts containers in host network mode: Gazebo transport (GZ_IP=127.0.0.1 in run.sh) of two
+# workers on one host would share topics unless each has its own partition.
+export GZ_PARTITION="${GZ_PARTITION:-rollout-${AWS_BATCH_JOB_ID:-local}-${ROLLOUT_IDX}}"
 echo "rollout ${ROLLOUT_IDX}: world=${WORLD_NAME} params=${S3_YAML_NAME} video=${KINESIS_VIDEO_STREAM_NAME:-off}"
 
-# Hand over to the simapp's distributed rollout launcher (ROS 2 launch file in simapp 6.x).
-# SIMAPP_ROLLOUT_COMMAND overrides the whole command line, e.g. for another simapp release.
-exec bash -c "${SIMAPP_ROLLOUT_COMMAND:-/opt/simapp/run.sh run distributed_training.launch.py}"
+# The simapp 6.x rollout launcher (deepracer-simapp docker/Dockerfile.combined copies
+# docker/files/robomaker/run.sh to /opt/ml/code/run.sh; "run" keeps our ROLLOUT_IDX, the second
+# argument names the ROS 2 launch file). SIMAPP_ROLLOUT_COMMAND overrides the whole command line.
+command="${SIMAPP_ROLLOUT_COMMAND:-${SIMAPP_CODE_DIR:-/opt/ml/code}/run.sh run distributed_training.launch.py}"
+
+# CancelJob/TerminateJob send SIGTERM to the container's init (the job definition enables it),
+# which passes it to this script. run.sh starts ros2 launch in the background, so the signal goes
+# to the launcher's whole process group, not only to its first process.
+set -m  # the launcher gets its own process group (its pid is the group id)
+bash -c "$command" &
+launcher=$!
+forward() {
+  echo "rollout ${ROLLOUT_IDX}: $1 received, stopping the simulation" >&2
+  kill "-$1" -- "-${launcher}" 2>/dev/null || true
+}
+trap 'forward TERM' TERM
+trap 'forward INT' INT
+status=0
+wait "$launcher" || status=$?
+# A trapped signal interrupts `wait` (status > 128) while the launcher is still shutting down.
+while kill -0 "$launcher" 2>/dev/null; do
+  wait "$launcher" || status=$?
+done
+exit "$status"

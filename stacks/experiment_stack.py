@@ -13,7 +13,7 @@ from constructs_lib.fanout import ExperimentRun, RolloutSettings, TrainerSetting
 from constructs_lib.platform_parameters import PlatformReference
 from constructs_lib.retention import log_retention
 from constructs_lib.video import RolloutVideoStreams
-from rollouts.naming import experiment_prefix
+from rollouts.naming import experiment_prefix, run_prefix
 from rollouts.platform import PlatformConfig
 from rollouts.spec import ExperimentSpec
 
@@ -66,7 +66,8 @@ class ExperimentStack(Stack):
                 instance_type=spec.trainer.instance_type,
                 volume_gb=spec.trainer.volume_gb,
                 max_runtime_seconds=max_seconds,
-                pretrained_prefix=spec.pretrained.prefix if spec.pretrained else None,
+                pretrained_prefix=spec.pretrained.bucket_prefix if spec.pretrained else None,
+                pretrained_run=spec.pretrained.run if spec.pretrained else None,
                 pretrained_checkpoint=spec.pretrained.checkpoint if spec.pretrained else "last",
             ),
             rollouts=RolloutSettings(
@@ -79,6 +80,7 @@ class ExperimentStack(Stack):
                 max_duration_seconds=max_seconds + 1800,
             ),
             wait_for=config.wait_for,
+            robomaker_app_form=config.robomaker_app_form,
             tags=spec.tags,
             log_retention=retention,
         )
@@ -93,6 +95,8 @@ class ExperimentStack(Stack):
             "DataBucket": platform.bucket_name,
             "ExperimentPrefix": prefix,
             "RunId": run.run_id,
+            # Every run's data lives under its own prefix (rollouts.naming.run_prefix).
+            "RunPrefix": run_prefix(prefix, run.run_id),
             "RolloutCount": str(spec.rollouts.count),
             "VideoStreams": ",".join(video.stream_names) if video else "",
             "TrainingJobConsole": (
@@ -101,7 +105,7 @@ class ExperimentStack(Stack):
             ),
             "DataConsole": (
                 f"https://s3.console.aws.amazon.com/s3/buckets/{platform.bucket_name}"
-                f"?region={region}&prefix={prefix}/"
+                f"?region={region}&prefix={run_prefix(prefix, run.run_id)}/"
             ),
         }
         if config.backend == "batch":

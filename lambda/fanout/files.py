@@ -46,6 +46,20 @@ class Asset:
     def reward_function_key(self) -> str:
         return str(self.manifest["reward_function_key"])
 
+    @property
+    def training_algorithm(self) -> str:
+        """``training_algorithm`` of the model metadata (the simapp's default: clipped_ppo)."""
+        source = next(
+            (str(e["source"]) for e in self.manifest["files"] if e["key"] == self.model_metadata_key),
+            None,
+        )
+        try:
+            metadata = json.loads(self.members[source]) if source else {}
+        except ValueError as error:
+            raise AssetError(f"files asset {source} is not JSON ({error})") from error
+        algorithm = metadata.get("training_algorithm") if isinstance(metadata, dict) else None
+        return algorithm if isinstance(algorithm, str) and algorithm else "clipped_ppo"
+
 
 @dataclass(frozen=True)
 class RenderedFiles:

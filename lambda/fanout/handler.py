@@ -27,7 +27,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from botocore.parsers import ResponseParserError
 
-from . import batch_backend, files, robomaker_backend, trainer
+from . import batch_backend, files, pretrained, robomaker_backend, start_plan, trainer
 from .clients import Clients, get_clients
 from .errors import (
     MAX_REASON,
@@ -39,8 +39,9 @@ from .errors import (
     clip,
 )
 from .naming import Place, is_run_id, run_id
-from .plan import RolloutPlan, Run
+from .plan import Run
 from .props import RunProps, parse_properties
+from .start_plan import StartPlan
 from .retry import (
     Retrier,
     ThrottledTooLongError,
@@ -147,54 +148,20 @@ def _comparable(raw: Any) -> Any:
 # ---------------------------------------------------------------- planning
 
 
-@dataclass(frozen=True)
-class StartPlan:
-    """Everything a run writes and sends, computed without starting anything."""
-
-    rendered: files.RenderedFiles
-    training_request: dict[str, Any]
-    batch_request: dict[str, Any] | None
-    robomaker_requests: list[dict[str, Any]]
-
-
-def _plan_start(clients: Clients, retry: Retrier, run: Run) -> StartPlan:
-    """Read the asset, render the files and build every request. Raises on any deterministic
-    problem (asset, placeholders, Batch payload quota) and starts nothing."""
+def _plan_start(
+    clients: Clients, retry: Retrier, run: Run, pinned_pretrained: str | None = None
+) -> StartPlan:
+    """Read the asset, find the pretrained model, render the files and build every request.
+    Raises on any deterministic problem (asset, placeholders, pretrained model, Batch payload
+    quota) and starts nothing."""
     props = run.props
     asset = files.read_asset(
         clients.s3, retry, props.files_bucket, props.files_key, props.rollout_count
     )
-    rendered = files.render(
-        asset,
-        {
-            "bucket": props.bucket,
-            "prefix": props.prefix,
-            "region": run.place.region,
-            "account": run.place.account,
-            "training_job_arn": run.training_job_arn,
-        },
-        [props.video_stream(i) for i in range(props.rollout_count)],
+    model = pretrained.resolve(
+        clients.s3, retry, props.trainer, this_run=run.run_id, pinned=pinned_pretrained
     )
-    hyper = trainer.hyperparameters(
-        props,
-        run.place.region,
-        asset.model_metadata_key,
-        asset.reward_function_key,
-        rendered.hyperparameters,
-    )
-    plan = RolloutPlan(
-        run=run, yaml_keys=rendered.worker_yaml_keys, model_metadata_key=asset.model_metadata_key
-    )
-    return StartPlan(
-        rendered=rendered,
-        training_request=trainer.training_job_request(
-            props, run.training_job_name, run.tags, hyper
-        ),
-        batch_request=batch_backend.submit_request(plan) if props.backend == "batch" else None,
-        robomaker_requests=(
-            robomaker_backend.batch_requests(plan) if props.backend == "robomaker" else []
-        ),
-    )
+    return start_plan.plan_start(asset, run, model)
 
 
 # ---------------------------------------------------------------- on_event
@@ -225,11 +192,15 @@ def _new_run(event: Mapping[str, Any], props: RunProps) -> Run:
 
 def _planned(run: Run, plan: StartPlan) -> dict[str, Any]:
     """on_event's result for a run to start; its keys flow into every is_complete event."""
-    return {
+    result: dict[str, Any] = {
         "PhysicalResourceId": run.run_id,
         "PlannedAt": int(wall_clock()),  # the wait limit counts from here
         "SharedYaml": plan.rendered.shared_yaml,  # run.json needs it; no asset re-read
     }
+    if plan.pretrained is not None:
+        # "latest" is resolved once: every is_complete starts from the same model.
+        result["PretrainedPrefix"] = plan.pretrained.prefix
+    return result
 
 
 def _create(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -568,6 +539,7 @@ def _is_complete(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         properties_hash=properties_hash(event.get("ResourceProperties")),
         planned_at=float(planned_at) if isinstance(planned_at, int | float | str) else None,
         shared_yaml=shared_yaml if isinstance(shared_yaml, bool) else None,
+        pretrained_prefix=_text_or_none(event.get("PretrainedPrefix")),
     )
     try:
         _check_wait_limit(progress)  # first: also when every call below would be throttled
@@ -585,6 +557,10 @@ def _is_complete(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         raise _failed_run(clients, budget.cleanup, progress, _describe_error(error)) from None
 
 
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 @dataclass
 class Progress:
     """What one is_complete invocation learnt about its run (for the cleanup after a failure)."""
@@ -594,6 +570,7 @@ class Progress:
     properties_hash: str = ""
     planned_at: float | None = None  # epoch seconds when on_event planned the run
     shared_yaml: bool | None = None  # from on_event: one shared training_params.yaml
+    pretrained_prefix: str | None = None  # from on_event: the pretrained model it resolved
     plan: StartPlan | None = None
     known: dict[str, Any] = field(default_factory=dict)
 
@@ -648,7 +625,7 @@ def _advance(
 
 def _plan(clients: Clients, retry: Retrier, progress: Progress) -> StartPlan:
     if progress.plan is None:
-        progress.plan = _plan_start(clients, retry, progress.run)
+        progress.plan = _plan_start(clients, retry, progress.run, progress.pretrained_prefix)
     return progress.plan
 
 
@@ -664,8 +641,10 @@ def _start_trainer(clients: Clients, retry: Retrier, progress: Progress, old_pro
         _stop_previous_runs(
             clients, retry, props, previous=str(previous), old_props=old_props, new_id=run.run_id
         )
-    files.write_files(clients.s3, retry, props.bucket, props.prefix, plan.rendered)
-    files.clear_handshake_markers(clients.s3, retry, props.bucket, props.prefix)
+    # The run's own prefix: nothing there can come from an earlier run. ip/ is cleared anyway, in
+    # case a trainer of this name ever wrote one (it never should).
+    files.write_files(clients.s3, retry, props.bucket, run.data_prefix, plan.rendered)
+    files.clear_handshake_markers(clients.s3, retry, props.bucket, run.data_prefix)
     arn = trainer.create(clients.sagemaker, retry, plan.training_request)
     LOG.info("training job %s created", arn)
 
@@ -865,7 +844,18 @@ def _check(
         shared_yaml = progress.shared_yaml
         if shared_yaml is None:  # an event from before SharedYaml existed
             shared_yaml = _plan(clients, retry, progress).rendered.shared_yaml
-        manifest = _run_manifest(run, data, rollout_ids, job_arns, shared_yaml)
+        model = (
+            progress.plan.pretrained
+            if progress.plan is not None
+            else pretrained.resolve(
+                clients.s3,
+                retry,
+                props.trainer,
+                this_run=run.run_id,
+                pinned=progress.pretrained_prefix,
+            )
+        )
+        manifest = _run_manifest(run, data, rollout_ids, job_arns, shared_yaml, model)
         manifest["propertiesHash"] = progress.properties_hash
         files.write_json(clients.s3, retry, props.bucket, run.manifest_key, manifest)
     except ThrottledTooLongError:
@@ -901,6 +891,7 @@ def _run_manifest(
     rollout_ids: Mapping[str, Any],
     job_arns: tuple[str, ...],
     shared_yaml: bool,
+    pretrained_model: pretrained.PretrainedModel | None,
 ) -> dict[str, Any]:
     props = run.props
     job_id = rollout_ids.get("RolloutJobId")
@@ -922,6 +913,8 @@ def _run_manifest(
         "backend": props.backend,
         "bucket": props.bucket,
         "prefix": props.prefix,
+        "dataPrefix": run.data_prefix,
+        "pretrained": pretrained_model.lineage() if pretrained_model else None,
         "waitFor": props.wait_for,
         "trainingJob": {"name": run.training_job_name, "arn": data["TrainingJobArn"]},
         "rolloutJobId": job_id,

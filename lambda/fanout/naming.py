@@ -17,6 +17,11 @@ RUN_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}-[0-9a-f]{8}$")
 TAG_EXPERIMENT = "rollouts:experiment"
 TAG_RUN = "rollouts:run"
 RUN_MANIFEST = "run.json"
+# Every run keeps its data (params, model, ip/, metrics, simtraces, videos) under its own prefix
+# inside the experiment's: the simapp's trainer leaves model/.finished behind, and rollouts that
+# find one exit at their first iteration (deepracer-simapp bundle/markov/rollout_worker.py,
+# exit_if_trainer_done), so no run may ever see another run's model/ or ip/.
+RUNS_FOLDER = "runs"
 
 
 def run_id(experiment: str, stack_id: str, logical_id: str, request_id: str) -> str:
@@ -27,6 +32,11 @@ def run_id(experiment: str, stack_id: str, logical_id: str, request_id: str) -> 
 
 def is_run_id(value: object) -> bool:
     return isinstance(value, str) and bool(RUN_ID_RE.match(value))
+
+
+def run_prefix(experiment_prefix: str, run: str) -> str:
+    """``<experiment prefix>/runs/<run id>``: where run ``run`` keeps all of its data."""
+    return f"{experiment_prefix}/{RUNS_FOLDER}/{run}"
 
 
 def robomaker_token(run: str, chunk: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .naming import RUN_MANIFEST, Place, project_tags
+from .naming import RUN_MANIFEST, Place, project_tags, run_prefix
 from .props import RunProps
 
 
@@ -30,7 +30,13 @@ class Run:
 
     @property
     def manifest_key(self) -> str:
+        """The experiment's record of its current run (the fan-out's, not the run's data)."""
         return f"{self.props.prefix}/{RUN_MANIFEST}"
+
+    @property
+    def data_prefix(self) -> str:
+        """Where the trainer and the rollouts of this run share state."""
+        return run_prefix(self.props.prefix, self.run_id)
 
 
 @dataclass(frozen=True)
@@ -49,10 +55,11 @@ class RolloutPlan:
         p = self.run.props
         return {
             "SAGEMAKER_SHARED_S3_BUCKET": p.bucket,
-            "SAGEMAKER_SHARED_S3_PREFIX": p.prefix,
+            "SAGEMAKER_SHARED_S3_PREFIX": self.run.data_prefix,
             "APP_REGION": self.run.place.region,
             "ENABLE_KINESIS": "true" if p.video_enabled else "false",
-            "MODEL_METADATA_FILE_S3_KEY": f"{p.prefix}/{self.model_metadata_key}",
+            # A full key in SAGEMAKER_SHARED_S3_BUCKET (the simapp does not add the prefix).
+            "MODEL_METADATA_FILE_S3_KEY": f"{self.run.data_prefix}/{self.model_metadata_key}",
             "NUM_WORKERS": str(self.count),
         }
 
@@ -62,9 +69,10 @@ class RolloutPlan:
             **self.common_env(),
             "ROLLOUT_IDX": str(index),
             "WORLD_NAME": p.worlds[index],
-            # The RoboMaker-era simapp reads S3_YAML_NAME as the object's full key in the bucket.
-            # (Batch workers get relative names in ROLLOUT_YAML_NAMES: its image adds Prefix.)
-            "S3_YAML_NAME": f"{p.prefix}/{self.yaml_keys[index]}",
+            # Relative to SAGEMAKER_SHARED_S3_PREFIX: the simapp joins the two
+            # (bundle/src/deepracer_simulation_environment/scripts/
+            # download_params_and_roslaunch_agent.py, get_s3_key(s3_prefix, s3_yaml_name)).
+            "S3_YAML_NAME": self.yaml_keys[index],
         }
         # RoboMaker rejects empty values (min length 1): omit the stream when video is off.
         if p.video_enabled:

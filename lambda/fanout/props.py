@@ -40,6 +40,8 @@ MAX_TAGS = 50
 Backend = Literal["batch", "robomaker"]
 WaitFor = Literal["ACCEPTED", "RUNNING"]
 ComputeType = Literal["CPU", "GPU_AND_CPU"]
+AppForm = Literal["bundle", "container"]
+RUN_REF_RE = re.compile(r"^(latest|[a-z][a-z0-9-]{0,39}-[0-9a-f]{8})$")
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class TrainerProps:
     pretrained_bucket: str | None = None
     pretrained_prefix: str | None = None
     pretrained_checkpoint: str | None = None  # "last" | "best"; None: the image's default
+    # "latest" or a run id: pretrained_prefix is then an experiment prefix and the model is that
+    # run's (<prefix>/runs/<run id>/model/); None: pretrained_prefix is the model's own prefix.
+    pretrained_run: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class RoboMakerProps:
     simulation_unit_limit: int
     compute_type: ComputeType
     assign_public_ip: bool
+    app_form: AppForm = "bundle"
 
 
 @dataclass(frozen=True)
@@ -236,6 +242,7 @@ TRAINER_KEYS = (
     "PretrainedBucket",
     "PretrainedPrefix",
     "PretrainedCheckpoint",
+    "PretrainedRun",
 )
 BATCH_KEYS = ("JobQueueArn", "JobDefinitionArn", "AttemptDurationSeconds", "Vcpus", "MemoryMib")
 ROBOMAKER_KEYS = (
@@ -247,6 +254,7 @@ ROBOMAKER_KEYS = (
     "SimulationUnitLimit",
     "ComputeType",
     "AssignPublicIp",
+    "AppForm",
 )
 
 
@@ -307,6 +315,13 @@ def _parse_trainer(r: _Reader) -> TrainerProps:
             "Trainer.PretrainedBucket and Trainer.PretrainedPrefix must be set together "
             f"(got bucket={pretrained_bucket!r}, prefix={pretrained_prefix!r})"
         )
+    pretrained_run = r.optional_text(
+        "PretrainedRun", RUN_REF_RE, "latest or a run id (<experiment>-<8 hex digits>)"
+    )
+    if pretrained_run is not None and pretrained_bucket is None:
+        raise PropertyError(
+            "Trainer.PretrainedRun needs Trainer.PretrainedBucket and Trainer.PretrainedPrefix"
+        )
     checkpoint = None
     if r.optional_text("PretrainedCheckpoint") is not None:
         checkpoint = r.choice("PretrainedCheckpoint", PRETRAINED_CHECKPOINTS)
@@ -331,6 +346,7 @@ def _parse_trainer(r: _Reader) -> TrainerProps:
         pretrained_bucket=pretrained_bucket,
         pretrained_prefix=pretrained_prefix,
         pretrained_checkpoint=checkpoint,
+        pretrained_run=pretrained_run,
     )
 
 
@@ -360,6 +376,8 @@ def _parse_robomaker(r: _Reader) -> RoboMakerProps:
         compute_type=cast(ComputeType, r.choice("ComputeType", ("CPU", "GPU_AND_CPU"))),
         # Rollouts in public subnets need a public IP to reach the service endpoints.
         assign_public_ip=r.choice("AssignPublicIp", ("true", "false")) == "true",
+        # bundle: the workshop's ROS 1 bundle; container: the simapp 6.x image (ROS 2).
+        app_form=cast(AppForm, r.choice("AppForm", ("bundle", "container"), default="bundle")),
     )
 
 

@@ -20,7 +20,12 @@ from .retry import Retrier, bounded_map, error_code
 MAX_JOBS_PER_BATCH = 1000
 MAX_WORKERS = 8  # concurrent describe calls; well under RoboMaker's per-account rates
 PACKAGE = "deepracer_simulation_environment"
+# The workshop's ROS 1 bundle names a package and a launch file.
 LAUNCH_FILE = "distributed_training.launch"
+# The 6.x container (ROS 2) runs a command: its ENTRYPOINT is ["/bin/bash", "-c"], so the whole
+# command line is one string (deepracer-simapp docker/Dockerfile.combined); run.sh is
+# docker/files/robomaker/run.sh and keeps the ROLLOUT_IDX it is given in "run" mode.
+CONTAINER_COMMAND = "/opt/ml/code/run.sh run distributed_training.launch.py"
 # A batch may still queue jobs after its last one starts; give it an hour beyond one job's limit.
 BATCH_TIMEOUT_MARGIN_SECONDS = 3600
 BATCH_FAILED = frozenset({"Failed", "Canceled", "Canceling", "TimedOut", "TimingOut"})
@@ -47,8 +52,11 @@ def job_request(plan: RolloutPlan, index: int) -> dict[str, Any]:
             {
                 "application": rm.simulation_application_arn,
                 "launchConfig": {
-                    "packageName": PACKAGE,
-                    "launchFile": LAUNCH_FILE,
+                    **(
+                        {"command": [CONTAINER_COMMAND]}
+                        if rm.app_form == "container"
+                        else {"packageName": PACKAGE, "launchFile": LAUNCH_FILE}
+                    ),
                     "environmentVariables": plan.worker_env(index),
                 },
             }

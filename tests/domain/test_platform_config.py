@@ -17,7 +17,7 @@ def test_cdk_json_has_every_setting_and_they_load() -> None:
     assert set(SETTINGS) <= set(CONTEXT)
     config = load_platform_config(CONTEXT)
     assert config.backend == "batch" and config.az_count == 2 and config.spot is True
-    assert config.simapp_image == "awsdeepracercommunity/deepracer-simapp:6.0.6-cpu"
+    assert config.simapp_image == "awsdeepracercommunity/deepracer-simapp:6.0.5-cpu"
 
 
 def test_command_line_strings_are_parsed() -> None:
@@ -25,7 +25,7 @@ def test_command_line_strings_are_parsed() -> None:
         {**CONTEXT, "azCount": "3", "spot": "false", "gpu": "true", "maxVcpus": "64"}
     )
     assert (config.az_count, config.spot, config.gpu, config.max_vcpus) == (3, False, True, 64)
-    assert config.simapp_image_tag == "6.0.6-gpu"
+    assert config.simapp_image_tag == "6.0.5-gpu"
     assert config.rollout_instance_types == ("g4dn.2xlarge", "g4dn.xlarge")
 
 
@@ -37,7 +37,7 @@ def test_command_line_strings_are_parsed() -> None:
         ("egress", "open", "one of public, nat, endpoints"),
         ("spot", "maybe", "true or false"),
         ("maxVcpus", 2.5, "an integer from 4 to 10000"),
-        ("simappVersion", "latest", "a simapp release such as 6.0.6"),
+        ("simappVersion", "latest", "a simapp release such as 6.0.5"),
         ("logRetentionDays", 10, "one of 1, 3, 5, 7, 14, 30"),
         ("waitFor", "DONE", "one of ACCEPTED, RUNNING"),
         ("rolloutInstanceTypes", "c5.2xlarge,huge", "a comma-separated list of EC2 instance"),

@@ -33,95 +33,134 @@ from rollouts import contract
 # --------------------------------------------------------------------------- files
 
 
+def _runs(run_id: str) -> str:
+    """A run's data prefix, as README.md ("One prefix per run") documents it."""
+    return f"{PREFIX}/runs/{run_id}"
+
+
 def test_identical_workers_share_one_filled_yaml(world: World) -> None:
     props = make_props(3, "batch")
     world.put_asset(make_asset(props["Worlds"]))
     run_id = world.deploy(props)[0]["PhysicalResourceId"]
+    data = _runs(run_id)
 
     assert world.listing() == [
         f"{PREFIX}/fanout/{run_id}.json",  # the start marker: the Batch job id once known
-        f"{PREFIX}/hyperparameters.json",
-        f"{PREFIX}/model/model_metadata.json",
-        f"{PREFIX}/reward_function.py",
-        f"{PREFIX}/run.json",
-        f"{PREFIX}/training_params.yaml",
+        f"{PREFIX}/run.json",  # the experiment's record of its current run
+        f"{data}/hyperparameters.json",
+        f"{data}/model/model_metadata.json",
+        f"{data}/reward_function.py",
+        f"{data}/training_params.yaml",
     ]
-    params = yaml.safe_load(world.read(f"{PREFIX}/training_params.yaml"))
+    params = yaml.safe_load(world.read(f"{data}/training_params.yaml"))
     assert params["SAGEMAKER_SHARED_S3_BUCKET"] == BUCKET
-    assert params["SAGEMAKER_SHARED_S3_PREFIX"] == PREFIX
+    assert params["SAGEMAKER_SHARED_S3_PREFIX"] == data
+    assert params["MODEL_METADATA_FILE_S3_KEY"] == f"{data}/model/model_metadata.json"
     assert params["AWS_REGION"] == REGION
     assert params["ROBOMAKER_SIMULATION_JOB_ACCOUNT_ID"] == ACCOUNT
     assert (
         params["TRAINING_JOB_ARN"] == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{run_id}"
     )
     assert params["KINESIS_VIDEO_STREAM_NAME"] is None or params["KINESIS_VIDEO_STREAM_NAME"] == ""
-    assert "{{" not in world.read(f"{PREFIX}/training_params.yaml")
+    assert "{{" not in world.read(f"{data}/training_params.yaml")
     job = next(iter(world.cloud.batch_jobs.values()))
     env = {e["name"]: e["value"] for e in job["request"]["containerOverrides"]["environment"]}
     assert env["ROLLOUT_YAML_NAMES"] == "training_params.yaml"
+    assert env["SAGEMAKER_SHARED_S3_PREFIX"] == data
 
 
 def test_workers_that_differ_get_one_yaml_each(world: World) -> None:
     props = make_props(3, "robomaker", video=True)  # a stream per worker makes them differ
     world.put_asset(make_asset(props["Worlds"]))
-    world.deploy(props)
+    run_id = world.deploy(props)[0]["PhysicalResourceId"]
+    data = _runs(run_id)
 
     keys = world.listing()
-    assert f"{PREFIX}/training_params.yaml" not in keys
+    assert f"{data}/training_params.yaml" not in keys
     for i in range(3):
-        text = world.read(f"{PREFIX}/training_params_{i}.yaml")
+        text = world.read(f"{data}/training_params_{i}.yaml")
         assert yaml.safe_load(text)["KINESIS_VIDEO_STREAM_NAME"] == f"rollouts-demo-{i}"
     batch = next(iter(world.cloud.sim_batches.values()))
-    yaml_names = [
-        r["simulationApplications"][0]["launchConfig"]["environmentVariables"]["S3_YAML_NAME"]
+    envs = [
+        r["simulationApplications"][0]["launchConfig"]["environmentVariables"]
         for r in batch["request"]["createSimulationJobRequests"]
     ]
-    # The RoboMaker-era simapp reads S3_YAML_NAME as the full key in the bucket.
-    assert yaml_names == [
-        f"{PREFIX}/training_params_0.yaml",
-        f"{PREFIX}/training_params_1.yaml",
-        f"{PREFIX}/training_params_2.yaml",
+    # Names relative to SAGEMAKER_SHARED_S3_PREFIX, which the simapp joins to them.
+    assert [e["S3_YAML_NAME"] for e in envs] == [f"training_params_{i}.yaml" for i in range(3)]
+    assert {e["SAGEMAKER_SHARED_S3_PREFIX"] for e in envs} == {data}
+    assert all(f"{data}/{e['S3_YAML_NAME']}" in keys for e in envs)
+
+
+def test_a_run_never_sees_an_earlier_runs_model_or_handshake(world: World) -> None:
+    """What an earlier run left behind - its .finished, checkpoints and trainer address, in the
+    old shared layout or under its own run prefix - stays where it is, and the new run's
+    trainer and rollouts share a prefix that holds none of it."""
+    leftovers = [
+        f"{PREFIX}/model/.finished",
+        f"{PREFIX}/model/model_7.pb",
+        f"{PREFIX}/ip/done",
+        f"{PREFIX}/runs/demo-00000000/model/.finished",
+        f"{PREFIX}/runs/demo-00000000/ip/ip.json",
+        "experiments/other/ip/done",
     ]
-    assert all(name in keys for name in yaml_names)
-
-
-def test_stale_handshake_markers_are_cleared_and_data_kept(world: World) -> None:
-    for key in (
-        "ip/ip.json",
-        "ip/done",
-        "ip/hyperparameters.json",
-        "model/model_7.pb",
-        "ipsum.txt",
-    ):
-        world.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{key}", Body=b"old")
-    world.s3.put_object(Bucket=BUCKET, Key="experiments/other/ip/done", Body=b"other experiment")
+    for key in leftovers:
+        world.s3.put_object(Bucket=BUCKET, Key=key, Body=b"old")
     props = make_props(2, "batch")
     world.put_asset(make_asset(props["Worlds"]))
 
-    created = world.create(props)
-    assert f"{PREFIX}/ip/done" in world.listing(), "on_event touches nothing"
-    world.poll(props, created)
+    run_id = world.deploy(props)[0]["PhysicalResourceId"]
 
+    data = _runs(run_id)
     keys = world.listing("experiments/")
-    assert not [k for k in keys if k.startswith(f"{PREFIX}/ip/")]
-    assert f"{PREFIX}/model/model_7.pb" in keys and f"{PREFIX}/ipsum.txt" in keys
-    assert "experiments/other/ip/done" in keys
+    assert set(leftovers) <= set(keys), "earlier data is never deleted"
+    assert not [k for k in keys if k.startswith((f"{data}/model/.", f"{data}/ip/"))]
+    (training,) = world.cloud.ops("CreateTrainingJob")
+    (submit,) = world.cloud.ops("SubmitJob")
+    env = {e["name"]: e["value"] for e in submit["containerOverrides"]["environment"]}
+    assert training["HyperParameters"]["s3_prefix"] == data
+    assert env["SAGEMAKER_SHARED_S3_PREFIX"] == data
 
 
-def test_markers_are_cleared_before_the_trainer_starts(world: World) -> None:
-    world.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/ip/done", Body=b"old")
+def test_two_runs_of_one_experiment_share_no_model_or_ip(world: World) -> None:
+    old = make_props(2, "batch")
+    world.put_asset(make_asset(old["Worlds"]))
+    old_id = world.deploy(old)[0]["PhysicalResourceId"]
+    new = {**old, "Tags": {"team": "research", "try": "2"}}
+    update = _update(new, old, old_id)
+    result = handler.on_event(update, None)
+    world.poll(new, result, event=update)
+    new_id = result["PhysicalResourceId"]
+
+    prefixes = [p["HyperParameters"]["s3_prefix"] for p in world.cloud.ops("CreateTrainingJob")]
+    shared = [
+        {e["name"]: e["value"] for e in p["containerOverrides"]["environment"]}[
+            "SAGEMAKER_SHARED_S3_PREFIX"
+        ]
+        for p in world.cloud.ops("SubmitJob")
+    ]
+    assert prefixes == shared == [_runs(old_id), _runs(new_id)]
+    record = json.loads(world.read(f"{PREFIX}/run.json"))
+    assert record["runId"] == new_id and record["dataPrefix"] == _runs(new_id)
+    assert record["pretrained"] is None
+
+
+def test_handshake_markers_of_the_run_are_cleared_before_its_trainer_starts(
+    world: World,
+) -> None:
     props = make_props(1, "batch")
     world.put_asset(make_asset(props["Worlds"]))
+    created = world.create(props)  # plans only; the run id is known from here on
+    data = _runs(created["PhysicalResourceId"])
+    world.s3.put_object(Bucket=BUCKET, Key=f"{data}/ip/done", Body=b"old")
     seen: list[list[str]] = []
-    world.cloud.attach  # noqa: B018 - the fake records calls; hook on CreateTrainingJob below
     original = world.cloud._CreateTrainingJob
 
     def create_and_look(params: dict) -> dict:
-        seen.append(world.listing(f"{PREFIX}/ip/"))
+        seen.append(world.listing(f"{data}/ip/"))
         return original(params)
 
     world.cloud._CreateTrainingJob = create_and_look  # type: ignore[method-assign]
-    world.deploy(props)
+    world.poll(props, created)
     assert seen == [[]]
 
 

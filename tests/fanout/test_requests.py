@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from botocore.stub import ANY, Stubber
-from fanout import batch_backend, clients, handler, robomaker_backend, trainer
+from fanout import batch_backend, clients, handler, pretrained, robomaker_backend, trainer
 from fanout import props as props_mod
 from fanout.clients import new_session
 from fanout.errors import PropertyError
@@ -29,6 +29,10 @@ from fanout_builders import (
     make_event,
     make_props,
 )
+
+
+# Every run's data lives under <experiment prefix>/runs/<run id> (README, "One prefix per run").
+RUN_PREFIX = f"{PREFIX}/runs/demo-0123abcd"
 
 
 def _run(n: int, backend: str, **kw: Any) -> Run:
@@ -56,19 +60,27 @@ def test_robomaker_client_comes_from_the_final_model() -> None:
     assert (clients.MODEL_DIR / "robomaker" / "2018-06-29" / "service-2.json").is_file()
 
 
+def _training_request(run: Run, algorithm: str = "clipped_ppo", **hyper: Any) -> dict[str, Any]:
+    values = trainer.hyperparameters(
+        run.props, REGION, run.data_prefix, "model/model_metadata.json", {"lr": "0.0003"}, None
+    )
+    return trainer.training_job_request(
+        run.props, run.training_job_name, run.data_prefix, run.tags, values, algorithm
+    )
+
+
 def test_create_training_job_request() -> None:
     run = _run(2, "batch")
-    hyper = trainer.hyperparameters(
-        run.props, REGION, "model/model_metadata.json", "reward_function.py", {"lr": "0.0003"}
-    )
-    request = trainer.training_job_request(run.props, run.training_job_name, run.tags, hyper)
+    request = _training_request(run)
     client = _client("sagemaker")
     with Stubber(client) as stub:
         stub.add_response("create_training_job", {"TrainingJobArn": run.training_job_arn}, request)
         client.create_training_job(**request)  # raises if the shape is wrong
 
     assert request["TrainingJobName"] == "demo-0123abcd"
-    assert request["OutputDataConfig"] == {"S3OutputPath": f"s3://{BUCKET}/{PREFIX}/"}
+    # The distributed trainer (Redis + training_worker.py), not the image's single-job default.
+    assert request["Environment"] == {"SAGEMAKER_PROGRAM": "sage-train.sh"}
+    assert request["OutputDataConfig"] == {"S3OutputPath": f"s3://{BUCKET}/{RUN_PREFIX}/"}
     assert request["VpcConfig"]["Subnets"] == [
         "subnet-0aaaaaaaaaaaaaaa1",
         "subnet-0bbbbbbbbbbbbbbb2",
@@ -77,44 +89,28 @@ def test_create_training_job_request() -> None:
     assert request["EnableNetworkIsolation"] is False
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200}
     assert all(isinstance(v, str) for v in request["HyperParameters"].values())
+    # Exactly the arguments markov/training_worker.py parses, plus the RL hyperparameters.
     assert request["HyperParameters"] == {
         "lr": "0.0003",
         "s3_bucket": BUCKET,
-        "s3_prefix": PREFIX,
+        "s3_prefix": RUN_PREFIX,
         "aws_region": REGION,
-        "model_metadata_s3_key": f"{PREFIX}/model/model_metadata.json",
-        "reward_function_s3_source": f"{PREFIX}/reward_function.py",
+        "model_metadata_s3_key": f"{RUN_PREFIX}/model/model_metadata.json",
     }
     assert {"Key": "rollouts:run", "Value": "demo-0123abcd"} in request["Tags"]
     assert {"Key": "team", "Value": "research"} in request["Tags"]
 
 
 def test_pretrained_model_is_passed_as_hyperparameters() -> None:
-    raw = make_props(1, "batch")
-    raw["Trainer"] = {
-        **raw["Trainer"],
-        "PretrainedBucket": "other-bucket",
-        "PretrainedPrefix": "experiments/base",
-    }
-    hyper = trainer.hyperparameters(parse_properties(raw), REGION, "m.json", "r.py", {})
+    run = _run(1, "batch")
+    model = pretrained.PretrainedModel("other-bucket", "experiments/base/runs/base-0a0b0c0d", "best")
+    hyper = trainer.hyperparameters(run.props, REGION, run.data_prefix, "m.json", {}, model)
     assert hyper["pretrained_s3_bucket"] == "other-bucket"
-    assert hyper["pretrained_s3_prefix"] == "experiments/base"
-    assert "pretrained_checkpoint" not in hyper, "unset: the image's default"
-
-
-@pytest.mark.parametrize("checkpoint", ["last", "best"])
-def test_pretrained_checkpoint_is_passed_as_a_hyperparameter(checkpoint: str) -> None:
-    raw = make_props(1, "batch")
-    raw["Trainer"] = {
-        **raw["Trainer"],
-        "PretrainedBucket": "other-bucket",
-        "PretrainedPrefix": "experiments/base",
-        "PretrainedCheckpoint": checkpoint,
-    }
-    props = parse_properties(raw)
-    assert props.trainer.pretrained_checkpoint == checkpoint
-    hyper = trainer.hyperparameters(props, REGION, "m.json", "r.py", {})
-    assert hyper["pretrained_checkpoint"] == checkpoint
+    assert hyper["pretrained_s3_prefix"] == "experiments/base/runs/base-0a0b0c0d"
+    assert hyper["pretrained_checkpoint"] == "best"
+    assert "pretrained_s3_bucket" not in trainer.hyperparameters(
+        run.props, REGION, run.data_prefix, "m.json", {}, None
+    )
 
 
 @pytest.mark.parametrize(
@@ -125,13 +121,40 @@ def test_pretrained_checkpoint_is_passed_as_a_hyperparameter(checkpoint: str) ->
             {"PretrainedBucket": "b-bucket", "PretrainedPrefix": "p", "PretrainedCheckpoint": "x"},
             "Trainer.PretrainedCheckpoint is 'x'; allowed: last | best",
         ),
+        ({"PretrainedRun": "latest"}, "Trainer.PretrainedRun needs Trainer.PretrainedBucket"),
+        (
+            {"PretrainedBucket": "b-bucket", "PretrainedPrefix": "p", "PretrainedRun": "newest"},
+            "Trainer.PretrainedRun is 'newest'; allowed: latest or a run id",
+        ),
     ],
 )
-def test_pretrained_checkpoint_is_checked(trainer_props: dict[str, str], expected: str) -> None:
+def test_pretrained_properties_are_checked(trainer_props: dict[str, str], expected: str) -> None:
     raw = make_props(1, "batch")
     raw["Trainer"] = {**raw["Trainer"], **trainer_props}
     with pytest.raises(PropertyError, match=expected):
         parse_properties(raw)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "names"),
+    [
+        (
+            "clipped_ppo",
+            [
+                "reward-training",
+                "steps-training",
+                "ppo-surrogate-loss",
+                "ppo-kl-divergence",
+                "ppo-entropy",
+            ],
+        ),
+        # SAC logs no "Policy training>" lines (markov/multi_agent_coach/agents/sac_agent.py).
+        ("sac", ["reward-training", "steps-training"]),
+    ],
+)
+def test_metric_definitions_follow_the_algorithm(algorithm: str, names: list[str]) -> None:
+    request = _training_request(_run(1, "batch"), algorithm)
+    assert [m["Name"] for m in request["AlgorithmSpecification"]["MetricDefinitions"]] == names
 
 
 def test_tag_rule_is_one_pattern_with_lengths() -> None:
@@ -149,43 +172,35 @@ POLICY_LINE = (
 )
 
 
+EPISODE_LINE = (
+    "Training> Name=main_level/agent, Worker=0, Episode=19, Total reward=-102.88, "
+    "Steps=19019, Training iteration=1"
+)
+
+
 @pytest.mark.parametrize(
     ("line", "name", "value"),
     [
-        (
-            "Training> Name=main_level/agent, Worker=0, Episode=19, Total reward=-102.88, "
-            "Steps=19019, Training iteration=1",
-            "reward-training",
-            "-102.88",
-        ),
-        (
-            "Testing> Name=main_level/agent, Worker=0, Episode=19, Total reward=1359.12, "
-            "Steps=20015",
-            "reward-evaluation",
-            "1359.12",
-        ),
-        (
-            POLICY_LINE,
-            "ppo-surrogate-loss",
-            "-0.0326",
-        ),
-        (
-            POLICY_LINE,
-            "ppo-entropy",
-            "2.83",
-        ),
-        (
-            "Training> Name=main_level/agent, Worker=1, Episode=3, Total reward=9.5, "
-            "Progress=45.2, Steps=10",
-            "progress-training",
-            "45.2",
-        ),
+        (EPISODE_LINE, "reward-training", "-102.88"),
+        (EPISODE_LINE, "steps-training", "19019"),
+        (POLICY_LINE, "ppo-surrogate-loss", "-0.0326"),
+        (POLICY_LINE, "ppo-kl-divergence", "7.2e-06"),
+        (POLICY_LINE, "ppo-entropy", "2.83"),
     ],
 )
 def test_metric_definitions_match_simapp_log_lines(line: str, name: str, value: str) -> None:
-    regex = next(m["Regex"] for m in trainer.METRIC_DEFINITIONS if m["Name"] == name)
+    """Lines as rl_coach's ScreenLogger prints them on the trainer (no colours)."""
+    definitions = _training_request(_run(1, "batch"))["AlgorithmSpecification"]
+    regex = next(m["Regex"] for m in definitions["MetricDefinitions"] if m["Name"] == name)
     match = re.search(regex, line)
     assert match is not None and match.group(1) == value
+
+
+def test_no_metric_matches_a_rollout_only_line() -> None:
+    """"Testing>" lines come from rollout workers only: no definition may claim them."""
+    testing = "Testing> Name=main_level/agent, Worker=0, Episode=19, Total reward=1359.12"
+    definitions = _training_request(_run(1, "batch"))["AlgorithmSpecification"]
+    assert not any(re.search(m["Regex"], testing) for m in definitions["MetricDefinitions"])
 
 
 def test_batch_array_job_request() -> None:
@@ -211,10 +226,10 @@ def test_batch_array_job_request() -> None:
     env = {e["name"]: e["value"] for e in request["containerOverrides"]["environment"]}
     assert env == {
         "SAGEMAKER_SHARED_S3_BUCKET": BUCKET,
-        "SAGEMAKER_SHARED_S3_PREFIX": PREFIX,
+        "SAGEMAKER_SHARED_S3_PREFIX": RUN_PREFIX,
         "APP_REGION": REGION,
         "ENABLE_KINESIS": "true",
-        "MODEL_METADATA_FILE_S3_KEY": f"{PREFIX}/model/model_metadata.json",
+        "MODEL_METADATA_FILE_S3_KEY": f"{RUN_PREFIX}/model/model_metadata.json",
         "NUM_WORKERS": "3",
         "ROLLOUT_WORLD_NAMES": "reInvent2019_track,Bowtie_track,Oval_track",
         "ROLLOUT_VIDEO_STREAMS": "rollouts-demo-0,rollouts-demo-1,rollouts-demo-2",
@@ -274,18 +289,40 @@ def test_robomaker_batch_request(video: bool) -> None:
     (app,) = job["simulationApplications"]
     assert app["application"] == SIM_APP
     launch = app["launchConfig"]
+    # The default app form is the workshop's ROS 1 bundle: a package and a launch file.
     assert launch["packageName"] == "deepracer_simulation_environment"
     assert launch["launchFile"] == "distributed_training.launch"
+    assert "command" not in launch
     env = launch["environmentVariables"]
     assert len(env) <= 20
     assert env["ROLLOUT_IDX"] == "1" and env["WORLD_NAME"] == "reInvent2019_track"
-    # The RoboMaker-era simapp reads the params file by its full key (Batch: relative names).
-    assert env["S3_YAML_NAME"] == f"{PREFIX}/training_params.yaml"
+    # Relative to SAGEMAKER_SHARED_S3_PREFIX: the simapp joins the two.
+    assert env["S3_YAML_NAME"] == "training_params.yaml"
+    assert env["SAGEMAKER_SHARED_S3_PREFIX"] == RUN_PREFIX
     assert env["ENABLE_KINESIS"] == ("true" if video else "false")
     # RoboMaker rejects empty values: no stream variable at all when video is off.
     assert env.get("KINESIS_VIDEO_STREAM_NAME") == ("rollouts-demo-1" if video else None)
     assert all(v for v in env.values())
     assert job["tags"]["rollouts:run"] == "demo-0123abcd"
+
+
+def test_robomaker_container_form_runs_the_6x_launcher() -> None:
+    raw = make_props(2, "robomaker")
+    raw["RoboMaker"]["AppForm"] = "container"
+    plan = RolloutPlan(
+        Run("demo-0123abcd", parse_properties(raw), Place.from_stack_id(STACK_ID)),
+        ("training_params.yaml",) * 2,
+        "model/model_metadata.json",
+    )
+    (request,) = robomaker_backend.batch_requests(plan)
+    client = _client("robomaker")
+    with Stubber(client) as stub:
+        stub.add_response("start_simulation_job_batch", {"arn": "arn:aws:robomaker:x"}, request)
+        client.start_simulation_job_batch(**request)
+    launch = request["createSimulationJobRequests"][0]["simulationApplications"][0]["launchConfig"]
+    # The image's ENTRYPOINT is bash -c: one string, the ROS 2 launch file of simapp 6.x.
+    assert launch["command"] == ["/opt/ml/code/run.sh run distributed_training.launch.py"]
+    assert "packageName" not in launch and "launchFile" not in launch
 
 
 def test_robomaker_gpu_compute_asks_for_a_gpu_unit() -> None:
@@ -360,6 +397,7 @@ def test_create_and_delete_call_sequence_with_stubbers(world: Any) -> None:
             "PlannedAt": result["PlannedAt"],
             "SharedYaml": True,
         }
+        run_data = f"{PREFIX}/runs/{run_id}"
 
         sm.add_client_error(
             "describe_training_job",
@@ -383,6 +421,7 @@ def test_create_and_delete_call_sequence_with_stubbers(world: Any) -> None:
                         "StoppingCondition",
                         "Tags",
                         "EnableNetworkIsolation",
+                        "Environment",
                     )
                 },
                 "TrainingJobName": run_id,
@@ -390,7 +429,7 @@ def test_create_and_delete_call_sequence_with_stubbers(world: Any) -> None:
         )
         sm.add_response(
             "describe_training_job",
-            _training_job(run_id, arn, "InProgress"),
+            _training_job(run_id, arn, "InProgress", run_data),
             {"TrainingJobName": run_id},
         )
         bt.add_response("list_jobs", {"jobSummaryList": []}, by_name)  # dedupe before submit
@@ -427,7 +466,7 @@ def test_create_and_delete_call_sequence_with_stubbers(world: Any) -> None:
         )
         sm.add_response(
             "describe_training_job",
-            _training_job(run_id, arn, "InProgress"),
+            _training_job(run_id, arn, "InProgress", run_data),
             {"TrainingJobName": run_id},
         )
         sm.add_response("stop_training_job", {}, {"TrainingJobName": run_id})
@@ -444,7 +483,7 @@ def test_create_and_delete_call_sequence_with_stubbers(world: Any) -> None:
         )
         sm.add_response(
             "describe_training_job",
-            _training_job(run_id, arn, "Stopped"),
+            _training_job(run_id, arn, "Stopped", run_data),
             {"TrainingJobName": run_id},
         )
         handler.on_event(make_event("Delete", props, physical_id=run_id), None)
@@ -464,14 +503,14 @@ def _batch_job(name: str, status: str) -> dict[str, Any]:
     return {"jobs": [job]}
 
 
-def _training_job(name: str, arn: str, status: str) -> dict[str, Any]:
+def _training_job(name: str, arn: str, status: str, data_prefix: str) -> dict[str, Any]:
     """A DescribeTrainingJob response with every member the model requires."""
     return {
         "TrainingJobName": name,
         "TrainingJobArn": arn,
         "TrainingJobStatus": status,
         "SecondaryStatus": "Starting" if status == "InProgress" else "Stopped",
-        "ModelArtifacts": {"S3ModelArtifacts": f"s3://{BUCKET}/{PREFIX}/"},
+        "ModelArtifacts": {"S3ModelArtifacts": f"s3://{BUCKET}/{data_prefix}/"},
         "AlgorithmSpecification": {"TrainingInputMode": "File"},
         "ResourceConfig": {
             "InstanceType": "ml.c5.2xlarge",
@@ -480,7 +519,7 @@ def _training_job(name: str, arn: str, status: str) -> dict[str, Any]:
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": 7200},
         "CreationTime": datetime.datetime.now(datetime.UTC),
-        "HyperParameters": {"s3_bucket": BUCKET, "s3_prefix": PREFIX},
+        "HyperParameters": {"s3_bucket": BUCKET, "s3_prefix": data_prefix},
     }
 
 

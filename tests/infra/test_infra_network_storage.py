@@ -193,7 +193,7 @@ def test_gpu_and_on_demand_settings(tmp_path_factory: pytest.TempPathFactory) ->
     )
     assert image  # the image asset is staged with the GPU base image:
     assets = [p for p in (tmp_path_factory.getbasetemp()).rglob("*.assets.json")]
-    assert any("6.0.6-gpu" in p.read_text() for p in assets)
+    assert any("6.0.5-gpu" in p.read_text() for p in assets)
 
 
 def test_robomaker_application_has_the_workshop_settings(robomaker: Synthesis) -> None:
