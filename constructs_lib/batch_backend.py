@@ -102,7 +102,9 @@ class BatchRolloutBackend(Construct):
             # entrypoint (bash as PID 1 would ignore it, so workers died only at SIGKILL), as
             # deepracer-for-cloud runs its rollout containers (docker-compose-training.yml,
             # init: true).
-            linux_parameters=batch.LinuxParameters(self, "LinuxParameters", init_process_enabled=True),
+            linux_parameters=batch.LinuxParameters(
+                self, "LinuxParameters", init_process_enabled=True
+            ),
         )
         self.job_definition = batch.EcsJobDefinition(
             self,

@@ -756,8 +756,9 @@ def _pretrained(section: _Section, experiment: str) -> Pretrained:
             "prefix",
             None,
             pattern=PRETRAINED_PREFIX_PATTERN,
-            allowed="the prefix of a model in the platform bucket, experiments/<name> (the "
-            "trainer may read nothing else; copy a model from elsewhere there first)",
+            allowed="the prefix of an earlier experiment in the platform bucket, "
+            "experiments/<name> (the trainer may read nothing else; copy a model from "
+            "elsewhere there first)",
         )
         if has & {"experiment", "run"}:
             section.fail(
@@ -781,16 +782,15 @@ def _pretrained(section: _Section, experiment: str) -> Pretrained:
     )
     if prefix is None and "run" in has and run != "latest" and not run.startswith(f"{other}-"):
         section.fail(
-            section.name("run"), run, f"is not a run of experiment {other!r} (its ids start "
-            f"{other}-)"
+            section.name("run"),
+            run,
+            f"is not a run of experiment {other!r} (its ids start {other}-)",
         )
     checkpoint = section.choice("checkpoint", ("last", "best"), "last")
     section.finish()
     if prefix is not None or not has:
         if not has:
-            section.fail(
-                section.path, None, "needs prefix, or experiment and/or run (run: latest)"
-            )
+            section.fail(section.path, None, "needs prefix, or experiment and/or run (run: latest)")
         return Pretrained(prefix=prefix or "experiments/unknown", checkpoint=checkpoint)
     return Pretrained(experiment=other, run=run, checkpoint=checkpoint)
 

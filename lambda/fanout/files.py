@@ -50,7 +50,11 @@ class Asset:
     def training_algorithm(self) -> str:
         """``training_algorithm`` of the model metadata (the simapp's default: clipped_ppo)."""
         source = next(
-            (str(e["source"]) for e in self.manifest["files"] if e["key"] == self.model_metadata_key),
+            (
+                str(e["source"])
+                for e in self.manifest["files"]
+                if e["key"] == self.model_metadata_key
+            ),
             None,
         )
         try:

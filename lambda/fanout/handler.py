@@ -41,7 +41,6 @@ from .errors import (
 from .naming import Place, is_run_id, run_id
 from .plan import Run
 from .props import RunProps, parse_properties
-from .start_plan import StartPlan
 from .retry import (
     Retrier,
     ThrottledTooLongError,
@@ -50,6 +49,7 @@ from .retry import (
     is_throttle,
     is_transient,
 )
+from .start_plan import StartPlan
 
 LOG = logging.getLogger()
 LOG.setLevel(logging.INFO)
@@ -855,7 +855,9 @@ def _check(
                 pinned=progress.pretrained_prefix,
             )
         )
-        manifest = _run_manifest(run, data, rollout_ids, job_arns, shared_yaml, model)
+        manifest = _run_manifest(
+            run, data, rollout_ids, job_arns, shared_yaml, pretrained_model=model
+        )
         manifest["propertiesHash"] = progress.properties_hash
         files.write_json(clients.s3, retry, props.bucket, run.manifest_key, manifest)
     except ThrottledTooLongError:
@@ -891,6 +893,7 @@ def _run_manifest(
     rollout_ids: Mapping[str, Any],
     job_arns: tuple[str, ...],
     shared_yaml: bool,
+    *,
     pretrained_model: pretrained.PretrainedModel | None,
 ) -> dict[str, Any]:
     props = run.props

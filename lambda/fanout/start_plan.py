@@ -43,10 +43,10 @@ def plan_start(asset: files.Asset, run: Run, pretrained: PretrainedModel | None)
     hyper = trainer.hyperparameters(
         props,
         run.place.region,
-        run.data_prefix,
-        asset.model_metadata_key,
-        rendered.hyperparameters,
-        pretrained,
+        data_prefix=run.data_prefix,
+        model_metadata_key=asset.model_metadata_key,
+        from_file=rendered.hyperparameters,
+        pretrained=pretrained,
     )
     rollouts = RolloutPlan(
         run=run, yaml_keys=rendered.worker_yaml_keys, model_metadata_key=asset.model_metadata_key
@@ -54,7 +54,12 @@ def plan_start(asset: files.Asset, run: Run, pretrained: PretrainedModel | None)
     return StartPlan(
         rendered=rendered,
         training_request=trainer.training_job_request(
-            props, run.training_job_name, run.data_prefix, run.tags, hyper, asset.training_algorithm
+            props,
+            run.training_job_name,
+            data_prefix=run.data_prefix,
+            tags=run.tags,
+            hyper=hyper,
+            algorithm=asset.training_algorithm,
         ),
         batch_request=batch_backend.submit_request(rollouts) if props.backend == "batch" else None,
         robomaker_requests=(

@@ -58,6 +58,7 @@ TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
 def hyperparameters(
     props: RunProps,
     region: str,
+    *,
     data_prefix: str,
     model_metadata_key: str,
     from_file: Mapping[str, str],
@@ -89,6 +90,7 @@ def hyperparameters(
 def training_job_request(
     props: RunProps,
     name: str,
+    *,
     data_prefix: str,
     tags: Mapping[str, str],
     hyper: Mapping[str, str],

@@ -125,3 +125,14 @@ def test_shipped_experiments_are_valid() -> None:
     experiments = Path(__file__).resolve().parents[2] / "experiments"
     names = [load_experiment(p).name for p in sorted(experiments.glob("*.yaml"))]
     assert len(names) == len(set(names)) >= 3
+
+
+def test_cameras_and_simtrace_prefix_as_the_simapp_reads_them(tmp_path: Path) -> None:
+    """Only the main camera renders (the simapp defaults both to True), and the simtrace prefix
+    is the run's own: the simapp appends [<worker>/]training-simtrace/ itself."""
+    spec = load_experiment(write_experiment(tmp_path, RACES["TIME_TRIAL"]))
+    params = yaml.safe_load(render_files(spec)["training_params_1.yaml"])
+    assert params["CAMERA_MAIN_ENABLE"] == "True"
+    assert params["CAMERA_SUB_ENABLE"] == "False"
+    assert params["SIMTRACE_S3_PREFIX"] == "{{prefix}}"
+    assert params["MP4_S3_OBJECT_PREFIX"] == "{{prefix}}/mp4"

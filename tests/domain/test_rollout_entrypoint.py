@@ -1,14 +1,20 @@
-"""The rollout container's entrypoint: an array child picks its own track, params and stream."""
+"""The rollout container's entrypoint: an array child picks its own track, params and stream,
+starts the simapp's 6.x launcher, gets Gazebo going on any worker index, and passes on SIGTERM."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-ENTRYPOINT = Path(__file__).resolve().parents[2] / "simapp" / "rollout-entrypoint.sh"
+SIMAPP = Path(__file__).resolve().parents[2] / "simapp"
+ENTRYPOINT = SIMAPP / "rollout-entrypoint.sh"
+WRAPPER = SIMAPP / "taskset"
+REAL_TASKSET = "/usr/bin/taskset"
 
 
 def run(index: str | None, **env: str) -> subprocess.CompletedProcess[str]:
@@ -54,3 +60,158 @@ def test_index_beyond_the_lists_fails_clearly() -> None:
     result = run("5")
     assert result.returncode == 64
     assert "rollout 5: list has only 3 entries" in result.stderr
+
+
+# ------------------------------------------------------------------ the simapp 6.x launcher
+
+
+def _fake_code_dir(tmp_path: Path, body: str) -> Path:
+    code = tmp_path / "code"
+    code.mkdir()
+    script = code / "run.sh"
+    script.write_text(f"#!/usr/bin/env bash\n{body}\n")
+    script.chmod(0o755)
+    return code
+
+
+def test_default_command_is_the_6x_run_script_with_the_distributed_launch_file(
+    tmp_path: Path,
+) -> None:
+    code = _fake_code_dir(tmp_path, 'echo "args: $*"')
+    result = run("1", SIMAPP_ROLLOUT_COMMAND="", SIMAPP_CODE_DIR=str(code))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "args: run distributed_training.launch.py"
+
+
+def test_without_an_override_the_image_path_is_run(tmp_path: Path) -> None:
+    """In the image nothing overrides the command: it is /opt/ml/code/run.sh (5.x used
+    /opt/simapp/run.sh, which 6.x images do not have)."""
+    result = run("0", SIMAPP_ROLLOUT_COMMAND="")
+    assert result.returncode != 0  # no simapp on this machine
+    assert "/opt/ml/code/run.sh" in result.stderr
+
+
+# ------------------------------------------------------------------ Gazebo on any worker index
+
+# What deepracer-simapp's launch/empty_world.launch.py does: pin Gazebo to cores 2i and 2i+1.
+GAZEBO_LAUNCH = (
+    "taskset -c $((2 * ROLLOUT_IDX)),$((2 * ROLLOUT_IDX + 1)) "
+    "python3 -c 'import os; print(\"gazebo on\", sorted(os.sched_getaffinity(0)))'"
+)
+
+
+def _on_one_core(
+    tmp_path: Path, index: int, wrapper: bool, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """The entrypoint as a container with a single CPU sees it (real taskset -c 0 around it),
+    with the image's PATH order: /usr/local/bin (the wrapper) before /usr/bin."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    link = bin_dir / "taskset"
+    if wrapper and not link.exists():
+        link.symlink_to(WRAPPER)
+    code_dir = tmp_path / "code"
+    if not code_dir.exists():
+        _fake_code_dir(tmp_path, GAZEBO_LAUNCH)
+    environment = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "ROLLOUT_WORLD_NAMES": "reInvent2019_track",
+        "ROLLOUT_YAML_NAMES": "training_params.yaml",
+        "SIMAPP_CODE_DIR": str(code_dir),
+        "AWS_BATCH_JOB_ARRAY_INDEX": str(index),
+        **env,
+    }
+    return subprocess.run(
+        [REAL_TASKSET, "-c", "0", "bash", str(ENTRYPOINT)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(not Path(REAL_TASKSET).exists(), reason="util-linux taskset is needed")
+def test_without_the_wrapper_a_high_index_never_starts_gazebo(tmp_path: Path) -> None:
+    """The failure the wrapper exists for: worker 1 asks for cores 2,3 of a 1-CPU container."""
+    result = _on_one_core(tmp_path, 1, wrapper=False)
+    assert result.returncode != 0 and "gazebo on" not in result.stdout
+
+
+@pytest.mark.skipif(not Path(REAL_TASKSET).exists(), reason="util-linux taskset is needed")
+@pytest.mark.parametrize(
+    ("mode", "indexes"), [("off", range(64)), ("map", (0, 1, 2, 31, 62, 63))], ids=["off", "map"]
+)
+def test_every_worker_index_starts_gazebo_on_a_one_cpu_container(
+    tmp_path: Path, mode: str, indexes: range | tuple[int, ...]
+) -> None:
+    for index in indexes:
+        result = _on_one_core(tmp_path, index, wrapper=True, ROLLOUTS_CPU_PINNING=mode)
+        assert result.returncode == 0, (index, result.stderr)
+        assert result.stdout.splitlines()[-1] == "gazebo on [0]", index
+
+
+def test_wrapper_folds_cores_onto_the_allowed_ones() -> None:
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader("taskset_wrapper", str(WRAPPER))
+    spec = importlib.util.spec_from_loader("taskset_wrapper", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    assert module.parse_cpu_list("0,2-4") == [0, 2, 3, 4]
+    assert module.fold([126, 127], [0, 1, 2, 3, 4, 5, 6, 7]) == [6, 7]
+    assert module.fold([2, 3], [5]) == [5]
+    with pytest.raises(ValueError, match="not a CPU list"):
+        module.parse_cpu_list("0,x")
+
+
+def test_wrapper_refuses_an_unknown_mode() -> None:
+    result = subprocess.run(
+        ["python3", str(WRAPPER), "-c", "0", "true"],
+        env={**os.environ, "ROLLOUTS_CPU_PINNING": "sometimes"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 64
+    assert "ROLLOUTS_CPU_PINNING is 'sometimes'; allowed: off | map | strict" in result.stderr
+
+
+# ------------------------------------------------------------------ stopping
+
+
+def test_sigterm_reaches_the_whole_simulation(tmp_path: Path) -> None:
+    """CancelJob/TerminateJob send SIGTERM; run.sh starts ros2 launch in the background, so the
+    signal must reach that grandchild too, not only the first process."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    child = f"trap 'echo child > {marks}/child; exit 0' TERM; while true; do sleep 0.05; done"
+    code = _fake_code_dir(
+        tmp_path,
+        f'bash -c "{child}" &\n'
+        f"trap 'echo launcher > {marks}/launcher; wait; exit 143' TERM\n"
+        f"touch {marks}/started\nwait",
+    )
+    process = subprocess.Popen(
+        ["bash", str(ENTRYPOINT)],
+        env={
+            "PATH": os.environ["PATH"],
+            "ROLLOUT_WORLD_NAMES": "reInvent2019_track",
+            "ROLLOUT_YAML_NAMES": "training_params.yaml",
+            "SIMAPP_CODE_DIR": str(code),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 10
+    while not (marks / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 143, stderr
+    assert (marks / "child").read_text().strip() == "child"
+    assert (marks / "launcher").read_text().strip() == "launcher"
+    assert "TERM received, stopping the simulation" in stderr

@@ -154,6 +154,27 @@ BAD_FILES: dict[str, tuple[str, list[str]]] = {
             "pretrained.bucket: 'other' is not a known key here",
         ],
     ),
+    "pretrained-prefix-and-run": (
+        "name: t24\ntrack: reInvent2019_track\n"
+        "pretrained: {prefix: experiments/base, run: latest}\n",
+        [
+            "pretrained.prefix: 'experiments/base' is not allowed together with experiment or "
+            "run: name a model prefix, or an experiment's run",
+        ],
+    ),
+    "pretrained-run-of-another-experiment": (
+        "name: t25\ntrack: reInvent2019_track\n"
+        "pretrained: {experiment: base, run: t25-0a0b0c0d, checkpoint: newest}\n",
+        [
+            "pretrained.run: 't25-0a0b0c0d' is not a run of experiment 'base' (its ids start "
+            "base-)",
+            "pretrained.checkpoint: 'newest' is not allowed: must be one of last, best",
+        ],
+    ),
+    "pretrained-run-not-an-id": (
+        "name: t26\ntrack: reInvent2019_track\npretrained: {run: newest}\n",
+        ["pretrained.run: 'newest' is not allowed: latest, or a run id such as"],
+    ),
 }
 
 

@@ -30,7 +30,6 @@ from fanout_builders import (
     make_props,
 )
 
-
 # Every run's data lives under <experiment prefix>/runs/<run id> (README, "One prefix per run").
 RUN_PREFIX = f"{PREFIX}/runs/demo-0123abcd"
 
@@ -62,10 +61,20 @@ def test_robomaker_client_comes_from_the_final_model() -> None:
 
 def _training_request(run: Run, algorithm: str = "clipped_ppo", **hyper: Any) -> dict[str, Any]:
     values = trainer.hyperparameters(
-        run.props, REGION, run.data_prefix, "model/model_metadata.json", {"lr": "0.0003"}, None
+        run.props,
+        REGION,
+        data_prefix=run.data_prefix,
+        model_metadata_key="model/model_metadata.json",
+        from_file={"lr": "0.0003"},
+        pretrained=None,
     )
     return trainer.training_job_request(
-        run.props, run.training_job_name, run.data_prefix, run.tags, values, algorithm
+        run.props,
+        run.training_job_name,
+        data_prefix=run.data_prefix,
+        tags=run.tags,
+        hyper=values,
+        algorithm=algorithm,
     )
 
 
@@ -103,13 +112,27 @@ def test_create_training_job_request() -> None:
 
 def test_pretrained_model_is_passed_as_hyperparameters() -> None:
     run = _run(1, "batch")
-    model = pretrained.PretrainedModel("other-bucket", "experiments/base/runs/base-0a0b0c0d", "best")
-    hyper = trainer.hyperparameters(run.props, REGION, run.data_prefix, "m.json", {}, model)
+    model = pretrained.PretrainedModel(
+        "other-bucket", "experiments/base/runs/base-0a0b0c0d", "best"
+    )
+    hyper = trainer.hyperparameters(
+        run.props,
+        REGION,
+        data_prefix=run.data_prefix,
+        model_metadata_key="m.json",
+        from_file={},
+        pretrained=model,
+    )
     assert hyper["pretrained_s3_bucket"] == "other-bucket"
     assert hyper["pretrained_s3_prefix"] == "experiments/base/runs/base-0a0b0c0d"
     assert hyper["pretrained_checkpoint"] == "best"
     assert "pretrained_s3_bucket" not in trainer.hyperparameters(
-        run.props, REGION, run.data_prefix, "m.json", {}, None
+        run.props,
+        REGION,
+        data_prefix=run.data_prefix,
+        model_metadata_key="m.json",
+        from_file={},
+        pretrained=None,
     )
 
 
@@ -197,7 +220,7 @@ def test_metric_definitions_match_simapp_log_lines(line: str, name: str, value: 
 
 
 def test_no_metric_matches_a_rollout_only_line() -> None:
-    """"Testing>" lines come from rollout workers only: no definition may claim them."""
+    """ "Testing>" lines come from rollout workers only: no definition may claim them."""
     testing = "Testing> Name=main_level/agent, Worker=0, Episode=19, Total reward=1359.12"
     definitions = _training_request(_run(1, "batch"))["AlgorithmSpecification"]
     assert not any(re.search(m["Regex"], testing) for m in definitions["MetricDefinitions"])

@@ -131,3 +131,33 @@ def test_experiment_bundle_is_an_asset_with_every_worker_params(batch: Synthesis
         "training_params_1.yaml",
         "training_params_2.yaml",
     ]
+
+
+def test_each_run_gets_its_own_data_prefix_output(batch: Synthesis) -> None:
+    template = batch.experiment("reinvent-time-trial")
+    outputs = template["Outputs"]
+    assert outputs["ExperimentPrefix"]["Value"] == "experiments/reinvent-time-trial"
+    run_logical_id = next(iter(by_type(template, "Custom::RolloutsRun")))
+    assert outputs["RunPrefix"]["Value"] == {
+        "Fn::Join": ["", ["experiments/reinvent-time-trial/runs/", {"Ref": run_logical_id}]]
+    }
+    # The fan-out gets the experiment prefix; it adds runs/<run id> itself.
+    assert run_properties(template)["Prefix"] == "experiments/reinvent-time-trial"
+
+
+def test_robomaker_runs_say_which_app_form_they_launch(
+    robomaker: Synthesis, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from synth_support import synthesize
+
+    assert run_properties(robomaker.experiment("reinvent-time-trial"))["RoboMaker"]["AppForm"] == (
+        "bundle"
+    )
+    container = synthesize(
+        tmp_path_factory.mktemp("o"),
+        tmp_path_factory.mktemp("s"),
+        backend="robomaker",
+        robomakerAppForm="container",
+    )
+    props = run_properties(container.experiment("reinvent-time-trial"))
+    assert props["RoboMaker"]["AppForm"] == "container"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -167,6 +168,8 @@ def test_batch_backend_scales_to_zero_with_imdsv2(batch: Synthesis) -> None:
     _, job_definition = only(template, "AWS::Batch::JobDefinition")
     container = job_definition["Properties"]["ContainerProperties"]
     assert container["Command"] == ["/opt/rollouts/rollout-entrypoint.sh"]
+    # An init process passes CancelJob/TerminateJob's SIGTERM on to the entrypoint.
+    assert container["LinuxParameters"]["InitProcessEnabled"] is True
     assert container["LogConfiguration"]["LogDriver"] == "awslogs"
     assert job_definition["Properties"]["Timeout"]["AttemptDurationSeconds"] >= 60
     assert {r["Type"] for r in container["ResourceRequirements"]} == {"VCPU", "MEMORY"}
@@ -194,6 +197,23 @@ def test_gpu_and_on_demand_settings(tmp_path_factory: pytest.TempPathFactory) ->
     assert image  # the image asset is staged with the GPU base image:
     assets = [p for p in (tmp_path_factory.getbasetemp()).rglob("*.assets.json")]
     assert any("6.0.5-gpu" in p.read_text() for p in assets)
+
+
+def test_image_build_context_holds_what_the_dockerfile_copies(batch: Synthesis) -> None:
+    """The staged context (what `cdk deploy` builds) keeps the entrypoint, the taskset wrapper
+    and the image check, executable; the asset's excludes drop none of them."""
+    manifest = json.loads(
+        next(batch.outdir.glob("DeepRacerRollouts-Platform.assets.json")).read_text()
+    )
+    [image] = manifest["dockerImages"].values()
+    assert image["source"]["dockerBuildArgs"] == {
+        "SIMAPP_IMAGE": "awsdeepracercommunity/deepracer-simapp:6.0.5-cpu"
+    }
+    context = batch.outdir / image["source"]["directory"]
+    for name in ("Dockerfile", "rollout-entrypoint.sh", "taskset", "check-image.sh"):
+        assert (context / name).is_file(), name
+    for name in ("rollout-entrypoint.sh", "taskset", "check-image.sh"):
+        assert (context / name).stat().st_mode & 0o111, f"{name} is not executable"
 
 
 def test_robomaker_application_has_the_workshop_settings(robomaker: Synthesis) -> None:

@@ -128,7 +128,7 @@ def test_fanout_touches_only_its_own_experiment(batch: Synthesis) -> None:
     deletes = [s for s in s3 if "s3:DeleteObject" in as_list(s["Action"])]
     assert [json.dumps(s["Resource"]) for s in deletes] == [
         '{"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", '
-        '{"Ref": "PlatformBucketName"}, "/experiments/oa-multi-track/ip/*"]]}'
+        '{"Ref": "PlatformBucketName"}, "/experiments/oa-multi-track/runs/*/ip/*"]]}'
     ]
     stops = [s for s in role_policy if "batch:TerminateJob" in as_list(s["Action"])]
     assert stops[0]["Condition"] == {
