@@ -485,9 +485,13 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     loaded = None
     if args.window < 1:
         raise UsageError("--window must be at least 1")
+    if args.run and (
+        len(args.source) != 1 or Path(args.source[0]).exists() or "/" in args.source[0]
+    ):
+        raise UsageError("--run needs one experiment name as the source, not files or s3:// paths")
     try:
         with progress("loading metrics") as update:
-            loaded = operate.load_metrics(args.source, lambda: _aws(args), update)
+            loaded = operate.load_metrics(args.source, lambda: _aws(args), update, args.run)
         episodes, origin = _episodes_per_iteration(args, loaded)
         report = m.build_report(loaded.workers, episodes, args.workers or loaded.worker_count)
     except m.MetricsError as error:
@@ -628,7 +632,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 if first
                 else _nullcontext()
             ):
-                status = operate.collect_status(aws, args.experiment)
+                status = operate.collect_status(aws, args.experiment, args.run)
             first = False
             if args.json:
                 emit_json(status)
@@ -912,6 +916,24 @@ def _experiment_name(text: str) -> str:
     return text
 
 
+def _run_id(text: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,39}-[0-9a-f]{8}", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a run id: expected <experiment>-<8 hex digits>, e.g. "
+            "reinvent-time-trial-1a2b3c4d (the stack's RunId output, run.json's runId)"
+        )
+    return text
+
+
+def _run_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--run",
+        type=_run_id,
+        metavar="RUN_ID",
+        help="an earlier run of the experiment (default: the latest, the stack's RunId)",
+    )
+
+
 def _png(text: str) -> Path:
     path = Path(text)
     if path.suffix.lower() != ".png":
@@ -1049,6 +1071,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="refresh in place every SECONDS (default 10) until Ctrl-C",
     )
+    _run_option(p)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     _aws_options(p)
     p.set_defaults(func=cmd_status)
@@ -1073,6 +1096,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="EXPERIMENT_OR_PATH",
         help="experiment name, s3://bucket/prefix, or metrics file(s)/folder(s)",
     )
+    _run_option(p)
     p.add_argument(
         "--episodes-per-iteration",
         type=_positive_int,

@@ -11,6 +11,7 @@ everything of run X" logic the stack deletion runs), so there is one implementat
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from rollouts import metrics as m
+from rollouts.naming import run_prefix
 from rollouts.plan import experiment_prefix, metrics_key, stack_name
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -183,6 +185,7 @@ class Deployed:
     stack_status: str
     outputs: dict[str, str]
     tags: dict[str, str]
+    run: str | None = None  # a run chosen with --run; None: the stack's current run
 
     def output(self, key: str) -> str | None:
         value = self.outputs.get(key)
@@ -190,6 +193,8 @@ class Deployed:
 
     @property
     def run_id(self) -> str:
+        if self.run:
+            return self.run
         run_id = self.output("RunId")
         if not run_id:
             raise OperateError(
@@ -211,6 +216,11 @@ class Deployed:
         return (self.output("ExperimentPrefix") or experiment_prefix(self.experiment)).rstrip("/")
 
     @property
+    def data_prefix(self) -> str:
+        """Where the chosen run keeps its data (README, "One prefix per run")."""
+        return run_prefix(self.prefix, self.run_id)
+
+    @property
     def rollout_count(self) -> int:
         try:
             return max(int(self.output("RolloutCount") or "1"), 1)
@@ -222,7 +232,7 @@ class Deployed:
         return [s for s in (self.output("VideoStreams") or "").split(",") if s.strip()]
 
 
-def find_stack(aws: Aws, experiment: str) -> Deployed:
+def find_stack(aws: Aws, experiment: str, run: str | None = None) -> Deployed:
     from botocore.exceptions import ClientError  # noqa: PLC0415
 
     name = stack_name(experiment)
@@ -242,7 +252,12 @@ def find_stack(aws: Aws, experiment: str) -> Deployed:
     tagged = tags.get("rollouts:experiment")
     if tagged and tagged != experiment:
         raise OperateError(f"stack {name} belongs to experiment {tagged!r}, not {experiment!r}")
-    return Deployed(experiment, name, str(stack.get("StackStatus", "")), outputs, tags)
+    if run is not None and not run.startswith(f"{experiment}-"):
+        raise OperateError(
+            f"run {run!r} is not a run of experiment {experiment!r} (its ids start {experiment}-)",
+            2,
+        )
+    return Deployed(experiment, name, str(stack.get("StackStatus", "")), outputs, tags, run)
 
 
 class _StackMissingError(Exception):
@@ -391,7 +406,12 @@ def _describe_batch(batch: Any, ids: Sequence[str]) -> dict[str, dict[str, Any]]
 
 def robomaker_rollouts(aws: Aws, deployed: Deployed) -> list[dict[str, Any]]:
     count = deployed.rollout_count
-    arn = deployed.output("SimulationJobBatchArn")
+    # The stack's output names the current run's batch only.
+    arn = (
+        deployed.output("SimulationJobBatchArn")
+        if deployed.run in (None, deployed.output("RunId"))
+        else None
+    )
     if not arn:
         return [_rollout(i, None, "NOT FOUND") for i in range(count)]
     robomaker = aws.client("robomaker")
@@ -433,7 +453,8 @@ def _rollout_idx(job: Mapping[str, Any], default: int) -> int:
 def last_episodes(
     aws: Aws, bucket: str, prefix: str, count: int
 ) -> tuple[dict[int, dict[str, Any]], int | None]:
-    """Last metrics row of each worker (absent files are simply missing from the result)."""
+    """Last metrics row and episode count of each worker (absent files are simply missing from
+    the result)."""
     s3 = aws.client("s3")
     episodes = _s3_hyperparameters(s3, bucket, prefix)
     found: dict[int, dict[str, Any]] = {}
@@ -453,6 +474,7 @@ def last_episodes(
         last = training[-1]
         share = m.episodes_for_worker(episodes, count, worker) if episodes else 0
         found[worker] = {
+            "episodes": sum(1 for e in training if e.phase == "training"),
             "episode": last.episode,
             "iteration": (last.episode - 1) // share + 1 if share and last.episode else None,
             "phase": last.phase,
@@ -488,8 +510,29 @@ def _s3_hyperparameters(s3: Any, bucket: str, prefix: str) -> int | None:
     return None
 
 
-def collect_status(aws: Aws, experiment: str) -> dict[str, Any]:
-    deployed = find_stack(aws, experiment)
+def checkpoints(aws: Aws, bucket: str, prefix: str) -> dict[str, Any] | None:
+    """Best and last checkpoint of a run from ``model/deepracer_checkpoints.json`` (rollout 0
+    writes it once the trainer saved a checkpoint: deepracer-simapp
+    bundle/markov/metrics/s3_metrics.py), or None when there is none yet."""
+    key = f"{prefix}/model/deepracer_checkpoints.json"
+    data = _s3_get(aws.client("s3"), bucket, key)
+    if data is None:
+        return None
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return {"error": f"s3://{bucket}/{key} is not JSON"}
+    result: dict[str, Any] = {}
+    for kind in ("best", "last"):
+        entry = document.get(f"{kind}_checkpoint") if isinstance(document, dict) else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        result[kind] = name if isinstance(name, str) else None
+        result[f"{kind}_metric"] = entry.get("avg_eval_metric") if isinstance(entry, dict) else None
+    return result
+
+
+def collect_status(aws: Aws, experiment: str, run: str | None = None) -> dict[str, Any]:
+    deployed = find_stack(aws, experiment, run)
     run_id = deployed.run_id
     trainer = trainer_status(aws, run_id)
     if deployed.backend == "robomaker":
@@ -497,12 +540,14 @@ def collect_status(aws: Aws, experiment: str) -> dict[str, Any]:
     else:
         rollouts = batch_rollouts(aws, deployed)
     episodes = None
+    saved = None
     if deployed.bucket:
         last, episodes = last_episodes(
-            aws, deployed.bucket, deployed.prefix, deployed.rollout_count
+            aws, deployed.bucket, deployed.data_prefix, deployed.rollout_count
         )
         for rollout in rollouts:
             rollout["last_episode"] = last.get(rollout["worker"])
+        saved = checkpoints(aws, deployed.bucket, deployed.data_prefix)
     states: dict[str, int] = {}
     for rollout in rollouts:
         states[rollout["state"]] = states.get(rollout["state"], 0) + 1
@@ -510,8 +555,10 @@ def collect_status(aws: Aws, experiment: str) -> dict[str, Any]:
         "experiment": experiment,
         "stack": {"name": deployed.stack, "status": deployed.stack_status},
         "run_id": run_id,
+        "current_run": deployed.output("RunId"),
         "backend": deployed.backend,
-        "data": f"s3://{deployed.bucket}/{deployed.prefix}/" if deployed.bucket else None,
+        "data": f"s3://{deployed.bucket}/{deployed.data_prefix}/" if deployed.bucket else None,
+        "checkpoints": saved,
         "episodes_per_iteration": episodes,
         "trainer": trainer,
         "rollouts": rollouts,
@@ -519,6 +566,14 @@ def collect_status(aws: Aws, experiment: str) -> dict[str, Any]:
         "video_streams": deployed.video_streams,
         "checked_at": _time(datetime.now(tz=UTC)),
     }
+
+
+def _checkpoint_text(saved: Mapping[str, Any] | None) -> str:
+    if not saved:
+        return "none yet (model/deepracer_checkpoints.json appears after the first one)"
+    if "error" in saved:
+        return str(saved["error"])
+    return f"last {saved['last'] or '-'}, best {saved['best'] or '-'}"
 
 
 def format_status(status: Mapping[str, Any]) -> str:
@@ -536,6 +591,7 @@ def format_status(status: Mapping[str, Any]) -> str:
         + f"   started {t['started'] or '-'}"
         + (f"   ended {t['ended']}" if t["ended"] else "")
         + (f"\n         reason: {t['reason']}" if t["reason"] else ""),
+        "         checkpoints: " + _checkpoint_text(status.get("checkpoints")),
         f"rollouts {len(status['rollouts'])}: {states}",
         "",
     ]
@@ -546,7 +602,7 @@ def format_status(status: Mapping[str, Any]) -> str:
             episode = "unreadable"
         elif last:
             episode = (
-                f"ep {last['episode']}"
+                f"{last['episodes']} episodes, last ep {last['episode']}"
                 + (f" (iter {last['iteration']})" if last.get("iteration") else "")
                 + f" {last['phase']}: {last['status']}, {last['progress']:.0f} %"
             )
@@ -705,7 +761,10 @@ class LoadedMetrics:
 
 
 def load_metrics(
-    sources: Sequence[str], aws: Callable[[], Aws], update: Callable[[str], None]
+    sources: Sequence[str],
+    aws: Callable[[], Aws],
+    update: Callable[[str], None],
+    run: str | None = None,
 ) -> LoadedMetrics:
     """Metrics from an experiment name, an ``s3://bucket/prefix`` or local files/folders
     (``aws`` builds the clients, only when AWS is needed)."""
@@ -716,7 +775,7 @@ def load_metrics(
         return _load_s3(aws(), bucket, prefix.strip("/"), sources[0], None, update)
     paths = [Path(s) for s in sources]
     if len(sources) == 1 and not paths[0].exists() and _looks_like_name(sources[0]):
-        return load_experiment_metrics(aws(), sources[0], update)
+        return load_experiment_metrics(aws(), sources[0], update, run)
     if any(s.startswith("s3://") for s in sources):
         raise m.MetricsError("give one s3:// prefix, or local files, not both")
     return _load_local(paths, update)
@@ -729,17 +788,22 @@ def _looks_like_name(text: str) -> bool:
 
 
 def load_experiment_metrics(
-    aws: Aws, experiment: str, update: Callable[[str], None]
+    aws: Aws, experiment: str, update: Callable[[str], None], run: str | None = None
 ) -> LoadedMetrics:
     try:
-        deployed = find_stack(aws, experiment)
+        deployed = find_stack(aws, experiment, run)
     except OperateError as error:
         hint = " (for local files, check the path exists)" if error.code == 1 else ""
         raise MetricsFetchError(f"{error}{hint}", error.code) from None
     if not deployed.bucket:
         raise MetricsFetchError(f"stack {deployed.stack} has no DataBucket output")
     return _load_s3(
-        aws, deployed.bucket, deployed.prefix, experiment, deployed.rollout_count, update
+        aws,
+        deployed.bucket,
+        deployed.data_prefix,
+        experiment,
+        deployed.rollout_count,
+        update,
     )
 
 

@@ -25,6 +25,9 @@ SIM_BATCH = "arn:aws:robomaker:us-east-1:123456789012:simulation-job-batch/sjb-1
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 BUCKET = "platform-data"
 PREFIX = f"experiments/{EXP}"
+# Each run keeps its data under the experiment prefix's runs/<run id>/ (README).
+RUN_PREFIX = f"{PREFIX}/runs/{RUN}"
+EARLIER = "reinvent-time-trial-99aa88bb"
 
 
 class World:
@@ -71,13 +74,13 @@ class World:
             {"StackName": STACK},
         )
 
-    def trainer(self, status: str = "InProgress") -> None:
+    def trainer(self, status: str = "InProgress", name: str = RUN) -> None:
         self.stubs["sagemaker"].add_response(
             "describe_training_job",
             {
-                "TrainingJobName": RUN,
-                "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{RUN}",
-                "ModelArtifacts": {"S3ModelArtifacts": f"s3://{BUCKET}/{PREFIX}/model"},
+                "TrainingJobName": name,
+                "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{name}",
+                "ModelArtifacts": {"S3ModelArtifacts": f"s3://{BUCKET}/{PREFIX}/runs/{name}"},
                 "TrainingJobStatus": status,
                 "SecondaryStatus": "Training",
                 "AlgorithmSpecification": {
@@ -93,40 +96,54 @@ class World:
                 "CreationTime": T0,
                 "TrainingStartTime": T0,
             },
-            {"TrainingJobName": RUN},
+            {"TrainingJobName": name},
         )
 
-    def batch_jobs(self, parent_status: str = "RUNNING") -> None:
+    def batch_jobs(self, parent_status: str = "RUNNING", name: str = RUN) -> None:
         self.stubs["batch"].add_response(
             "list_jobs",
             {
                 "jobSummaryList": [
                     {
                         "jobId": "job-1",
-                        "jobName": RUN,
+                        "jobName": name,
                         "createdAt": 1,
                         "status": parent_status,
                         "arrayProperties": {"size": 3},
                     }
                 ]
             },
-            {"jobQueue": QUEUE, "filters": [{"name": "JOB_NAME", "values": [RUN]}]},
+            {"jobQueue": QUEUE, "filters": [{"name": "JOB_NAME", "values": [name]}]},
         )
 
-    def s3_metrics(self) -> None:
+    def checkpoints(self, prefix: str = RUN_PREFIX) -> None:
+        """model/deepracer_checkpoints.json as rollout 0 writes it."""
+        entry = {"avg_eval_metric": 55.5, "time_stamp": 1764590000.0}
+        self.aws.clients["s3"].put_object(
+            Bucket=BUCKET,
+            Key=f"{prefix}/model/deepracer_checkpoints.json",
+            Body=json.dumps(
+                {
+                    "best_checkpoint": {"name": "2_Step-4000.ckpt", **entry},
+                    "last_checkpoint": {"name": "3_Step-6100.ckpt", **entry},
+                }
+            ),
+        )
+
+    def s3_metrics(self, prefix: str = RUN_PREFIX) -> None:
         s3 = self.aws.clients["s3"]
         data = json.loads((FIXTURES / "metrics" / "console-training-metrics.json").read_text())
         s3.put_object(
-            Bucket=BUCKET, Key=f"{PREFIX}/metrics/TrainingMetrics.json", Body=json.dumps(data)
+            Bucket=BUCKET, Key=f"{prefix}/metrics/TrainingMetrics.json", Body=json.dumps(data)
         )
         s3.put_object(
             Bucket=BUCKET,
-            Key=f"{PREFIX}/metrics/TrainingMetrics_1.json",
+            Key=f"{prefix}/metrics/TrainingMetrics_1.json",
             Body=json.dumps({"metrics": data["metrics"][:3]}),
         )
         s3.put_object(
             Bucket=BUCKET,
-            Key=f"{PREFIX}/hyperparameters.json",
+            Key=f"{prefix}/hyperparameters.json",
             Body=json.dumps({"num_episodes_between_training": 21}),
         )
 
@@ -191,6 +208,67 @@ def test_status_batch(run, world):
     assert doc["rollouts"][2]["last_episode"] is None
     assert doc["rollout_states"] == {"FAILED": 1, "RUNNING": 2}
     assert len(doc["video_streams"]) == 3
+
+
+def test_status_shows_the_first_checkpoint_and_every_workers_episodes(run, world):
+    """What "Check your platform" in the README watches for."""
+    world.stack()
+    world.trainer()
+    world.batch_jobs()
+    world.stubs["batch"].add_response("describe_jobs", {"jobs": []}, None)
+    world.s3_metrics()
+    world.checkpoints()
+    result = run("status", EXP)
+    world.done()
+    assert result.code == 0, result.err
+    assert "checkpoints: last 3_Step-6100.ckpt, best 2_Step-4000.ckpt" in result.out
+    assert f"data s3://{BUCKET}/{RUN_PREFIX}/" in result.out
+    # Worker 0 has the fixture's training episodes (evaluation rows do not count); worker 1
+    # got its first 3.
+    rows = {r.split()[0]: r for r in result.out.splitlines() if r.strip()[:1].isdigit()}
+    fixture = json.loads((FIXTURES / "metrics" / "console-training-metrics.json").read_text())
+    trained = [r["episode"] for r in fixture["metrics"] if r["phase"] == "training"]
+    assert f"{len(trained)} episodes, last ep {trained[-1]}" in rows["0"]
+    assert "3 episodes, last ep 3" in rows["1"]
+    assert "no metrics yet" in rows["2"]
+
+
+def test_status_of_an_earlier_run(run, world):
+    world.stack()
+    world.trainer("Stopped", name=EARLIER)
+    world.batch_jobs("SUCCEEDED", name=EARLIER)
+    world.stubs["batch"].add_response("describe_jobs", {"jobs": []}, None)
+    world.s3_metrics(prefix=f"{PREFIX}/runs/{EARLIER}")
+    doc = run("status", EXP, "--run", EARLIER, "--json").json()
+    world.done()
+    assert doc["run_id"] == EARLIER and doc["current_run"] == RUN
+    assert doc["data"] == f"s3://{BUCKET}/{PREFIX}/runs/{EARLIER}/"
+    assert doc["trainer"]["state"] == "Stopped"
+    assert doc["checkpoints"] is None
+    assert doc["rollouts"][0]["last_episode"]["episode"] == 568
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("latest-run", "is not a run id: expected <experiment>-<8 hex digits>"),
+        ("other-exp-0a1b2c3d", "is not a run of experiment 'reinvent-time-trial'"),
+    ],
+)
+def test_status_run_must_be_a_run_of_the_experiment(run, world, value, message):
+    if value.startswith("other"):
+        world.stack()
+    result = run("status", EXP, "--run", value)
+    assert result.code == 2 and message in result.err
+
+
+def test_metrics_of_an_earlier_run(run, world):
+    world.stack()
+    world.s3_metrics(prefix=f"{PREFIX}/runs/{EARLIER}")
+    doc = run("metrics", EXP, "--run", EARLIER, "--json").json()
+    world.done()
+    assert [w["worker"] for w in doc["workers"]] == [0, 1]
+    assert run("metrics", "a/b.json", "--run", EARLIER).code == 2
 
 
 def test_status_text_and_watch(run, world, monkeypatch):
@@ -489,7 +567,7 @@ def test_s3_unreachable_while_reading_metrics_is_exit_1(run, world, monkeypatch)
 
 
 def test_botocore_error_outside_the_helpers_is_one_line(run, monkeypatch):
-    def boom(_aws: Any, _experiment: str) -> None:
+    def boom(_aws: Any, _experiment: str, _run: str | None) -> None:
         raise ReadTimeoutError(endpoint_url="https://sagemaker.us-east-1.amazonaws.com")
 
     monkeypatch.setattr(operate, "collect_status", boom)
