@@ -4,10 +4,8 @@ create and stops them on delete (runtime in ``lambda/fanout``, contract in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from aws_cdk import CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
@@ -20,6 +18,7 @@ from constructs import Construct
 
 from constructs_lib.nag import acknowledge, token_name
 from constructs_lib.platform_parameters import PlatformReference
+from rollouts.run_properties import RolloutSettings, TrainerSettings, run_properties
 
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
 LAMBDA_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_cache"]
@@ -27,38 +26,6 @@ LAMBDA_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_c
 # (45 min) stay well inside it. on_event only validates and plans; is_complete starts and polls.
 TOTAL_TIMEOUT = Duration.minutes(45)
 QUERY_INTERVAL = Duration.seconds(30)
-
-
-@dataclass(frozen=True)
-class TrainerSettings:
-    instance_type: str
-    volume_gb: int
-    max_runtime_seconds: int
-    # In the data bucket: an experiment's prefix (with pretrained_run) or a model's own prefix.
-    pretrained_prefix: str | None = None
-    pretrained_run: str | None = None  # "latest" or a run id; None: pretrained_prefix is a model
-    pretrained_checkpoint: str = "last"
-
-    def pretrained_reads(self) -> list[str]:
-        """Keys (patterns) the fan-out reads to find and check the pretrained model."""
-        if self.pretrained_prefix is None:
-            return []
-        if self.pretrained_run is None:
-            return [f"{self.pretrained_prefix}/model/deepracer_checkpoints.json"]
-        return [
-            f"{self.pretrained_prefix}/run.json",
-            f"{self.pretrained_prefix}/runs/*/model/deepracer_checkpoints.json",
-        ]
-
-
-@dataclass(frozen=True)
-class RolloutSettings:
-    count: int
-    worlds: Sequence[str]
-    video_streams: Sequence[str]
-    vcpus: int
-    memory_mib: int
-    max_duration_seconds: int
 
 
 class ExperimentRun(Construct):
@@ -134,62 +101,18 @@ class ExperimentRun(Construct):
                 level=sfn.LogLevel.ALL,
             ),
         )
-        properties: dict[str, Any] = {
-            "Experiment": experiment,
-            "Backend": backend,
-            "Bucket": platform.bucket_name,
-            "Prefix": prefix,
-            "FilesBucket": files.s3_bucket_name,
-            "FilesKey": files.s3_object_key,
-            "RolloutCount": str(rollouts.count),
-            "Worlds": list(rollouts.worlds),
-            "VideoStreams": list(rollouts.video_streams),
-            "WaitFor": wait_for,
-            "Trainer": {
-                "ImageUri": platform.image_uri,
-                "RoleArn": platform.trainer_role_arn,
-                "InstanceType": trainer.instance_type,
-                "VolumeSizeGb": str(trainer.volume_gb),
-                "MaxRuntimeSeconds": str(trainer.max_runtime_seconds),
-                "Subnets": platform.trainer_subnets,
-                "SecurityGroups": [platform.trainer_security_group],
-                **(
-                    {
-                        "PretrainedBucket": platform.bucket_name,
-                        "PretrainedPrefix": trainer.pretrained_prefix,
-                        "PretrainedCheckpoint": trainer.pretrained_checkpoint,
-                        **(
-                            {"PretrainedRun": trainer.pretrained_run}
-                            if trainer.pretrained_run
-                            else {}
-                        ),
-                    }
-                    if trainer.pretrained_prefix
-                    else {}
-                ),
-            },
-            "Tags": dict(sorted(tags.items())),
-        }
-        if backend == "batch":
-            properties["Batch"] = {
-                "JobQueueArn": platform.job_queue_arn,
-                "JobDefinitionArn": platform.job_definition_arn,
-                "AttemptDurationSeconds": str(rollouts.max_duration_seconds),
-                "Vcpus": str(rollouts.vcpus),
-                "MemoryMib": str(rollouts.memory_mib),
-            }
-        else:
-            properties["RoboMaker"] = {
-                "SimulationApplicationArn": platform.simulation_application_arn,
-                "RoleArn": platform.rollout_role_arn,
-                "Subnets": platform.rollout_subnets,
-                "SecurityGroups": [platform.rollout_security_group],
-                "MaxJobDurationSeconds": str(rollouts.max_duration_seconds),
-                "SimulationUnitLimit": str(min(15, max(1, rollouts.vcpus // 2))),
-                "ComputeType": "CPU",
-                "AssignPublicIp": platform.assign_public_ip,
-                "AppForm": robomaker_app_form,
-            }
+        properties = run_properties(
+            experiment=experiment,
+            backend=backend,
+            platform=platform,
+            files_bucket=files.s3_bucket_name,
+            files_key=files.s3_object_key,
+            trainer=trainer,
+            rollouts=rollouts,
+            wait_for=wait_for,
+            tags=tags,
+            robomaker_app_form=robomaker_app_form,
+        )
         self.resource = CustomResource(
             self,
             "Run",

@@ -240,11 +240,39 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise CliError(str(error), EXIT_USAGE) from None
     document = plan.build_plan(spec, platform)
     document["platform_context"] = str(cdk_json) if cdk_json else None
+    if args.requests is not None:
+        document["requests"] = _write_requests(args, spec, context)
     if args.json:
         emit_json(document)
         return EXIT_OK
     _print_plan(document)
     return EXIT_OK
+
+
+def _write_requests(args: argparse.Namespace, spec: Any, context: dict[str, Any]) -> list[str]:
+    from rollouts import requests  # noqa: PLC0415
+    from rollouts.platform import load_platform_config  # noqa: PLC0415
+
+    config = load_platform_config(context)  # already checked by platform_summary
+    values = {
+        "bucket": args.bucket,
+        "region": args.region,
+        "account": args.account,
+        "run_id": args.run_id,
+    }
+    if args.run_id and not args.run_id.startswith(f"{spec.name}-"):
+        raise UsageError(f"--run-id {args.run_id!r} is not a run of {spec.name!r}")
+    try:
+        found = requests.build_requests(spec, config, values)
+    except Exception as error:  # the fan-out's own errors: what a deploy would fail with
+        raise CliError(f"{args.file}: a deploy would fail: {error}", EXIT_USAGE) from None
+    try:
+        written = requests.write_requests(args.requests, found)
+    except OSError as error:
+        raise _write_error(error, args.requests) from None
+    if not args.json:
+        err(f"wrote {len(written)} request file(s) to {args.requests}/")
+    return [str(path) for path in written]
 
 
 def _print_plan(p: dict[str, Any]) -> None:
@@ -316,7 +344,7 @@ def _print_plan(p: dict[str, Any]) -> None:
     video = f"on, {len(v['streams'])} Kinesis video stream(s)" if v["enabled"] else "off"
     print(f"\nVideo: {video}")
     s3 = p["s3"]
-    print(f"\nS3 (s3://{s3['bucket']}/{s3['run_prefix']}/, a new <run id> per deploy):")
+    print(f"\nS3 (s3://{s3['bucket']}/{s3['run_prefix']}/, a new <run-id> per deploy):")
     for key, value in s3["keys"].items():
         shown = ", ".join(value) if isinstance(value, list) else value
         print(f"  {key:<16} {shown}")
@@ -984,7 +1012,9 @@ def build_parser() -> argparse.ArgumentParser:
         "video streams, S3 layout, episodes per worker per "
         "iteration, and warnings about wasteful settings. No AWS "
         "calls.",
-        epilog="example: rollouts plan experiments/default.yaml -c backend=robomaker",
+        epilog="examples:\n"
+        "  rollouts plan experiments/default.yaml -c backend=robomaker\n"
+        "  rollouts plan experiments/default.yaml --requests /tmp/requests --region eu-west-1",
         formatter_class=fmt,
     )
     p.add_argument("file", type=Path, metavar="FILE", help="experiment YAML file")
@@ -1002,6 +1032,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="cdk.json to read platform defaults from (default: nearest one)",
     )
+    group = p.add_argument_group(
+        "requests",
+        "write the API requests a deploy sends, with deploy-time values as <placeholders>",
+    )
+    group.add_argument(
+        "--requests",
+        type=Path,
+        metavar="DIR",
+        help="write CreateTrainingJob.json and SubmitJob.json (StartSimulationJobBatch-<i>.json "
+        "with -c backend=robomaker) and files.json into DIR",
+    )
+    group.add_argument("--bucket", type=_bucket, help="the platform data bucket")
+    group.add_argument("--region", type=_region, help="AWS region code, e.g. us-east-1")
+    group.add_argument("--account", type=_account, help="AWS account id (12 digits)")
+    group.add_argument("--run-id", type=_run_id, metavar="RUN_ID", help="the run id to show")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=cmd_plan)
 

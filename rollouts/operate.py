@@ -622,7 +622,7 @@ def format_status(status: Mapping[str, Any]) -> str:
 
 
 def fanout_modules() -> dict[str, ModuleType]:
-    """The fan-out Lambda's modules (``lambda/fanout``), which own the stop logic.
+    """The fan-out Lambda's modules (``lambda/fanout``), which own the stop and planning logic.
 
     ``lambda/`` is the Lambda asset root, not an installed package, so it is put on
     ``sys.path`` (appended: it never shadows installed packages).
@@ -630,7 +630,19 @@ def fanout_modules() -> dict[str, ModuleType]:
     if str(LAMBDA_DIR) not in sys.path and (LAMBDA_DIR / "fanout" / "__init__.py").is_file():
         sys.path.append(str(LAMBDA_DIR))
     try:
-        from fanout import batch_backend, errors, retry, robomaker_backend, trainer  # noqa: PLC0415
+        from fanout import (  # noqa: PLC0415
+            batch_backend,
+            errors,
+            files,
+            naming,
+            plan,
+            pretrained,
+            props,
+            retry,
+            robomaker_backend,
+            start_plan,
+            trainer,
+        )
     except ImportError as error:
         raise OperateError(
             f"cannot load the fan-out stop logic from {LAMBDA_DIR}/fanout "
@@ -642,6 +654,12 @@ def fanout_modules() -> dict[str, ModuleType]:
         "trainer": trainer,
         "retry": retry,
         "errors": errors,
+        "files": files,
+        "naming": naming,
+        "plan": plan,
+        "pretrained": pretrained,
+        "props": props,
+        "start_plan": start_plan,
     }
 
 

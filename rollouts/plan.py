@@ -18,7 +18,7 @@ from rollouts.spec import ExperimentSpec
 
 VIDEO_WARN_WORKERS = 4  # more streams than this: warn about cost
 BUCKET_PLACEHOLDER = "<platform data bucket>"
-RUN_ID_PLACEHOLDER = "<run id>"  # <experiment>-<8 hex>, chosen by the fan-out at deploy time
+RUN_ID_PLACEHOLDER = "<run-id>"  # <experiment>-<8 hex>, chosen by the fan-out at deploy time
 
 
 def find_cdk_json(start: Path) -> Path | None:

@@ -9,12 +9,13 @@ from aws_cdk import Aws, CfnOutput, Stack, Tags
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from constructs_lib.fanout import ExperimentRun, RolloutSettings, TrainerSettings
+from constructs_lib.fanout import ExperimentRun
 from constructs_lib.platform_parameters import PlatformReference
 from constructs_lib.retention import log_retention
 from constructs_lib.video import RolloutVideoStreams
 from rollouts.naming import experiment_prefix, run_prefix
 from rollouts.platform import PlatformConfig
+from rollouts.run_properties import settings
 from rollouts.spec import ExperimentSpec
 
 EXPERIMENT_TAG = "rollouts:experiment"
@@ -53,7 +54,7 @@ class ExperimentStack(Stack):
             if spec.video
             else None
         )
-        max_seconds = spec.trainer.max_run_minutes * 60
+        trainer, rollouts = settings(spec)
         run = ExperimentRun(
             self,
             "Run",
@@ -62,23 +63,8 @@ class ExperimentStack(Stack):
             prefix=prefix,
             platform=platform,
             files=files,
-            trainer=TrainerSettings(
-                instance_type=spec.trainer.instance_type,
-                volume_gb=spec.trainer.volume_gb,
-                max_runtime_seconds=max_seconds,
-                pretrained_prefix=spec.pretrained.bucket_prefix if spec.pretrained else None,
-                pretrained_run=spec.pretrained.run if spec.pretrained else None,
-                pretrained_checkpoint=spec.pretrained.checkpoint if spec.pretrained else "last",
-            ),
-            rollouts=RolloutSettings(
-                count=spec.rollouts.count,
-                worlds=spec.worker_tracks,
-                video_streams=video.stream_names if video else [],
-                vcpus=spec.rollouts.vcpus,
-                memory_mib=spec.rollouts.memory_mib,
-                # Rollouts stop with the trainer; the margin covers simulator start-up.
-                max_duration_seconds=max_seconds + 1800,
-            ),
+            trainer=trainer,
+            rollouts=rollouts,
             wait_for=config.wait_for,
             robomaker_app_form=config.robomaker_app_form,
             tags=spec.tags,

@@ -108,10 +108,16 @@ class RunProps:
         return self.video_streams[worker] if self.video_streams else ""
 
 
+# `rollouts plan --requests` plans offline: deploy-time values are visible "<placeholders>".
+OFFLINE_PLACEHOLDER_RE = re.compile(r"^<[a-z0-9 -]+>$")
+
+
 class _Reader:
     """Typed access to one properties map, with the path used in error messages."""
 
-    def __init__(self, raw: Any, path: str, allowed: Sequence[str]) -> None:
+    def __init__(
+        self, raw: Any, path: str, allowed: Sequence[str], *, placeholders: bool = False
+    ) -> None:
         if not isinstance(raw, Mapping):
             raise PropertyError(f"{path or 'Properties'} must be a map, got {_show(raw)}")
         unknown = sorted(set(raw) - set(allowed))
@@ -121,6 +127,14 @@ class _Reader:
             )
         self.raw = raw
         self.path = path
+        self.placeholders = placeholders
+
+    def _placeholder(self, value: Any) -> bool:
+        return (
+            self.placeholders
+            and isinstance(value, str)
+            and bool(OFFLINE_PLACEHOLDER_RE.match(value))
+        )
 
     @staticmethod
     def _join(path: str, key: str) -> str:
@@ -143,7 +157,7 @@ class _Reader:
             return None
         if not isinstance(value, str):
             raise PropertyError(f"{self.name(key)} must be a string, got {_show(value)}")
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.match(value) and not self._placeholder(value):
             raise PropertyError(
                 f"{self.name(key)} is {_show(value)}; allowed: {what or pattern.pattern}"
             )
@@ -195,7 +209,7 @@ class _Reader:
                 f"{self.name(key)} has {len(value)} entries; allowed: {low}..{high} {what}"
             )
         for i, item in enumerate(value):
-            if not isinstance(item, str) or not pattern.match(item):
+            if not isinstance(item, str) or not (pattern.match(item) or self._placeholder(item)):
                 raise PropertyError(f"{self.name(key)}[{i}] is {_show(item)}; allowed: {what}")
         return tuple(value)
 
@@ -205,7 +219,7 @@ class _Reader:
             raise PropertyError(
                 f"missing property {self.name(key)} (a map of {', '.join(allowed)})"
             )
-        return _Reader(value, self.name(key), allowed)
+        return _Reader(value, self.name(key), allowed, placeholders=self.placeholders)
 
 
 def _show(value: Any) -> str:
@@ -258,9 +272,10 @@ ROBOMAKER_KEYS = (
 )
 
 
-def parse_properties(raw: Any) -> RunProps:
-    """Validate ``ResourceProperties``; raise :class:`PropertyError` on the first problem."""
-    top = _Reader(raw, "", TOP_LEVEL_KEYS)
+def parse_properties(raw: Any, *, placeholders: bool = False) -> RunProps:
+    """Validate ``ResourceProperties``; raise :class:`PropertyError` on the first problem.
+    ``placeholders`` (offline planning only) lets ``<name>`` stand for a deploy-time value."""
+    top = _Reader(raw, "", TOP_LEVEL_KEYS, placeholders=placeholders)
     experiment = top.text("Experiment", EXPERIMENT_RE, "lowercase name ^[a-z][a-z0-9-]{0,39}$")
     backend = top.choice("Backend", ("batch", "robomaker"))
     prefix = top.text(

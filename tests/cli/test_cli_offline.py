@@ -137,14 +137,14 @@ def test_plan_multi_track(run):
     assert doc["video"] == {"enabled": False, "streams": []}
     assert doc["s3"]["prefix"] == "experiments/oa-multi-track"
     # Each deploy is a new run with a prefix of its own.
-    assert doc["s3"]["run_prefix"] == "experiments/oa-multi-track/runs/<run id>"
+    assert doc["s3"]["run_prefix"] == "experiments/oa-multi-track/runs/<run-id>"
     assert (
         doc["s3"]["keys"]["metrics"][1]
-        == "experiments/oa-multi-track/runs/<run id>/metrics/TrainingMetrics_1.json"
+        == "experiments/oa-multi-track/runs/<run-id>/metrics/TrainingMetrics_1.json"
     )
     # The simapp adds "<worker>/training-simtrace/" when there are several workers.
     assert doc["s3"]["keys"]["simtrace"] == [
-        f"experiments/oa-multi-track/runs/<run id>/{i}/training-simtrace/" for i in range(3)
+        f"experiments/oa-multi-track/runs/<run-id>/{i}/training-simtrace/" for i in range(3)
     ]
     assert doc["s3"]["keys"]["run_manifest"] == "experiments/oa-multi-track/run.json"
     assert doc["rollouts"]["count"] == 3 and doc["backend"] == "batch"

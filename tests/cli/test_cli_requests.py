@@ -1,0 +1,136 @@
+"""plan --requests: the API requests a deploy sends, written offline and checked against the
+real service models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from cli_support import EXPERIMENTS
+
+from rollouts import operate
+
+RUN = "oa-multi-track-0a1b2c3d"
+DATA = f"experiments/oa-multi-track/runs/{RUN}"
+
+
+def _load(directory: Path, name: str) -> dict[str, Any]:
+    return json.loads((directory / name).read_text())
+
+
+def _accepted_by_the_model(service: str, operation: str, request: dict[str, Any]) -> None:
+    """Stubber validates the request against the service model (raises when it does not fit)."""
+    if service == "robomaker":  # the final RoboMaker model, as the fan-out builds its client
+        operate.fanout_modules()  # puts lambda/ on sys.path
+        from fanout.clients import new_session
+
+        client = new_session("eu-west-1").client("robomaker")
+    else:
+        client = boto3.client(service, region_name="eu-west-1")
+    with Stubber(client) as stub:
+        stub.add_response(
+            operation,
+            {"TrainingJobArn": "arn:x"}
+            if service == "sagemaker"
+            else ({"jobId": "j", "jobName": RUN} if service == "batch" else {"arn": "arn:x"}),
+            request,
+        )
+        getattr(client, operation)(**request)
+
+
+def test_batch_deploy_requests(run, tmp_path: Path) -> None:
+    out = tmp_path / "requests"
+    result = run(
+        "plan",
+        EXPERIMENTS / "multi-track-oa.yaml",
+        "--requests",
+        out,
+        "--bucket",
+        "my-data-bucket",
+        "--region",
+        "eu-west-1",
+        "--account",
+        "123456789012",
+        "--run-id",
+        RUN,
+    )
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "CreateTrainingJob.json",
+        "SubmitJob.json",
+        "files.json",
+    ]
+    training = _load(out, "CreateTrainingJob.json")
+    submit = _load(out, "SubmitJob.json")
+    _accepted_by_the_model("sagemaker", "create_training_job", training)
+    _accepted_by_the_model("batch", "submit_job", submit)
+
+    assert training["TrainingJobName"] == RUN
+    assert training["Environment"] == {"SAGEMAKER_PROGRAM": "sage-train.sh"}
+    hyper = training["HyperParameters"]
+    assert (hyper["s3_bucket"], hyper["s3_prefix"], hyper["aws_region"]) == (
+        "my-data-bucket",
+        DATA,
+        "eu-west-1",
+    )
+    assert hyper["num_episodes_between_training"] == "12"  # from the experiment file
+    env = {e["name"]: e["value"] for e in submit["containerOverrides"]["environment"]}
+    assert env["SAGEMAKER_SHARED_S3_PREFIX"] == DATA == hyper["s3_prefix"]
+    assert env["ROLLOUT_WORLD_NAMES"] == "reInvent2019_track,2022_april_open,reInvent2019_wide"
+    assert submit["arrayProperties"] == {"size": 3}
+    # Unknown until deploy: visible placeholders, never invented values.
+    assert training["AlgorithmSpecification"]["TrainingImage"] == "<simapp-image-uri>"
+    assert submit["jobQueue"] == "<job-queue-arn>"
+    files = _load(out, "files.json")
+    assert files["prefix"] == DATA
+    assert "training_params_1.yaml" in files["objects"]
+
+
+def test_placeholders_when_nothing_is_given(run, tmp_path: Path) -> None:
+    out = tmp_path / "requests"
+    assert run("plan", EXPERIMENTS / "default.yaml", "--requests", out).code == 0
+    training = _load(out, "CreateTrainingJob.json")
+    assert training["TrainingJobName"] == "<run-id>"
+    assert training["HyperParameters"]["s3_bucket"] == "<data-bucket>"
+    assert (
+        training["HyperParameters"]["s3_prefix"] == "experiments/reinvent-time-trial/runs/<run-id>"
+    )
+
+
+def test_robomaker_deploy_requests(run, tmp_path: Path) -> None:
+    out = tmp_path / "requests"
+    result = run(
+        "plan", EXPERIMENTS / "head-to-bot.yaml", "--requests", out, "-c", "backend=robomaker"
+    )
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "CreateTrainingJob.json",
+        "StartSimulationJobBatch-0.json",
+        "files.json",
+    ]
+    batch = _load(out, "StartSimulationJobBatch-0.json")
+    _accepted_by_the_model("robomaker", "start_simulation_job_batch", batch)
+    jobs = batch["createSimulationJobRequests"]
+    assert [
+        j["simulationApplications"][0]["launchConfig"]["environmentVariables"]["ROLLOUT_IDX"]
+        for j in jobs
+    ] == ["0", "1"]
+
+
+def test_requests_with_a_run_id_of_another_experiment_are_refused(run, tmp_path: Path) -> None:
+    result = run(
+        "plan", EXPERIMENTS / "default.yaml", "--requests", tmp_path / "r", "--run-id", RUN
+    )
+    assert result.code == 2 and "is not a run of 'reinvent-time-trial'" in result.err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("flag", ["--bucket", "--region", "--account", "--run-id"])
+def test_bad_request_values_are_usage_errors(run, tmp_path: Path, flag: str) -> None:
+    result = run("plan", EXPERIMENTS / "default.yaml", "--requests", tmp_path / "r", flag, "X Y")
+    assert result.code == 2 and flag in result.err
+    assert not (tmp_path / "r").exists()
