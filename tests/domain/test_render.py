@@ -136,3 +136,14 @@ def test_cameras_and_simtrace_prefix_as_the_simapp_reads_them(tmp_path: Path) ->
     assert params["CAMERA_SUB_ENABLE"] == "False"
     assert params["SIMTRACE_S3_PREFIX"] == "{{prefix}}"
     assert params["MP4_S3_OBJECT_PREFIX"] == "{{prefix}}/mp4"
+
+
+def test_the_smoke_experiment_is_as_small_as_the_readme_says() -> None:
+    """README "Check your platform": 2 workers, a few episodes per iteration, a 15-minute cap,
+    video off."""
+    spec = load_experiment(Path(__file__).resolve().parents[2] / "experiments" / "smoke.yaml")
+    assert spec.name == "smoke"
+    assert spec.rollouts.count == 2
+    assert spec.episodes_per_iteration == 4
+    assert spec.trainer.max_run_minutes == 15
+    assert spec.video is False
