@@ -77,6 +77,9 @@ def test_templates_import_to_valid_experiment_matching_source(run, tmp_path):
         assert unmapped[variable], variable
     assert "OBJECT_AVOIDANCE" in unmapped["DR_OA_NUMBER_OF_OBSTACLES"]
     assert "simappVersion" in unmapped["DR_SIMAPP_VERSION"]
+    # The cameras are rendered (main on, second camera off), not left to the image.
+    assert unmapped["DR_CAMERA_SUB_ENABLE"].startswith("always False")
+    assert unmapped["DR_CAMERA_MAIN_ENABLE"].startswith("always True")
 
 
 def test_text_report_lists_unmapped_with_reasons(run, tmp_path):

@@ -154,6 +154,15 @@ BAD_FILES: dict[str, tuple[str, list[str]]] = {
             "pretrained.bucket: 'other' is not a known key here",
         ],
     ),
+    "object-position-lane": (
+        "name: t27\ntrack: reInvent2019_track\nrace:\n  type: OBJECT_AVOIDANCE\n"
+        "  object_avoidance: {object_positions: ['0.5,2']}\n",
+        [
+            # bundle/markov/agent_ctrl/obstacles_agent_ctrl.py: -1 is the outer lane.
+            "race.object_avoidance.object_positions[0]: '0.5,2' is not allowed: "
+            '"progress,lane" with progress 0..1 and lane 1 (inner lane) or -1 (outer lane)',
+        ],
+    ),
     "pretrained-prefix-and-run": (
         "name: t24\ntrack: reInvent2019_track\n"
         "pretrained: {prefix: experiments/base, run: latest}\n",
