@@ -359,6 +359,7 @@ def _print_plan(p: dict[str, Any]) -> None:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from rollouts import contract, plan, render  # noqa: PLC0415
+    from rollouts.naming import run_prefix  # noqa: PLC0415
 
     spec = _load_spec(args.file)
     out: Path = args.out
@@ -378,7 +379,10 @@ def cmd_render(args: argparse.Namespace) -> int:
                 print(f"  {name}")
         return EXIT_OK
     count = spec.rollouts.count
-    values: dict[str, str] = {"prefix": args.prefix or plan.experiment_prefix(spec.name)}
+    values: dict[str, str] = {
+        "prefix": args.prefix
+        or run_prefix(plan.experiment_prefix(spec.name), plan.RUN_ID_PLACEHOLDER)
+    }
     for key in ("bucket", "region", "account", "training_job_arn"):
         if getattr(args, key):
             values[key] = getattr(args, key)
@@ -1066,7 +1070,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, metavar="FILE", help="experiment YAML file")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
     p.add_argument("--bucket", type=_bucket, help="the platform data bucket (an S3 bucket name)")
-    p.add_argument("--prefix", type=_prefix, help="S3 prefix (default: experiments/<name>)")
+    p.add_argument(
+        "--prefix",
+        type=_prefix,
+        help="the run's S3 prefix (default: experiments/<name>/runs/<run-id>)",
+    )
     p.add_argument("--region", type=_region, help="AWS region code, e.g. us-east-1")
     p.add_argument("--account", type=_account, help="AWS account id (12 digits)")
     p.add_argument(

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-FIXTURES = SHARED / "fixtures"
+# The shared fixtures sit beside the clone; ROLLOUTS_FIXTURES points elsewhere (`make mutation`
+# runs the suite from a copy of the repository in mutants/).
+FIXTURES = Path(os.environ.get("ROLLOUTS_FIXTURES", REPO.parent / "shared" / "fixtures"))
 
 # jsii runs the CDK in a Node.js child process; use the project's own Node.js 22 (installed by
 # `make setup` from the npm registry) rather than whatever `node` the machine has.

@@ -4,13 +4,14 @@ conftest.py, so tests import from here, never from ``conftest``)."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 # CI clones main with shared/ beside it: <parent>/main and <parent>/shared.
-FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = Path(os.environ.get("ROLLOUTS_FIXTURES", REPO.parent / "shared" / "fixtures"))
 EXPERIMENTS = REPO / "experiments"
 
 

@@ -4,6 +4,7 @@ with the real deepracer-for-cloud files as input."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -14,7 +15,14 @@ from rollouts import contract
 from rollouts.render import PLACEHOLDERS, placeholder, render_files, worker_params
 from rollouts.spec import ExperimentSpec, load_experiment
 
-DRFC = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "drfc"
+DRFC = (
+    Path(
+        os.environ.get(
+            "ROLLOUTS_FIXTURES", Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+        )
+    )
+    / "drfc"
+)
 
 RACES = {
     "TIME_TRIAL": "race: {type: TIME_TRIAL}",

@@ -29,6 +29,8 @@ from fanout_builders import (
 from fanout_world import World
 
 from rollouts import contract
+from rollouts.render import render_files
+from rollouts.spec import load_experiment
 
 # --------------------------------------------------------------------------- files
 
@@ -215,10 +217,8 @@ ROOT = Path(__file__).resolve().parents[2]
 )
 def test_rollouts_render_output_is_filled_completely(experiment: Path) -> None:
     """The real synthesized bundle of each example experiment (rollouts.render) fills completely."""
-    render = pytest.importorskip("rollouts.render")
-    spec_mod = pytest.importorskip("rollouts.spec")
-    spec = spec_mod.load_experiment(experiment)
-    bundle = render.render_files(spec)
+    spec = load_experiment(experiment)
+    bundle = render_files(spec)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, text in bundle.items():

@@ -279,13 +279,13 @@ def test_batch_single_rollout_is_a_plain_job_and_shared_yaml_is_one_entry() -> N
 
 def test_batch_request_over_the_payload_quota_is_refused_before_anything_starts() -> None:
     long_worlds = [f"a_very_long_track_name_that_keeps_going_{i:04d}" for i in range(1000)]
-    with pytest.raises(Exception, match=r"bytes; allowed: 30720 \(Batch job payload quota\)"):
+    with pytest.raises(PropertyError, match=r"bytes; allowed: 30720 \(Batch job payload quota\)"):
         batch_backend.submit_request(_plan(1000, "batch", worlds=long_worlds))
 
 
 def test_batch_request_for_1000_rollouts_fits_the_quota() -> None:
     request = batch_backend.submit_request(_plan(1000, "batch"))
-    assert len(json.dumps(request)) < batch_backend.SUBMIT_PAYLOAD_LIMIT
+    assert len(json.dumps(request)) < 30 * 1024  # Batch quota: 30 KiB of SubmitJob payload
 
 
 @pytest.mark.parametrize("video", [True, False])

@@ -13,6 +13,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 ASSET_HASH = re.compile(r"[0-9a-f]{64}")
 
+# Platform variants that tests synthesize besides the two backends' defaults. Each id says what
+# it synthesizes, and each is linted (test_infra_policies.test_cfn_lint_passes_on_every_template).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "batch-nat": {"backend": "batch", "egress": "nat", "azCount": 3},
+    "robomaker-nat": {"backend": "robomaker", "egress": "nat", "azCount": 3},
+    "batch-endpoints": {"backend": "batch", "egress": "endpoints"},
+    "robomaker-endpoints": {"backend": "robomaker", "egress": "endpoints"},
+    "batch-gpu-on-demand": {"backend": "batch", "gpu": "true", "spot": "false"},
+    "robomaker-container": {"backend": "robomaker", "robomakerAppForm": "container"},
+}
+
 
 def cdk_context(**overrides: Any) -> dict[str, Any]:
     """cdk.json's context (exactly what `cdk synth` sees) plus per-test overrides."""

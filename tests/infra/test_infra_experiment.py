@@ -145,19 +145,8 @@ def test_each_run_gets_its_own_data_prefix_output(batch: Synthesis) -> None:
     assert run_properties(template)["Prefix"] == "experiments/reinvent-time-trial"
 
 
-def test_robomaker_runs_say_which_app_form_they_launch(
-    robomaker: Synthesis, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    from synth_support import synthesize
-
-    assert run_properties(robomaker.experiment("reinvent-time-trial"))["RoboMaker"]["AppForm"] == (
-        "bundle"
-    )
-    container = synthesize(
-        tmp_path_factory.mktemp("o"),
-        tmp_path_factory.mktemp("s"),
-        backend="robomaker",
-        robomakerAppForm="container",
-    )
-    props = run_properties(container.experiment("reinvent-time-trial"))
-    assert props["RoboMaker"]["AppForm"] == "container"
+def test_robomaker_runs_say_which_app_form_they_launch(robomaker: Synthesis, variant: Any) -> None:
+    bundle = run_properties(robomaker.experiment("reinvent-time-trial"))
+    assert bundle["RoboMaker"]["AppForm"] == "bundle"
+    container = run_properties(variant("robomaker-container").experiment("reinvent-time-trial"))
+    assert container["RoboMaker"]["AppForm"] == "container"

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from synth_support import Synthesis, synthesize
+from synth_support import Synthesis
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -54,21 +54,12 @@ def test_trainer_accepts_only_redis_from_the_rollout_group(each_backend: Synthes
     assert not [rule for target, rule in all_ingress(template) if target == rollout]
 
 
-@pytest.mark.parametrize(
-    "overrides",
-    [{}, {"egress": "nat"}, {"egress": "endpoints"}],
-    ids=["public", "nat", "endpoints"],
-)
-def test_no_ingress_from_the_internet(
-    overrides: dict[str, str], each_backend: Synthesis, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    template = (
-        each_backend.platform
-        if not overrides
-        else synthesize(
-            tmp_path_factory.mktemp("out"), tmp_path_factory.mktemp("stage"), **overrides
-        ).platform
-    )
+@pytest.mark.parametrize("egress", ["public", "nat", "endpoints"])
+def test_no_ingress_from_the_internet(egress: str, each_backend: Synthesis, variant: Any) -> None:
+    synthesis = each_backend if egress == "public" else variant(f"{each_backend.backend}-{egress}")
+    assert synthesis.backend == each_backend.backend, "the case synthesizes what its id says"
+    template = synthesis.platform
+    assert bool(resources(template, "AWS::EC2::NatGateway")) == (egress == "nat")
     for _target, rule in all_ingress(template):
         assert rule.get("CidrIp") not in ("0.0.0.0/0",), rule
         assert rule.get("CidrIpv6") not in ("::/0",), rule
@@ -89,15 +80,12 @@ def test_default_platform_has_no_idle_cost_network(batch: Synthesis) -> None:
     assert len(resources(template, "AWS::EC2::Subnet")) == 4
 
 
-def test_nat_and_endpoint_egress_modes(tmp_path_factory: pytest.TempPathFactory) -> None:
-    nat = synthesize(
-        tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"), egress="nat", azCount=3
-    ).platform
+@pytest.mark.parametrize("backend", ["batch", "robomaker"])
+def test_nat_and_endpoint_egress_modes(backend: str, variant: Any) -> None:
+    nat = variant(f"{backend}-nat").platform
     assert len(resources(nat, "AWS::EC2::NatGateway")) == 1
     assert len(resources(nat, "AWS::EC2::Subnet")) == 9  # trainer, public, rollouts x 3 AZs
-    endpoints = synthesize(
-        tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"), egress="endpoints"
-    ).platform
+    endpoints = variant(f"{backend}-endpoints").platform
     assert not resources(endpoints, "AWS::EC2::NatGateway")
     assert not resources(endpoints, "AWS::EC2::InternetGateway")
     interface = [
@@ -176,10 +164,9 @@ def test_batch_backend_scales_to_zero_with_imdsv2(batch: Synthesis) -> None:
     assert only(template, "AWS::Batch::JobQueue")
 
 
-def test_gpu_and_on_demand_settings(tmp_path_factory: pytest.TempPathFactory) -> None:
-    template = synthesize(
-        tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"), gpu="true", spot="false"
-    ).platform
+def test_gpu_and_on_demand_settings(variant: Any) -> None:
+    synthesis = variant("batch-gpu-on-demand")
+    template = synthesis.platform
     _, environment = only(template, "AWS::Batch::ComputeEnvironment")
     assert environment["Properties"]["ComputeResources"]["Type"] == "EC2"
     assert environment["Properties"]["ComputeResources"]["InstanceTypes"] == [
@@ -189,14 +176,12 @@ def test_gpu_and_on_demand_settings(tmp_path_factory: pytest.TempPathFactory) ->
     _, job_definition = only(template, "AWS::Batch::JobDefinition")
     requirements = job_definition["Properties"]["ContainerProperties"]["ResourceRequirements"]
     assert {"Type": "GPU", "Value": "1"} in requirements
-    image = next(
-        v
-        for v in template["Resources"].values()
-        if v["Type"] == "AWS::SSM::Parameter" and v["Properties"]["Name"].endswith("/image-uri")
-    )
-    assert image  # the image asset is staged with the GPU base image:
-    assets = [p for p in (tmp_path_factory.getbasetemp()).rglob("*.assets.json")]
-    assert any("6.0.5-gpu" in p.read_text() for p in assets)
+    # The image asset is staged with the GPU base image.
+    manifest = json.loads((synthesis.outdir / "DeepRacerRollouts-Platform.assets.json").read_text())
+    [image] = manifest["dockerImages"].values()
+    assert image["source"]["dockerBuildArgs"] == {
+        "SIMAPP_IMAGE": "awsdeepracercommunity/deepracer-simapp:6.0.5-gpu"
+    }
 
 
 def test_image_build_context_holds_what_the_dockerfile_copies(batch: Synthesis) -> None:
@@ -231,13 +216,8 @@ def test_robomaker_application_has_the_workshop_settings(robomaker: Synthesis) -
     assert any("retired on 2025-09-10" in message for message in robomaker.warnings)
 
 
-def test_robomaker_container_form(tmp_path_factory: pytest.TempPathFactory) -> None:
-    template = synthesize(
-        tmp_path_factory.mktemp("o"),
-        tmp_path_factory.mktemp("s"),
-        backend="robomaker",
-        robomakerAppForm="container",
-    ).platform
+def test_robomaker_container_form(variant: Any) -> None:
+    template = variant("robomaker-container").platform
     _, application = only(template, "AWS::RoboMaker::SimulationApplication")
     props = application["Properties"]
     assert props["RobotSoftwareSuite"] == {"Name": "General"}
@@ -265,7 +245,7 @@ def test_platform_publishes_every_value_experiments_read(each_backend: Synthesis
             assert read and read <= set(names)
 
 
-def test_idle_cost_estimate(batch: Synthesis, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_idle_cost_estimate(batch: Synthesis, variant: Any) -> None:
     from rollouts.idle_cost import idle_monthly_cost, total
 
     default = idle_monthly_cost(batch.platform)
@@ -274,10 +254,8 @@ def test_idle_cost_estimate(batch: Synthesis, tmp_path_factory: pytest.TempPathF
         "simapp image in ECR (~6 GB)",
     ]
     assert total(default) == pytest.approx(1.60)
-    nat = synthesize(tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"), egress="nat")
+    nat = variant("batch-nat")  # one NAT gateway whatever the AZ count
     assert total(idle_monthly_cost(nat.platform)) == pytest.approx(1.60 + 0.045 * 730)
-    endpoints = synthesize(
-        tmp_path_factory.mktemp("o"), tmp_path_factory.mktemp("s"), egress="endpoints"
-    )
+    endpoints = variant("batch-endpoints")
     # 7 interface endpoints in 2 AZs.
     assert total(idle_monthly_cost(endpoints.platform)) == pytest.approx(1.60 + 14 * 0.01 * 730)

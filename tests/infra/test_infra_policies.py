@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from synth_support import REPO, Synthesis, cdk_context
+from synth_support import REPO, VARIANTS, Synthesis, cdk_context
 from tests_paths import EXPERIMENTS
 
 # Actions that AWS authorizes on "*" only; each use is acknowledged beside its resource.
@@ -179,12 +179,21 @@ def test_cdk_nag_fails_synth_on_an_unacknowledged_finding() -> None:
         app.synth()
 
 
-def test_cfn_lint_passes_on_every_template(batch: Synthesis, robomaker: Synthesis) -> None:
-    templates = [
-        str(p) for s in (batch, robomaker) for p in sorted(s.outdir.glob("*.template.json"))
-    ]
-    # The platform and one stack per experiment file, for each backend.
-    assert len(templates) == 2 * (1 + len(list(EXPERIMENTS.glob("*.yaml"))))
+@pytest.mark.parametrize("synthesis_id", ["batch", "robomaker", *VARIANTS])
+def test_cfn_lint_passes_on_every_template(
+    synthesis_id: str, request: pytest.FixtureRequest, variant: Any
+) -> None:
+    synthesis = (
+        request.getfixturevalue(synthesis_id)
+        if synthesis_id in ("batch", "robomaker")
+        else variant(synthesis_id)
+    )
+    templates = [str(p) for p in sorted(synthesis.outdir.glob("*.template.json"))]
+    # The platform and one stack per experiment synthesized (all files, or the default one).
+    experiments = (
+        len(list(EXPERIMENTS.glob("*.yaml"))) if synthesis_id in ("batch", "robomaker") else 1
+    )
+    assert len(templates) == 1 + experiments
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "cfn-lint"),
