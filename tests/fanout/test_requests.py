@@ -585,3 +585,24 @@ def test_a_real_403_on_an_existing_object_is_not_hidden() -> None:
         stub.add_response("list_objects_v2", {"Contents": [{"Key": key}]})
         with pytest.raises(ClientError, match="AccessDenied"):
             read_json(client, Retrier(budget_seconds=5), "data-bucket", key)
+
+
+@pytest.mark.parametrize(
+    ("tags", "refused"),
+    [
+        ({f"t{i}": "x" for i in range(48)}, False),  # 50 per job, 2 of them the project's
+        ({f"t{i}": "x" for i in range(49)}, True),
+        ({"k" * 128: "v"}, False),
+        ({"k" * 129: "v"}, True),
+        ({"k": "v" * 256}, False),
+        ({"k": "v" * 257}, True),
+    ],
+    ids=["48 tags", "49 tags", "key 128", "key 129", "value 256", "value 257"],
+)
+def test_lambda_tag_limits_at_their_edges(tags: dict[str, str], refused: bool) -> None:
+    raw = {**make_props(1, "batch"), "Tags": tags}
+    if refused:
+        with pytest.raises(PropertyError, match="Tags"):
+            parse_properties(raw)
+    else:
+        assert parse_properties(raw).tags == tags
