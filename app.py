@@ -142,6 +142,26 @@ def unknown_context_keys(given: Mapping[str, Any], *, known: Mapping[str, Any]) 
     return notes
 
 
+# The CDK CLI's own lock files (aws-cdk CLI, lib/api/rwlock: "synth.lock" while it synthesizes,
+# "read.<pid>.<n>.lock" while it reads); its release of them ignores a file already gone (ENOENT).
+_CLI_LOCK = re.compile(r"^(synth|read\.\d+\.\d+)\.lock$")
+
+
+def _remove_empty_outdir(outdir: Path, *, existed: bool) -> None:
+    """Leave no trace of a failed synth: the output directory goes when it holds nothing but the
+    CLI's lock files (the CLI creates it before running the app; cdk.App() when run directly)."""
+    if not outdir.is_dir():
+        return
+    entries = list(outdir.iterdir())
+    if any(not (p.is_file() and _CLI_LOCK.match(p.name)) for p in entries):
+        return  # an earlier synth's output: not ours to touch
+    if existed and not entries:
+        return  # an empty folder the user made
+    for lock in entries:
+        lock.unlink(missing_ok=True)
+    outdir.rmdir()
+
+
 def main() -> int:
     import aws_cdk as cdk  # noqa: PLC0415
 
@@ -162,10 +182,7 @@ def main() -> int:
         config = resolve_config(context)
     except ConfigError as error:
         print(f"error: {error}\nNothing was synthesized.", file=sys.stderr)
-        # cdk.App() creates its output directory up front; leave no trace of a failed run.
-        outdir = Path(app.outdir)
-        if not outdir_existed and outdir.is_dir() and not any(outdir.iterdir()):
-            outdir.rmdir()
+        _remove_empty_outdir(Path(app.outdir), existed=outdir_existed)
         return 2
     build_app(app, config)
     app.synth()
