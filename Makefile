@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 # No AWS account is needed to synthesize: never probe instance metadata for credentials.
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: setup synth test lint lint-templates typecheck format bench clean
+.PHONY: setup synth test lint lint-templates typecheck format bench mutation clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -24,9 +24,10 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 ## Synthesize the default experiment (or -e CDK_ARGS="-c experiment=all") into cdk.out/ and summarize it.
+SYNTH_OUT ?= cdk.out
 synth: setup
-	cdk synth --quiet $(CDK_ARGS)
-	$(BIN)/python scripts/summary.py cdk.out
+	cdk synth --quiet --output $(SYNTH_OUT) $(CDK_ARGS)
+	$(BIN)/python scripts/summary.py $(SYNTH_OUT)
 
 ## Run the whole test suite: lint, types, unit, snapshot, policy, handler and CLI tests.
 test: setup lint typecheck
@@ -51,5 +52,23 @@ bench: setup
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/fanout.py
 
+## Mutation testing (mutmut) of rollouts/, lambda/fanout/ and constructs_lib/; MUTANTS="glob ..."
+## narrows it (e.g. MUTANTS="fanout.naming*"). Not part of `make test`: a full run takes hours.
+## It works in build/mutation/, a copy where the Lambda code is src/fanout (mutmut names modules
+## by path and strips "src.", so its names match the `fanout` package the tests import) and
+## lambda/ links to src/.
+MUTATION_DIR := build/mutation
+MUTANTS ?=
+mutation: setup
+	rm -rf $(MUTATION_DIR) && mkdir -p $(MUTATION_DIR)
+	git ls-files -z | xargs -0 cp --parents -t $(MUTATION_DIR)
+	cp -r lambda/fanout/botocore_data $(MUTATION_DIR)/lambda/fanout/
+	mv $(MUTATION_DIR)/lambda $(MUTATION_DIR)/src && ln -s src $(MUTATION_DIR)/lambda
+	sed -i 's#"lambda/fanout"#"src/fanout"#' $(MUTATION_DIR)/pyproject.toml
+	mkdir -p $(MUTATION_DIR)/mutants && ln -s src $(MUTATION_DIR)/mutants/lambda
+	cd $(MUTATION_DIR) && ROLLOUTS_FIXTURES=$(CURDIR)/../shared/fixtures \
+	  $(CURDIR)/$(BIN)/mutmut run --max-children 2 $(MUTANTS); \
+	  $(CURDIR)/$(BIN)/mutmut results --all true | $(CURDIR)/$(BIN)/python $(CURDIR)/scripts/mutation_summary.py
+
 clean:
-	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out build mutants .pytest_cache .mypy_cache .ruff_cache

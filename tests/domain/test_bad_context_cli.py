@@ -6,8 +6,11 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 CDK = REPO / "node_modules" / ".bin" / "cdk"
+pytestmark = pytest.mark.toolchain
 
 
 def cdk_synth(outdir: Path, *context: str) -> subprocess.CompletedProcess[str]:
