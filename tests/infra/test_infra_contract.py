@@ -3,6 +3,7 @@ properties (deploy-time references replaced by realistic values) must parse in t
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -97,3 +98,44 @@ def test_edge_case_spec_parses_in_the_lambda(tmp_path_factory: pytest.TempPathFa
     assert props.trainer.pretrained_prefix == "experiments/reinvent-time-trial"
     assert props.trainer.pretrained_bucket == "deepracer-data-bucket"
     assert props.trainer.pretrained_checkpoint == "best"
+
+
+def test_pretrained_run_of_another_experiment(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`pretrained: {experiment, run: latest}` reaches the Lambda as an experiment prefix plus
+    PretrainedRun, and the fan-out may read exactly what it needs to find and check that model:
+    the other experiment's run.json and its runs' checkpoint index, nothing else of it."""
+    from synth_support import REPO, synthesize
+
+    folder = tmp_path_factory.mktemp("pretrained")
+    (folder / "reward.py").write_text("def reward_function(params):\n    return 1.0\n")
+    (folder / "next.yaml").write_text(
+        "name: next-step\ntrack: 2022_april_open\n"
+        f"model_metadata: {REPO / 'experiments' / 'models' / 'discrete-5-actions.json'}\n"
+        "reward_function: reward.py\n"
+        "pretrained: {experiment: reinvent-time-trial, run: latest, checkpoint: best}\n"
+    )
+    synthesis = synthesize(
+        tmp_path_factory.mktemp("out"), folder / "stage", experiment=str(folder / "next.yaml")
+    )
+    template = synthesis.experiment("next-step")
+    [run] = [r for r in template["Resources"].values() if r["Type"] == "Custom::RolloutsRun"]
+    raw = resolve(run["Properties"])
+    raw.pop("ServiceToken")
+    props = parse_properties(raw)
+    assert props.trainer.pretrained_prefix == "experiments/reinvent-time-trial"
+    assert props.trainer.pretrained_run == "latest"
+    assert props.trainer.pretrained_checkpoint == "best"
+    statements = [
+        s
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::IAM::Policy"
+        for s in r["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Sid") == "FindPretrainedModel"
+    ]
+    [statement] = statements
+    assert statement["Action"] == "s3:GetObject"
+    keys = sorted(json.dumps(r).split('"/')[-1].rstrip('"]}') for r in statement["Resource"])
+    assert keys == [
+        "experiments/reinvent-time-trial/run.json",
+        "experiments/reinvent-time-trial/runs/*/model/deepracer_checkpoints.json",
+    ]
