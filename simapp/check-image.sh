@@ -41,11 +41,16 @@ if [ -f "${LAUNCH_DIR}/empty_world.launch.py" ] && ! grep -q "'taskset'" "${LAUN
   echo "note: empty_world.launch.py no longer calls taskset; the wrapper is unused" >&2
 fi
 resolved="$(
+  set +u  # the ROS and conda setup scripts read variables that may be unset
   export PATH="/opt/ml/:${PATH}"
   for setup in /opt/ros/jazzy/setup.bash "${INSTALL_DIR}/setup.bash"; do
     # shellcheck disable=SC1090
-    [ -f "$setup" ] && source "$setup" >/dev/null 2>&1
+    if [ -f "$setup" ]; then source "$setup" >/dev/null 2>&1; fi
   done
+  if [ -f /root/anaconda/bin/activate ]; then
+    # shellcheck disable=SC1091
+    source /root/anaconda/bin/activate sagemaker_env >/dev/null 2>&1
+  fi
   command -v taskset
 )"
 if [ "$resolved" != "$WRAPPER" ]; then

@@ -136,6 +136,14 @@ def test_a_taskset_ahead_of_the_wrapper_fails_the_build(tmp_path: Path) -> None:
     assert f"taskset resolves to '{shadow / 'taskset'}'" in result.stderr
 
 
+def test_setup_scripts_that_read_unset_variables_do_not_break_the_check(tmp_path: Path) -> None:
+    """ROS's setup.bash reads variables that may be unset; run.sh sources it without nounset."""
+    env = _image_tree(tmp_path)
+    Path(env["SIMAPP_INSTALL_DIR"], "setup.bash").write_text('echo "$SURELY_UNSET_VARIABLE"\n')
+    result = _check(env)
+    assert result.returncode == 0, result.stderr
+
+
 def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
     env = _image_tree(tmp_path)
     (tmp_path / "opt/ml/code/run.sh").unlink()
