@@ -496,8 +496,12 @@ def test_trainer_name_taken_by_another_experiment_is_not_adopted_or_stopped(worl
         "HyperParameters": {"s3_bucket": BUCKET, "s3_prefix": "experiments/other"},
     }
 
-    with pytest.raises(StartError, match="refusing to adopt"):
+    with pytest.raises(StartError) as caught:
         world.poll(props, created)
+    assert (
+        f"training job {run_id} exists but trains s3://{BUCKET}/experiments/other, not "
+        f"s3://{BUCKET}/{PREFIX}/runs/{run_id}; refusing to adopt it"
+    ) in str(caught.value)
     handler.on_event(make_event("Delete", props, physical_id=run_id, request_id="req-del"), None)
 
     assert world.cloud.active_trainers() == [run_id], "the other experiment's trainer runs on"
@@ -752,3 +756,28 @@ def test_run_json_is_not_written_before_completion(world: World) -> None:
     assert handler.properties_hash({**props, "ServiceToken": "arn:other"}) == fingerprint
     assert handler.properties_hash({**props, "Tags": {"team": "other"}}) != fingerprint
     assert QUEUE not in json.dumps(done)
+
+
+@pytest.mark.parametrize(
+    ("s3_prefix", "ours"),
+    [
+        (f"{PREFIX}/runs/demo-0a0b0c0d", True),  # the run's own data prefix
+        (PREFIX, True),  # a run started before runs had their own prefix
+        (f"{PREFIX}/runs/demo-11111111", False),  # another run's prefix
+        ("experiments/demo-two", False),
+    ],
+)
+def test_a_trainer_is_ours_only_with_its_runs_data(s3_prefix: str, ours: bool) -> None:
+    from fanout import trainer
+
+    job = {
+        "TrainingJobName": "demo-0a0b0c0d",
+        "HyperParameters": {"s3_bucket": BUCKET, "s3_prefix": s3_prefix},
+    }
+    assert trainer.is_ours(job, BUCKET, PREFIX) is ours
+    assert (
+        trainer.is_ours(
+            {**job, "HyperParameters": {"s3_bucket": "x", "s3_prefix": s3_prefix}}, BUCKET, PREFIX
+        )
+        is False
+    )

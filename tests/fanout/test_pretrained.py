@@ -118,3 +118,24 @@ def test_a_pretrained_model_that_cannot_load_fails_before_anything_starts(
     with pytest.raises(FanoutError, match=re.escape(reason)):
         handler.on_event(make_event("Create", props), None)
     assert world.cloud.job_calls() == []
+
+
+def test_a_refused_checkpoint_read_names_the_key_and_why(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+    from fanout import files
+
+    def refused(_s3: Any, _retry: Any, bucket: str, key: str) -> None:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetObject")
+
+    monkeypatch.setattr(files, "read_json", refused)
+    props = _pretrained_props(PretrainedRun="base-0a0b0c0d")
+    world.put_asset(make_asset(props["Worlds"]))
+    with pytest.raises(FanoutError) as caught:
+        handler.on_event(make_event("Create", props), None)
+    assert str(caught.value) == (
+        f"pretrained: cannot read s3://{BUCKET}/{BASE}/runs/base-0a0b0c0d/model/"
+        "deepracer_checkpoints.json: AccessDenied (the fan-out may read only the pretrained "
+        "model the experiment file names)"
+    )

@@ -606,3 +606,48 @@ def test_lambda_tag_limits_at_their_edges(tags: dict[str, str], refused: bool) -
             parse_properties(raw)
     else:
         assert parse_properties(raw).tags == tags
+
+
+@pytest.mark.parametrize(
+    ("described", "expected", "stops"),
+    [
+        (None, "absent", False),
+        ({"status": "InProgress", "prefix": f"{PREFIX}/runs/demo-0123abcd"}, "stopping", True),
+        ({"status": "Completed", "prefix": f"{PREFIX}/runs/demo-0123abcd"}, "Completed", False),
+        ({"status": "InProgress", "prefix": "experiments/other"}, "not ours (left alone)", False),
+    ],
+    ids=["absent", "running", "finished", "another experiment's"],
+)
+def test_trainer_stop_reports_what_it_found(
+    described: dict[str, str] | None, expected: str, stops: bool
+) -> None:
+    """What `rollouts stop --json` and the failure reasons report as the trainer's state."""
+    from fanout.retry import Retrier
+
+    client = _client("sagemaker")
+    name = "demo-0123abcd"
+    with Stubber(client) as stub:
+        if described is None:
+            stub.add_client_error(
+                "describe_training_job",
+                "ValidationException",
+                "Requested resource not found.",
+                expected_params={"TrainingJobName": name},
+            )
+        else:
+            job = _training_job(
+                name,
+                f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{name}",
+                "InProgress",
+                described["prefix"],
+            )
+            stub.add_response(
+                "describe_training_job",
+                {**job, "TrainingJobStatus": described["status"]},
+                {"TrainingJobName": name},
+            )
+        if stops:
+            stub.add_response("stop_training_job", {}, {"TrainingJobName": name})
+        found = trainer.stop(client, Retrier(budget_seconds=5), name, (BUCKET, PREFIX))
+        stub.assert_no_pending_responses()
+    assert found == expected
