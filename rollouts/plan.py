@@ -18,6 +18,7 @@ from rollouts.spec import ExperimentSpec
 
 VIDEO_WARN_WORKERS = 4  # more streams than this: warn about cost
 BUCKET_PLACEHOLDER = "<platform data bucket>"
+LATEST_RUN_PLACEHOLDER = "<latest-run>"  # the run a pretrained "latest" resolves to at deploy
 RUN_ID_PLACEHOLDER = "<run-id>"  # <experiment>-<8 hex>, chosen by the fan-out at deploy time
 
 
@@ -125,7 +126,12 @@ def build_plan(spec: ExperimentSpec, platform: Mapping[str, Any]) -> dict[str, A
             else {
                 "bucket": BUCKET_PLACEHOLDER,
                 "prefix": spec.pretrained.prefix
-                or run_prefix(spec.pretrained.bucket_prefix, spec.pretrained.run or "latest"),
+                or run_prefix(
+                    spec.pretrained.bucket_prefix,
+                    LATEST_RUN_PLACEHOLDER
+                    if spec.pretrained.run in (None, "latest")
+                    else spec.pretrained.run,
+                ),
                 "experiment": spec.pretrained.experiment,
                 "run": spec.pretrained.run,
                 "checkpoint": spec.pretrained.checkpoint,

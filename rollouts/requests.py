@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rollouts.naming import run_prefix
+from rollouts.plan import LATEST_RUN_PLACEHOLDER
 from rollouts.platform import PlatformConfig
 from rollouts.run_properties import run_properties, settings
 from rollouts.spec import ExperimentSpec
@@ -25,7 +26,6 @@ PLACEHOLDERS = {
     "account": "<account-id>",
     "run_id": "<run-id>",
 }
-LATEST_RUN = "<latest-run>"
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def build_requests(
         # What the fan-out resolves at deploy time ("latest": the run run.json records then).
         pinned = spec.pretrained.prefix or run_prefix(
             spec.pretrained.bucket_prefix,
-            LATEST_RUN if spec.pretrained.run == "latest" else str(spec.pretrained.run),
+            LATEST_RUN_PLACEHOLDER if spec.pretrained.run == "latest" else str(spec.pretrained.run),
         )
         model = fanout["pretrained"].resolve(
             None, None, props.trainer, this_run=run.run_id, pinned=pinned

@@ -134,3 +134,19 @@ def test_bad_request_values_are_usage_errors(run, tmp_path: Path, flag: str) -> 
     result = run("plan", EXPERIMENTS / "default.yaml", "--requests", tmp_path / "r", flag, "X Y")
     assert result.code == 2 and flag in result.err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_pretrained_latest_run_shows_as_a_placeholder(run, tmp_path: Path) -> None:
+    experiment = tmp_path / "next.yaml"
+    experiment.write_text(
+        "name: next-step\ntrack: reInvent2019_track\n"
+        f"model_metadata: {EXPERIMENTS / 'models' / 'discrete-5-actions.json'}\n"
+        f"reward_function: {EXPERIMENTS / 'rewards' / 'follow_center_line.py'}\n"
+        "pretrained: {experiment: reinvent-time-trial, checkpoint: best}\n"
+    )
+    out = tmp_path / "requests"
+    assert run("plan", experiment, "--requests", out, "--bucket", "my-data-bucket").code == 0
+    hyper = _load(out, "CreateTrainingJob.json")["HyperParameters"]
+    assert hyper["pretrained_s3_bucket"] == "my-data-bucket"
+    assert hyper["pretrained_s3_prefix"] == "experiments/reinvent-time-trial/runs/<latest-run>"
+    assert hyper["pretrained_checkpoint"] == "best"
