@@ -115,6 +115,15 @@ def test_robomaker_deploy_requests(run, tmp_path: Path) -> None:
     batch = _load(out, "StartSimulationJobBatch-0.json")
     _accepted_by_the_model("robomaker", "start_simulation_job_batch", batch)
     jobs = batch["createSimulationJobRequests"]
+    # The default platform puts rollouts in public subnets (egress=public): they need a public IP.
+    assert {j["vpcConfig"]["assignPublicIp"] for j in jobs} == {True}
+    nat = tmp_path / "nat"
+    assert run(
+        "plan", EXPERIMENTS / "head-to-bot.yaml", "--requests", nat, "-c", "backend=robomaker",
+        "-c", "egress=nat",
+    ).code == 0  # fmt: skip
+    nat_jobs = _load(nat, "StartSimulationJobBatch-0.json")["createSimulationJobRequests"]
+    assert {j["vpcConfig"]["assignPublicIp"] for j in nat_jobs} == {False}
     assert [
         j["simulationApplications"][0]["launchConfig"]["environmentVariables"]["ROLLOUT_IDX"]
         for j in jobs
@@ -150,3 +159,11 @@ def test_a_pretrained_latest_run_shows_as_a_placeholder(run, tmp_path: Path) -> 
     assert hyper["pretrained_s3_bucket"] == "my-data-bucket"
     assert hyper["pretrained_s3_prefix"] == "experiments/reinvent-time-trial/runs/<latest-run>"
     assert hyper["pretrained_checkpoint"] == "best"
+
+
+def test_requests_can_be_written_again_and_are_stable(run, tmp_path: Path) -> None:
+    out = tmp_path / "requests"
+    for _ in range(2):  # into an existing folder: the files are replaced
+        assert run("plan", EXPERIMENTS / "default.yaml", "--requests", out).code == 0
+    text = (out / "SubmitJob.json").read_text()
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
