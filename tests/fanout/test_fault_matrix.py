@@ -388,6 +388,37 @@ def test_failure_after_k_of_n_rollouts_started_stops_all_of_them(world: World) -
     assert world.cloud.active_trainers() == []
 
 
+def test_a_failed_rollout_job_fails_the_run_with_its_reason(world: World) -> None:
+    """A single rollout is a plain Batch job: its own FAILED state and reason end the run."""
+    props = make_props(1, "batch", wait_for="RUNNING")
+    world.put_asset(make_asset(props["Worlds"]))
+    created, first = world.deploy(props)
+    assert first == {"IsComplete": False}
+    (job_id,) = world.cloud.batch_jobs
+    world.cloud.set_trainer(created["PhysicalResourceId"], "InProgress", "Training")
+    world.cloud.batch_jobs[job_id]["statusReason"] = "CannotPullContainerError: not found"
+    world.cloud.set_batch(job_id, "FAILED")
+
+    with pytest.raises(StartError) as raised:
+        world.poll(props, created)
+
+    assert f"Batch job {job_id} FAILED: CannotPullContainerError: not found" in str(raised.value)
+    assert world.cloud.active_trainers() == []
+
+
+def test_a_single_rollout_counts_as_running_only_once_it_runs(world: World) -> None:
+    props = make_props(1, "batch", wait_for="RUNNING")
+    world.put_asset(make_asset(props["Worlds"]))
+    created, first = world.deploy(props)
+    (job_id,) = world.cloud.batch_jobs
+    world.cloud.set_trainer(created["PhysicalResourceId"], "InProgress", "Training")
+    world.cloud.set_batch(job_id, "RUNNABLE")
+    assert world.poll(props, created) == {"IsComplete": False}
+    world.cloud.set_batch(job_id, "RUNNING")
+    done = world.poll(props, created)
+    assert done["IsComplete"] is True and done["Data"]["RolloutJobId"] == job_id
+
+
 def test_robomaker_failure_after_k_of_n_started_cancels_the_batch(world: World) -> None:
     props = make_props(5, "robomaker", wait_for="RUNNING")
     world.put_asset(make_asset(props["Worlds"]))
