@@ -410,6 +410,7 @@ def test_a_single_rollout_counts_as_running_only_once_it_runs(world: World) -> N
     props = make_props(1, "batch", wait_for="RUNNING")
     world.put_asset(make_asset(props["Worlds"]))
     created, first = world.deploy(props)
+    assert first == {"IsComplete": False}, "the trainer is not training yet"
     (job_id,) = world.cloud.batch_jobs
     world.cloud.set_trainer(created["PhysicalResourceId"], "InProgress", "Training")
     world.cloud.set_batch(job_id, "RUNNABLE")
