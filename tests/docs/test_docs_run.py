@@ -185,6 +185,13 @@ def matches(expected: list[str], actual: list[str]) -> bool:
     )
 
 
+def _make_dry_run(target: str) -> subprocess.CompletedProcess[str]:
+    """`make -n TARGET`: the target exists and its recipe expands (nothing is run)."""
+    return subprocess.run(
+        ["make", "-n", target], cwd=REPO, capture_output=True, text=True, check=False
+    )
+
+
 def _trimmed(text: str) -> list[str]:
     """Lines without the blank ones around them (a terminal shows those as nothing)."""
     return text.strip("\n").splitlines()
@@ -220,10 +227,7 @@ def test_example_prints_what_the_docs_show(example: Example, scratch: Path) -> N
         target = words[1]
         if target == "synth":
             return  # run for real by test_make_synth_prints_the_readme_summary
-        result = subprocess.run(
-            ["make", "-n", target], cwd=REPO, capture_output=True, text=True, check=False
-        )
-        assert result.returncode == 0, f"{example.id}: make has no target {target!r}"
+        assert _make_dry_run(target).returncode == 0, f"{example.id}: no target {target!r}"
         return
     result = run(example.command, scratch)
     wanted = 0 if example.exit_code is None else example.exit_code
@@ -262,7 +266,5 @@ def test_every_make_target_the_docs_name_exists() -> None:
     )
     assert {"synth", "test", "bench", "mutation"} <= set(targets), targets
     for target in targets:
-        result = subprocess.run(
-            ["make", "-n", target], cwd=REPO, capture_output=True, text=True, check=False
-        )
+        result = _make_dry_run(target)
         assert result.returncode == 0, f"make {target}: {result.stderr}"

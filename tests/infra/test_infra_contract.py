@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from fanout.props import parse_properties
+from fanout.props import RunProps, parse_properties
 from synth_support import Synthesis
 
 ACCOUNT = "123456789012"
@@ -69,30 +69,41 @@ def test_synthesized_properties_parse_in_the_lambda(
         assert props.robomaker is not None and props.robomaker.assign_public_ip is True
 
 
-def test_edge_case_spec_parses_in_the_lambda(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Everything the spec accepts, the Lambda must accept: every tag character the spec
-    allows, a pretrained model, per-worker tracks, more than ten workers."""
+def _synthesize_one(
+    tmp_path_factory: pytest.TempPathFactory, name: str, body: str
+) -> tuple[dict[str, Any], RunProps]:
+    """Synthesize one experiment file (``body`` after its name, track, model and reward) and
+    parse its run's properties as the Lambda would (tokens resolved to sample values)."""
     from synth_support import REPO, synthesize
 
-    folder = tmp_path_factory.mktemp("edge")
+    folder = tmp_path_factory.mktemp(name)
     (folder / "reward.py").write_text("def reward_function(params):\n    return 1.0\n")
-    (folder / "edge.yaml").write_text(
-        "name: edge-case\ntrack: 2022_april_open\n"
+    (folder / f"{name}.yaml").write_text(
+        f"name: {name}\ntrack: 2022_april_open\n"
         f"model_metadata: {REPO / 'experiments' / 'models' / 'discrete-5-actions.json'}\n"
-        "reward_function: reward.py\n"
-        "hyperparameters: {num_episodes_between_training: 24}\n"
-        "rollouts:\n  count: 12\n  overrides:\n    - {worker: 11, track: reInvent2019_wide_cw}\n"
-        "pretrained: {prefix: experiments/reinvent-time-trial, checkpoint: best}\n"
-        "tags: {'Team Name_1.2:/=+-': 'a value: 1/2 = x + y_z.-', cost-center: '42'}\n"
+        f"reward_function: reward.py\n{body}"
     )
     synthesis = synthesize(
-        tmp_path_factory.mktemp("out"), folder / "stage", experiment=str(folder / "edge.yaml")
+        tmp_path_factory.mktemp("out"), folder / "stage", experiment=str(folder / f"{name}.yaml")
     )
-    template = synthesis.experiment("edge-case")
+    template = synthesis.experiment(name)
     [run] = [r for r in template["Resources"].values() if r["Type"] == "Custom::RolloutsRun"]
     raw = resolve(run["Properties"])
     raw.pop("ServiceToken")
-    props = parse_properties(raw)
+    return template, parse_properties(raw)
+
+
+def test_edge_case_spec_parses_in_the_lambda(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Everything the spec accepts, the Lambda must accept: every tag character the spec
+    allows, a pretrained model, per-worker tracks, more than ten workers."""
+    _, props = _synthesize_one(
+        tmp_path_factory,
+        "edge-case",
+        "hyperparameters: {num_episodes_between_training: 24}\n"
+        "rollouts:\n  count: 12\n  overrides:\n    - {worker: 11, track: reInvent2019_wide_cw}\n"
+        "pretrained: {prefix: experiments/reinvent-time-trial, checkpoint: best}\n"
+        "tags: {'Team Name_1.2:/=+-': 'a value: 1/2 = x + y_z.-', cost-center: '42'}\n",
+    )
     assert props.rollout_count == 12 and props.worlds[11] == "reInvent2019_wide_cw"
     assert props.tags == {"Team Name_1.2:/=+-": "a value: 1/2 = x + y_z.-", "cost-center": "42"}
     assert props.trainer.pretrained_prefix == "experiments/reinvent-time-trial"
@@ -104,24 +115,11 @@ def test_pretrained_run_of_another_experiment(tmp_path_factory: pytest.TempPathF
     """`pretrained: {experiment, run: latest}` reaches the Lambda as an experiment prefix plus
     PretrainedRun, and the fan-out may read exactly what it needs to find and check that model:
     the other experiment's run.json and its runs' checkpoint index, nothing else of it."""
-    from synth_support import REPO, synthesize
-
-    folder = tmp_path_factory.mktemp("pretrained")
-    (folder / "reward.py").write_text("def reward_function(params):\n    return 1.0\n")
-    (folder / "next.yaml").write_text(
-        "name: next-step\ntrack: 2022_april_open\n"
-        f"model_metadata: {REPO / 'experiments' / 'models' / 'discrete-5-actions.json'}\n"
-        "reward_function: reward.py\n"
-        "pretrained: {experiment: reinvent-time-trial, run: latest, checkpoint: best}\n"
+    template, props = _synthesize_one(
+        tmp_path_factory,
+        "next-step",
+        "pretrained: {experiment: reinvent-time-trial, run: latest, checkpoint: best}\n",
     )
-    synthesis = synthesize(
-        tmp_path_factory.mktemp("out"), folder / "stage", experiment=str(folder / "next.yaml")
-    )
-    template = synthesis.experiment("next-step")
-    [run] = [r for r in template["Resources"].values() if r["Type"] == "Custom::RolloutsRun"]
-    raw = resolve(run["Properties"])
-    raw.pop("ServiceToken")
-    props = parse_properties(raw)
     assert props.trainer.pretrained_prefix == "experiments/reinvent-time-trial"
     assert props.trainer.pretrained_run == "latest"
     assert props.trainer.pretrained_checkpoint == "best"
