@@ -186,7 +186,10 @@ def test_sigterm_reaches_the_whole_simulation(tmp_path: Path) -> None:
     signal must reach that grandchild too, not only the first process."""
     marks = tmp_path / "marks"
     marks.mkdir()
-    child = f"trap 'echo child > {marks}/child; exit 0' TERM; while true; do sleep 0.05; done"
+    child = (
+        f"trap 'echo child > {marks}/child; exit 0' TERM; touch {marks}/child-ready; "
+        "while true; do sleep 0.05; done"
+    )
     code = _fake_code_dir(
         tmp_path,
         f'bash -c "{child}" &\n'
@@ -206,9 +209,10 @@ def test_sigterm_reaches_the_whole_simulation(tmp_path: Path) -> None:
         text=True,
     )
     deadline = time.monotonic() + 10
-    while not (marks / "started").exists() and time.monotonic() < deadline:
+    while not all((marks / f).exists() for f in ("started", "child-ready")):
+        assert time.monotonic() < deadline, "the fake simulation did not start"
         time.sleep(0.05)
-    time.sleep(0.2)
+    time.sleep(0.1)  # the launcher set its trap just before it touched "started"
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=10)
     assert process.returncode == 143, stderr
