@@ -262,10 +262,41 @@ def _read_manifest(
     return manifest if manifest and manifest.get("runId") == rid else None
 
 
+# The resource's attributes (see _data) and how long each may be when copied from run.json: a
+# record that was altered must not push the response past CloudFormation's 4 KB.
+DATA_KEYS = {
+    "RunId": 64,
+    "TrainingJobName": 64,
+    "TrainingJobArn": 256,
+    "RolloutCount": 8,
+    "RunManifestKey": 512,
+    "RolloutJobId": 128,
+    "SimulationJobBatchArn": 512,
+    "SimulationJobBatchCount": 8,
+}
+
+
+def _recorded(data: Mapping[str, Any], rid: str) -> dict[str, Any] | None:
+    """The attributes run.json recorded for run ``rid``: known keys with scalar values of a
+    bounded size only; None when the record does not name this run."""
+    if data.get("RunId") != rid:
+        return None
+    kept: dict[str, Any] = {}
+    for key, limit in DATA_KEYS.items():
+        value = data.get(key)
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            continue
+        if len(str(value)) <= limit:
+            kept[key] = value
+    return kept
+
+
 def _recorded_data(clients: Clients, retry: Retrier, props: RunProps, rid: str) -> dict[str, Any]:
     manifest = _read_manifest(clients, retry, props, rid)
     if manifest and isinstance(manifest.get("data"), dict):
-        return dict(manifest["data"])
+        recorded = _recorded(manifest["data"], rid)
+        if recorded is not None:
+            return recorded
     return {"RunId": rid, "RolloutCount": props.rollout_count}
 
 
@@ -279,7 +310,7 @@ def _current_run_data(
         and not manifest.get("supersededBy")
         and isinstance(manifest.get("data"), dict)
     ):
-        return dict(manifest["data"])
+        return _recorded(manifest["data"], rid)
     return None
 
 

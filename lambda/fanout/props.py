@@ -180,7 +180,9 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise PropertyError(f"{self.name(key)} must be an integer, got {_show(value)}")
         text = str(value).strip()
-        if not re.fullmatch(r"-?\d+", text):
+        # Bounded before int(): a number of thousands of digits is out of range, not a
+        # ValueError of Python's integer-string conversion limit.
+        if not re.fullmatch(r"-?\d{1,18}", text):
             raise PropertyError(f"{self.name(key)} is {_show(value)}; allowed: {low}..{high}")
         number = int(text)
         if not low <= number <= high:

@@ -727,3 +727,23 @@ def test_delete_also_stops_earlier_runs_an_update_could_not_stop(world: World) -
 
     assert world.cloud.active_trainers() == []
     assert _active_batch_names(world) == []
+
+
+def test_a_noop_update_answers_within_4kb_whatever_run_json_holds(world: World) -> None:
+    """An altered run.json (huge or unknown attributes) cannot push the response past
+    CloudFormation's 4 KB: only the known attributes, of bounded size, are copied."""
+    props = make_props(2, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    created, done = world.deploy(props)
+    run_id = created["PhysicalResourceId"]
+    record = json.loads(world.read(f"{PREFIX}/run.json"))
+    record["data"] = {**record["data"], "Extra": "x" * 10_000, "TrainingJobArn": "y" * 5000}
+    world.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/run.json", Body=json.dumps(record))
+    new_token = {**props, "ServiceToken": props["ServiceToken"] + "-v2"}
+
+    result = handler.on_event(_update(new_token, props, run_id), None)
+
+    assert len(json.dumps(result)) < 4096
+    assert "Extra" not in result["Data"] and "TrainingJobArn" not in result["Data"]
+    assert result["Data"]["RunId"] == run_id
+    assert result["Data"]["RolloutJobId"] == done["Data"]["RolloutJobId"]

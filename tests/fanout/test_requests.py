@@ -651,3 +651,10 @@ def test_trainer_stop_reports_what_it_found(
         found = trainer.stop(client, Retrier(budget_seconds=5), name, (BUCKET, PREFIX))
         stub.assert_no_pending_responses()
     assert found == expected
+
+
+def test_a_number_of_thousands_of_digits_is_out_of_range() -> None:
+    with pytest.raises(PropertyError) as caught:
+        parse_properties({**make_props(1, "batch"), "RolloutCount": "9" * 5000})
+    assert str(caught.value).startswith("RolloutCount is '9999")
+    assert str(caught.value).endswith("allowed: 1..1000")
