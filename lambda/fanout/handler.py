@@ -758,6 +758,14 @@ def _ensure_batch(clients: Clients, retry: Retrier, progress: Progress) -> str:
                 f"another invocation is submitting the rollouts of {run.run_id}; "
                 "checking again on the next poll"
             ) from error
+        if not (is_transient(error) or is_throttle(error)):
+            # Refused (AccessDenied, a bucket policy, KMS): no later poll can record it either,
+            # and the rollouts are never submitted without the record. Fail now, not at the
+            # wait limit with a billed trainer running until then.
+            raise StartError(
+                f"the submit record s3://{props.bucket}/{key} cannot be written "
+                f"({_describe_error(error)}); rollouts are never submitted without it"
+            ) from error
         raise PollAgainError(
             f"could not record the submit attempt of {run.run_id}: {error}"
         ) from error
@@ -894,6 +902,11 @@ def _check(
     except ThrottledTooLongError:
         raise
     except Exception as error:
+        if isinstance(error, ClientError) and not (is_transient(error) or is_throttle(error)):
+            # Refused for good: the run is accepted, so it succeeds; Update and Delete still
+            # find its jobs by name (README, "The fan-out").
+            LOG.warning("run %s is up but run.json cannot be written: %s", run.run_id, error)
+            return {"IsComplete": True, "Data": data}
         raise PollAgainError(
             f"run {run.run_id} is up but run.json was not written: {error}"
         ) from error

@@ -813,3 +813,66 @@ def test_a_trainer_is_ours_only_with_its_runs_data(s3_prefix: str, ours: bool) -
         )
         is False
     )
+
+
+def _refuse_writes(monkeypatch: pytest.MonkeyPatch, suffix: str, code: str, status: int) -> None:
+    from botocore.exceptions import ClientError
+
+    write = files.write_json
+
+    def refusing(s3: Any, retry: Any, bucket: str, key: str, *args: Any, **kwargs: Any) -> None:
+        if key.endswith(suffix) or f"/{suffix}/" in key:
+            raise ClientError(
+                {
+                    "Error": {"Code": code, "Message": "refused"},
+                    "ResponseMetadata": {"HTTPStatusCode": status},
+                },
+                "PutObject",
+            )
+        write(s3, retry, bucket, key, *args, **kwargs)
+
+    monkeypatch.setattr(files, "write_json", refusing)
+
+
+def test_a_refused_submit_record_fails_the_run_at_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without its record no submit may happen; a refusal is final, so the run fails on the
+    first poll with that reason (not 38 minutes later) and its trainer is stopped."""
+    props = make_props(2, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    created = world.create(props)
+    _refuse_writes(monkeypatch, "fanout", "AccessDenied", 403)
+
+    with pytest.raises(StartError) as raised:
+        world.poll(props, created)
+
+    reason = str(raised.value)
+    assert f"the submit record s3://{BUCKET}/{PREFIX}/fanout/" in reason
+    assert "AccessDenied" in reason and "rollouts are never submitted without it" in reason
+    assert world.cloud.count("SubmitJob") == 0
+    assert world.cloud.active_trainers() == []
+
+
+def test_a_submit_record_write_that_fails_for_now_polls_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    props = make_props(2, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    created = world.create(props)
+    _refuse_writes(monkeypatch, "fanout", "InternalError", 500)
+    assert world.poll(props, created) == {"IsComplete": False}
+    assert world.cloud.count("SubmitJob") == 0
+
+
+def test_an_accepted_run_whose_record_is_refused_still_succeeds(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    props = make_props(2, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    _refuse_writes(monkeypatch, "run.json", "AccessDenied", 403)
+    created, done = world.deploy(props)
+    assert done["IsComplete"] is True
+    assert done["Data"]["RunId"] == created["PhysicalResourceId"]
+    assert f"{PREFIX}/run.json" not in world.listing()
+    assert world.cloud.active_trainers() == [created["PhysicalResourceId"]]

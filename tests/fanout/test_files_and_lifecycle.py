@@ -669,7 +669,13 @@ def test_a_healthy_run_is_not_torn_down_when_run_json_cannot_be_written(
     def flaky(s3: Any, retry: Any, bucket: str, key: str, doc: Any, **kw: Any) -> None:
         if key.endswith("/run.json") and failing["left"]:
             failing["left"] -= 1
-            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject")
+            raise ClientError(  # a failure for now; a refusal for good is another case
+                {
+                    "Error": {"Code": "InternalError", "Message": "try again"},
+                    "ResponseMetadata": {"HTTPStatusCode": 500},
+                },
+                "PutObject",
+            )
         write(s3, retry, bucket, key, doc, **kw)
 
     monkeypatch.setattr(files, "write_json", flaky)
