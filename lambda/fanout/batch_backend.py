@@ -139,14 +139,20 @@ def _cancel_and_terminate(batch: Any, retry: Retrier, job_id: str) -> None:
     retry.call("batch:TerminateJob", partial(batch.terminate_job, jobId=job_id, reason=STOP_REASON))
 
 
-def stop_ids(batch: Any, retry: Retrier, job_ids: list[str]) -> list[str]:
+def stop_ids(
+    batch: Any, retry: Retrier, job_ids: list[str], *, job_name: str, queue: str | None
+) -> list[str]:
     """Cancel and terminate the active ones of jobs known by id (DescribeJobs by id, unlike
-    ListJobs, does not lag behind SubmitJob); returns the ids stopped."""
+    ListJobs, does not lag behind SubmitJob); returns the ids stopped. The ids come from a
+    record in S3, so a job is stopped only when it is this run's: its name and (when known)
+    its queue must match; any other id is left alone."""
     if not job_ids:
         return []
     jobs = retry.call("batch:DescribeJobs", lambda: batch.describe_jobs(jobs=list(job_ids)))
     stopped = []
     for job in jobs.get("jobs", []):
+        if job.get("jobName") != job_name or (queue is not None and job.get("jobQueue") != queue):
+            continue
         if job.get("status") in ACTIVE:
             _cancel_and_terminate(batch, retry, str(job["jobId"]))
             stopped.append(str(job["jobId"]))

@@ -337,6 +337,18 @@ def _entry_props(entry: Mapping[str, Any]) -> dict[str, Any]:
     return raw
 
 
+def _own_entry(entry: Mapping[str, Any], props: RunProps) -> dict[str, Any] | None:
+    """A stop entry read from run.json, as this experiment's: its run id must be one of this
+    experiment's, and the backend, queue, bucket and prefix are this stack's own whatever the
+    record says, so an altered record can neither stop another experiment's jobs nor make a
+    Delete fail on someone else's."""
+    rid = entry.get("runId")
+    if not is_run_id(rid) or not str(rid).startswith(f"{props.experiment}-"):
+        LOG.warning("run.json names %r, not a run of %s: ignored", rid, props.experiment)
+        return None
+    return _stop_entry(str(rid), props)
+
+
 def _stop_previous_runs(
     clients: Clients, retry: Retrier, props: RunProps, *, previous: str, old_props: Any, new_id: str
 ) -> None:
@@ -353,19 +365,15 @@ def _stop_previous_runs(
     manifest = files.read_json(clients.s3, retry, props.bucket, key)  # errors: nothing stopped
     document: dict[str, Any] = dict(manifest or {})
     pending: list[dict[str, Any]] = [
-        dict(e) for e in document.get("unstoppedRuns") or [] if isinstance(e, Mapping)
+        own
+        for e in document.get("unstoppedRuns") or []
+        if isinstance(e, Mapping) and (own := _own_entry(e, props)) is not None
     ]
     recorded = document.get("runId")
     if is_run_id(recorded) and recorded != new_id and not document.get("supersededBy"):
-        pending.append(
-            {
-                "runId": recorded,
-                "backend": document.get("backend"),
-                "jobQueue": document.get("batchJobQueue"),
-                "bucket": document.get("bucket"),
-                "prefix": document.get("prefix"),
-            }
-        )
+        own = _own_entry({"runId": recorded}, props)
+        if own is not None:
+            pending.append(own)
         document["supersededBy"] = new_id
     if is_run_id(previous) and previous != new_id:
         pending = [e for e in pending if e.get("runId") != previous]
@@ -434,7 +442,9 @@ def _stop_run(
                 [str((known or {})["RolloutJobId"])] if (known or {}).get("RolloutJobId") else []
             )
             if known_ids:  # stopped by id first: ListJobs may not show it yet, or be refused
-                report.rollouts = batch_backend.stop_ids(clients.batch, retry, known_ids)
+                report.rollouts = batch_backend.stop_ids(
+                    clients.batch, retry, known_ids, job_name=rid, queue=queue
+                )
             if queue is None:
                 if not known_ids:
                     report.errors.append("Batch.JobQueueArn is unknown, cannot find the rollouts")
@@ -533,9 +543,11 @@ def _unstopped_runs_of(
     if not document:
         return []
     return [
-        dict(e)
+        own
         for e in document.get("unstoppedRuns") or []
-        if isinstance(e, Mapping) and is_run_id(e.get("runId")) and e.get("runId") != rid
+        if isinstance(e, Mapping)
+        and e.get("runId") != rid
+        and (own := _own_entry(e, props)) is not None
     ]
 
 

@@ -876,3 +876,51 @@ def test_an_accepted_run_whose_record_is_refused_still_succeeds(
     assert done["Data"]["RunId"] == created["PhysicalResourceId"]
     assert f"{PREFIX}/run.json" not in world.listing()
     assert world.cloud.active_trainers() == [created["PhysicalResourceId"]]
+
+
+def _foreign_job(world: World, name: str) -> str:
+    """A running Batch job of another experiment, in the same queue."""
+    submitted = world.cloud._SubmitJob({"jobName": name, "jobQueue": QUEUE, "jobDefinition": "jd"})
+    job_id = str(submitted["jobId"])
+    world.cloud.set_batch(job_id, "RUNNING")
+    return job_id
+
+
+def test_a_tampered_submit_record_cannot_stop_another_experiments_job(world: World) -> None:
+    props = make_props(2, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    created, _ = world.deploy(props)
+    run_id = created["PhysicalResourceId"]
+    foreign = _foreign_job(world, "other-0a0b0c0d")
+    world.s3.put_object(
+        Bucket=BUCKET,
+        Key=f"{PREFIX}/fanout/{run_id}.json",
+        Body=json.dumps({"runId": run_id, "batchJobId": foreign}),
+    )
+
+    handler.on_event(make_event("Delete", props, physical_id=run_id, request_id="req-d"), None)
+
+    assert foreign in world.cloud.active_batch_jobs(), "another experiment's job runs on"
+    assert [j for j in world.cloud.active_batch_jobs() if j != foreign] == [], "ours stopped"
+    assert world.cloud.active_trainers() == []
+
+
+def test_a_tampered_run_record_cannot_name_another_experiments_run(world: World) -> None:
+    props = make_props(2, "batch")
+    world.put_asset(make_asset(props["Worlds"]))
+    created, _ = world.deploy(props)
+    run_id = created["PhysicalResourceId"]
+    foreign = _foreign_job(world, "other-0a0b0c0d")
+    record = json.loads(world.read(f"{PREFIX}/run.json"))
+    record["unstoppedRuns"] = [
+        {"runId": "other-0a0b0c0d", "backend": "batch", "jobQueue": QUEUE},
+        {"runId": "demo-99999999", "backend": "batch", "jobQueue": "arn:aws:batch:x:1:job-queue/q"},
+    ]
+    world.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/run.json", Body=json.dumps(record))
+
+    handler.on_event(make_event("Delete", props, physical_id=run_id, request_id="req-d"), None)
+
+    assert foreign in world.cloud.active_batch_jobs()
+    # The experiment's own earlier run is looked for in this stack's queue, not the record's.
+    listed = [p["jobQueue"] for p in world.cloud.ops("ListJobs")]
+    assert set(listed) == {QUEUE}
