@@ -147,7 +147,10 @@ def status(robomaker: Any, retry: Retrier, arns: list[str], count: int) -> Rollo
     job_arns: list[str] = []
     for arn, batch in zip(arns, batches, strict=True):
         if batch is None:
-            return RolloutStatus(False, 0, f"simulation job batch {arn} not found")
+            # Not describable yet right after StartSimulationJobBatch returned its ARN: pending,
+            # not failed (the run's wait limit bounds how long that may last).
+            accepted = False
+            continue
         state = batch.get("status", "")
         failed = batch.get("failedRequests") or []
         if state in BATCH_FAILED or failed:

@@ -658,3 +658,20 @@ def test_a_number_of_thousands_of_digits_is_out_of_range() -> None:
         parse_properties({**make_props(1, "batch"), "RolloutCount": "9" * 5000})
     assert str(caught.value).startswith("RolloutCount is '9999")
     assert str(caught.value).endswith("allowed: 1..1000")
+
+
+def test_a_robomaker_batch_not_yet_describable_is_pending_not_failed() -> None:
+    from fanout.retry import Retrier
+
+    client = _client("robomaker")
+    arn = f"arn:aws:robomaker:{REGION}:{ACCOUNT}:simulation-job-batch/sjb-new"
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "describe_simulation_job_batch",
+            "ResourceNotFoundException",
+            "not found",
+            expected_params={"batch": arn},
+        )
+        found = robomaker_backend.status(client, Retrier(budget_seconds=5), [arn], 2)
+        stub.assert_no_pending_responses()
+    assert (found.accepted, found.running, found.failure) == (False, 0, None)
