@@ -59,7 +59,7 @@ def build_requests(
     from rollouts.operate import fanout_modules  # noqa: PLC0415 (the Lambda's code, on demand)
     from rollouts.render import render_files  # noqa: PLC0415
 
-    given = {k: v or PLACEHOLDERS[k] for k, v in {**dict.fromkeys(PLACEHOLDERS), **values}.items()}
+    given = {key: values.get(key) or shown for key, shown in PLACEHOLDERS.items()}
     fanout = fanout_modules()
     trainer, rollouts = settings(spec)
     raw = run_properties(

@@ -156,3 +156,13 @@ def make_event(
     if old_props is not None:
         event["OldResourceProperties"] = old_props
     return event
+
+
+def client_error(code: str, status: int, operation: str = "PutObject") -> Exception:
+    """A botocore ClientError as a service answers it (code and HTTP status)."""
+    from botocore.exceptions import ClientError
+
+    return ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        operation,
+    )

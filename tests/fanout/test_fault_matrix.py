@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 from fanout import batch_backend, files, handler
 from fanout.errors import MAX_REASON, FanoutError, PropertyError, StartError
-from fanout_builders import BUCKET, PREFIX, QUEUE, make_asset, make_event, make_props
+from fanout_builders import (
+    BUCKET,
+    PREFIX,
+    QUEUE,
+    client_error,
+    make_asset,
+    make_event,
+    make_props,
+)
 from fanout_world import World
 
 # The documented values (README, "The fan-out"), stated here so that a change of them in the
@@ -816,19 +824,11 @@ def test_a_trainer_is_ours_only_with_its_runs_data(s3_prefix: str, ours: bool) -
 
 
 def _refuse_writes(monkeypatch: pytest.MonkeyPatch, suffix: str, code: str, status: int) -> None:
-    from botocore.exceptions import ClientError
-
     write = files.write_json
 
     def refusing(s3: Any, retry: Any, bucket: str, key: str, *args: Any, **kwargs: Any) -> None:
         if key.endswith(suffix) or f"/{suffix}/" in key:
-            raise ClientError(
-                {
-                    "Error": {"Code": code, "Message": "refused"},
-                    "ResponseMetadata": {"HTTPStatusCode": status},
-                },
-                "PutObject",
-            )
+            raise client_error(code, status)
         write(s3, retry, bucket, key, *args, **kwargs)
 
     monkeypatch.setattr(files, "write_json", refusing)

@@ -21,6 +21,7 @@ from fanout_builders import (
     BUCKET,
     PREFIX,
     REGION,
+    client_error,
     make_asset,
     make_event,
     make_props,
@@ -669,13 +670,8 @@ def test_a_healthy_run_is_not_torn_down_when_run_json_cannot_be_written(
     def flaky(s3: Any, retry: Any, bucket: str, key: str, doc: Any, **kw: Any) -> None:
         if key.endswith("/run.json") and failing["left"]:
             failing["left"] -= 1
-            raise ClientError(  # a failure for now; a refusal for good is another case
-                {
-                    "Error": {"Code": "InternalError", "Message": "try again"},
-                    "ResponseMetadata": {"HTTPStatusCode": 500},
-                },
-                "PutObject",
-            )
+            # A failure for now; a refusal for good is another case.
+            raise client_error("InternalError", 500)
         write(s3, retry, bucket, key, doc, **kw)
 
     monkeypatch.setattr(files, "write_json", flaky)
