@@ -21,9 +21,12 @@ def clip(text: str, limit: int) -> str:
 class FanoutError(Exception):
     """A failure reported to CloudFormation as-is."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, cause: str | None = None) -> None:
         # One line: CloudFormation shows the reason in a single table cell.
         super().__init__(clip(message, MAX_REASON))
+        # What made it happen, in words that repeat from one poll to the next (no counters or
+        # ages), so the wait-limit failure can say how often the same cause recurred.
+        self.cause = clip(cause or message, 200)
 
 
 class PropertyError(FanoutError):
@@ -44,3 +47,7 @@ class StopError(FanoutError):
 
 class PollAgainError(FanoutError):
     """Not a failure: this invocation cannot go on safely now; the next is_complete call resumes."""
+
+
+class RunStoppedError(StartError):
+    """The run was marked stopped (Delete, a replacing update, its own failure) while starting."""

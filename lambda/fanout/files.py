@@ -229,22 +229,25 @@ def write_json(
     document: Mapping[str, Any],
     *,
     only_if: str | None = None,
-) -> None:
-    """Write ``document``. ``only_if`` makes it a conditional write: ``"absent"`` (the key must
-    not exist yet) or an ETag the current object must still have; a lost race raises
-    ClientError ``PreconditionFailed`` (or ``ConditionalRequestConflict``)."""
+) -> str | None:
+    """Write ``document``; returns the new object's ETag. ``only_if`` makes it a conditional
+    write: ``"absent"`` (the key must not exist yet) or an ETag the current object must still
+    have; a lost race raises ClientError ``PreconditionFailed`` (or
+    ``ConditionalRequestConflict``)."""
     body = json.dumps(document, indent=1, sort_keys=True).encode("utf-8")
     condition = (
         {}
         if only_if is None
         else ({"IfNoneMatch": "*"} if only_if == "absent" else {"IfMatch": only_if})
     )
-    retry.call(
+    response = retry.call(
         f"s3:PutObject {key}",
         lambda: s3.put_object(
             Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition
         ),
     )
+    etag = response.get("ETag") if isinstance(response, Mapping) else None
+    return str(etag) if etag else None
 
 
 def read_json(s3: Any, retry: Retrier, bucket: str, key: str) -> dict[str, Any] | None:

@@ -27,13 +27,23 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from botocore.parsers import ResponseParserError
 
-from . import batch_backend, files, pretrained, robomaker_backend, start_plan, trainer
+from . import (
+    batch_backend,
+    files,
+    pretrained,
+    records,
+    robomaker_backend,
+    start_plan,
+    stopping,
+    trainer,
+)
 from .clients import Clients, get_clients
 from .errors import (
     MAX_REASON,
     FanoutError,
     PollAgainError,
     PropertyError,
+    RunStoppedError,
     StartError,
     StopError,
     clip,
@@ -44,12 +54,13 @@ from .props import RunProps, parse_properties
 from .retry import (
     Retrier,
     ThrottledTooLongError,
+    describe_error,
     error_code,
-    error_message,
     is_throttle,
     is_transient,
 )
 from .start_plan import StartPlan
+from .stopping import StopReport, Sweep, Target
 
 LOG = logging.getLogger()
 LOG.setLevel(logging.INFO)
@@ -65,11 +76,11 @@ REPORT_MARGIN_SECONDS = 10.0
 # A run that is not ACCEPTED/RUNNING this long after on_event planned it (PlannedAt) is stopped
 # and fails, before the Provider's total timeout (45 min) could fail it without stopping anything.
 WAIT_LIMIT_SECONDS = 38 * 60.0
+# A run that failed keeps polling (stopping what turns up of a start attempt whose outcome is
+# unknown) until this long after planning, then reports; the Delete that follows goes on watching.
+FAIL_BY_SECONDS = 43 * 60.0
 # Reasons are clipped so that the summary of what was stopped always fits.
 REASON_PART = 500
-# Batch: after a SubmitJob whose outcome is unknown (5xx, timeout, lost response, killed Lambda),
-# ListJobs (eventually consistent) must have had this long to show the job before a resubmit.
-SUBMIT_SETTLE_SECONDS = 120.0
 
 
 def make_retrier(budget_seconds: float) -> Retrier:
@@ -100,13 +111,7 @@ def _budget(context: Any, timeout: float, reserve: float) -> Budget:
     )
 
 
-def _describe_error(error: BaseException) -> str:
-    if isinstance(error, FanoutError):
-        return str(error)
-    if isinstance(error, ClientError):
-        op = getattr(error, "operation_name", "call")
-        return f"{op} failed: {error_code(error)}: {error_message(error)}"
-    return f"{type(error).__name__}: {error}"
+_describe_error = describe_error
 
 
 def _guard(
@@ -223,9 +228,10 @@ def _update(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     current = _current_run_data(clients, retry, props, raw, old_id)
     if current is not None:
         # The run `old_id` was started with exactly these properties and nothing replaced it:
-        # the rollback of an update that failed before it changed anything.
+        # the rollback of an update that failed before it changed anything. is_complete stops
+        # any other live run (an is_complete of the failed update may still be starting one).
         LOG.info("run %s already runs these properties: no-op", old_id)
-        return _no_op(old_id, current)
+        return {**_no_op(old_id, current), "SweepOthers": True}
     old_raw = event.get("OldResourceProperties")
     old_backend = old_raw.get("Backend") if isinstance(old_raw, Mapping) else None
     if old_backend is not None and old_backend != props.backend:
@@ -239,8 +245,16 @@ def _update(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     plan = _plan_start(clients, retry, run)  # bad asset or payload: the old run keeps running
     result: dict[str, Any] = _planned(run, plan)
     if old_id != run.run_id:
-        # is_complete stops it before the new run starts: both share <Prefix>/model/ and ip/.
+        # is_complete stops it before the new run starts. The mark, left before this Update
+        # reports, keeps an is_complete of the old run that may still be polling (a cancelled
+        # update: aws/aws-cdk#31541) from starting anything more.
         result["PreviousRunId"] = old_id
+        if is_run_id(old_id):
+            _store(clients, retry, props).mark_stopped(
+                old_id,
+                f"stopped while starting: run {run.run_id} replaced it",
+                wall_clock(),
+            )
     return result
 
 
@@ -303,6 +317,8 @@ def _recorded_data(clients: Clients, retry: Retrier, props: RunProps, rid: str) 
 def _current_run_data(
     clients: Clients, retry: Retrier, props: RunProps, raw: Any, rid: str
 ) -> dict[str, Any] | None:
+    """The recorded attributes of run ``rid`` when it still runs exactly ``raw``: run.json names
+    it with these properties, nothing superseded it and nothing marked it stopped."""
     manifest = _read_manifest(clients, retry, props, rid)
     if (
         manifest
@@ -310,25 +326,30 @@ def _current_run_data(
         and not manifest.get("supersededBy")
         and isinstance(manifest.get("data"), dict)
     ):
-        return _recorded(manifest["data"], rid)
+        try:
+            marked = _store(clients, retry, props).stop_mark(rid)
+        except Exception:
+            LOG.warning("could not read the stop mark of %s", rid, exc_info=True)
+            return None  # unsure: start afresh (the safe side)
+        if marked is None:
+            return _recorded(manifest["data"], rid)
     return None
 
 
 def _stop_entry(rid: str, props: RunProps | Any) -> dict[str, Any]:
     """What Delete-like stopping of run ``rid`` needs, as recorded in run.json."""
-    backend, queue = _stop_targets(props)
-    place = _data_place(props)
+    target = Target.of(props)
     return {
         "runId": rid,
-        "backend": backend,
-        "jobQueue": queue,
-        "bucket": place[0] if place else None,
-        "prefix": place[1] if place else None,
+        "backend": target.backend,
+        "jobQueue": target.queue,
+        "bucket": target.bucket,
+        "prefix": target.prefix,
     }
 
 
 def _entry_props(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """Raw properties that _stop_run understands, from a run.json stop entry."""
+    """Raw properties that Target.of understands, from a run.json stop entry."""
     raw: dict[str, Any] = {"Backend": entry.get("backend")}
     if entry.get("bucket") and entry.get("prefix"):
         raw.update(Bucket=entry["bucket"], Prefix=entry["prefix"])
@@ -349,17 +370,24 @@ def _own_entry(entry: Mapping[str, Any], props: RunProps) -> dict[str, Any] | No
     return _stop_entry(str(rid), props)
 
 
+def _replaced_by(new_id: str) -> Callable[[str], str]:
+    return lambda rid: f"stopped while starting: run {new_id} replaced it"
+
+
 def _stop_previous_runs(
     clients: Clients, retry: Retrier, props: RunProps, *, previous: str, old_props: Any, new_id: str
 ) -> None:
     """Stop every earlier run that may still run before run ``new_id`` starts.
 
     That is the run the update replaces (``previous``, with the old properties), the run run.json
-    records if it is not ``new_id`` and was not superseded yet, and every run run.json lists in
+    records if it is not ``new_id`` and was not superseded yet, every run run.json lists in
     ``unstoppedRuns`` (superseded but never confirmed stopped, e.g. after a failed update whose
-    rollback names the FAILED new id). The list is written before stopping and shrinks to what
-    could not be stopped, so a later attempt, or the rollback, stops them too. run.json read
-    errors are fatal here, before anything is stopped.
+    rollback names the FAILED new id), and every other run with a live record under
+    ``fanout/`` (an is_complete of a cancelled update may still be starting one). Each is marked
+    stopped first. The ``unstoppedRuns`` list is written before stopping and shrinks to what could
+    not be stopped, so a later attempt, or the rollback, stops them too. run.json read errors are
+    fatal here, before anything is stopped; a start attempt of an earlier run that may still turn
+    up makes it poll again, so that two runs never share the experiment.
     """
     key = f"{props.prefix}/run.json"
     manifest = files.read_json(clients.s3, retry, props.bucket, key)  # errors: nothing stopped
@@ -379,22 +407,22 @@ def _stop_previous_runs(
         pending = [e for e in pending if e.get("runId") != previous]
         pending.insert(0, _stop_entry(previous, old_props if old_props else props))
     pending = [e for e in pending if is_run_id(e.get("runId")) and e.get("runId") != new_id]
-    if not pending and document.get("unstoppedRuns") in (None, []):
-        return
-    document["unstoppedRuns"] = pending
-    files.write_json(clients.s3, retry, props.bucket, key, document)
+    if pending or document.get("unstoppedRuns") not in (None, []):
+        document["unstoppedRuns"] = pending
+        files.write_json(clients.s3, retry, props.bucket, key, document)
 
+    now = wall_clock()
+    report = StopReport()
     remaining: list[dict[str, Any]] = []
-    errors: list[str] = []
-    throttled = False
     for entry in pending:
         rid = str(entry["runId"])
         entry_props: Any = (old_props or props) if rid == previous else _entry_props(entry)
-        report = _stop_run(clients, retry, rid, entry_props)
-        if report.errors:
+        stopped = stopping.stop_recorded_run(
+            clients, retry, rid, Target.of(entry_props), reason=_replaced_by(new_id)(rid), now=now
+        )
+        if not stopped.clean:
             remaining.append(entry)
-            errors.append(f"{rid}: {'; '.join(report.errors)}")
-            throttled |= report.throttled
+        report.add(stopped, rid)
     if remaining != pending:
         try:
             files.write_json(
@@ -402,95 +430,29 @@ def _stop_previous_runs(
             )
         except Exception:  # conservative: the list still names them, stopping again is harmless
             LOG.warning("could not record the stopped runs in %s", key, exc_info=True)
-    if throttled:  # not a failure: the next call stops the rest
-        raise ThrottledTooLongError(f"stopping the previous run(s) was throttled: {errors}")
-    if errors:
-        raise StopError(f"could not stop the previous run {'; '.join(errors)}")
+    done = tuple(str(e["runId"]) for e in pending)
+    swept = stopping.sweep_runs(
+        clients,
+        retry,
+        Target.of(props),
+        props.experiment,
+        Sweep(keep=new_id, spare="descendants", skip=done),
+        reason=_replaced_by(new_id),
+        now=now,
+    )
+    report.add(swept, "")
+    if report.throttled:  # not a failure: the next call stops the rest
+        raise ThrottledTooLongError(f"stopping the previous run(s) was throttled: {report.errors}")
+    if report.errors:
+        raise StopError(f"could not stop the previous run {'; '.join(report.errors)}")
+    if report.waiting:
+        raise PollAgainError(
+            f"an earlier run may still have rollouts starting: {report.waiting[0]}",
+            cause="an earlier run's rollouts start had an unknown outcome",
+        )
 
 
 # ---------------------------------------------------------------- stopping
-
-
-@dataclass
-class StopReport:
-    trainer: str = "not checked"
-    rollouts: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    throttled: bool = False  # some part was still throttled when the deadline came
-
-    def summary(self) -> str:
-        return f"trainer {self.trainer}, {len(self.rollouts)} rollout job(s)"
-
-
-def _stop_run(
-    clients: Clients,
-    retry: Retrier,
-    rid: str,
-    props: RunProps | Any,
-    known: Mapping[str, Any] | None = None,
-) -> StopReport:
-    """Stop the trainer and rollouts of run ``rid``, found by name/token/tag. Never raises: the
-    report lists what could not be stopped so every part is attempted."""
-    report = StopReport()
-    if not is_run_id(rid):
-        report.trainer = "absent"
-        return report
-    backend, queue = _stop_targets(props)
-    try:
-        if backend == "batch":
-            known_ids = (
-                [str((known or {})["RolloutJobId"])] if (known or {}).get("RolloutJobId") else []
-            )
-            if known_ids:  # stopped by id first: ListJobs may not show it yet, or be refused
-                report.rollouts = batch_backend.stop_ids(
-                    clients.batch, retry, known_ids, job_name=rid, queue=queue
-                )
-            if queue is None:
-                if not known_ids:
-                    report.errors.append("Batch.JobQueueArn is unknown, cannot find the rollouts")
-            else:
-                report.rollouts += batch_backend.stop(
-                    clients.batch, retry, queue, rid, skip=tuple(known_ids)
-                )
-        elif backend == "robomaker":
-            known_arns = list((known or {}).get("SimulationJobBatchArns") or [])
-            report.rollouts = robomaker_backend.stop(clients.robomaker, retry, rid, known_arns)
-        else:
-            report.errors.append(f"Backend {backend!r} is unknown, cannot find the rollouts")
-    except (ClientError, BotoCoreError, FanoutError) as error:
-        report.throttled |= isinstance(error, ThrottledTooLongError)
-        report.errors.append(f"rollouts: {clip(_describe_error(error), 300)}")
-    try:
-        report.trainer = trainer.stop(clients.sagemaker, retry, rid, _data_place(props))
-    except (ClientError, BotoCoreError, FanoutError) as error:
-        report.throttled |= isinstance(error, ThrottledTooLongError)
-        report.errors.append(f"trainer: {clip(_describe_error(error), 300)}")
-    LOG.info("stop %s: %s errors=%s", rid, report.summary(), report.errors)
-    return report
-
-
-def _raw_text(raw: Mapping[str, Any], key: str) -> str | None:
-    value = raw.get(key)
-    return value if isinstance(value, str) and value else None
-
-
-def _stop_targets(props: RunProps | Any) -> tuple[str | None, str | None]:
-    """Backend and queue, also from properties that no longer validate (Delete must still work)."""
-    if isinstance(props, RunProps):
-        return props.backend, props.batch.job_queue_arn if props.batch else None
-    raw = props if isinstance(props, Mapping) else {}
-    batch = raw.get("Batch") if isinstance(raw.get("Batch"), Mapping) else {}
-    return _raw_text(raw, "Backend"), _raw_text(batch or {}, "JobQueueArn")
-
-
-def _data_place(props: RunProps | Any) -> tuple[str, str] | None:
-    """(Bucket, Prefix) of the run's data: a trainer of our name training other data is not ours.
-    None when the properties do not say (the trainer is then found by name alone)."""
-    if isinstance(props, RunProps):
-        return props.bucket, props.prefix
-    raw = props if isinstance(props, Mapping) else {}
-    bucket, prefix = _raw_text(raw, "Bucket"), _raw_text(raw, "Prefix")
-    return (bucket, prefix) if bucket and prefix else None
 
 
 def _delete(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -505,21 +467,51 @@ def _delete(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     return _delete_step(get_clients(), retry, rid, props, on_event=True)
 
 
+def _experiment_of(rid: str) -> str:
+    return rid.rsplit("-", 1)[0]
+
+
 def _delete_step(
     clients: Clients, retry: Retrier, rid: str, props: RunProps | Any, *, on_event: bool
 ) -> dict[str, Any]:
-    """Stop run ``rid``. Throttled past the deadline is no failure: on_event hands the rest to
-    is_complete (``StopPending``), which returns IsComplete False until everything is stopped."""
-    known = _read_marker(clients, retry, props, rid, quiet=True) if is_run_id(rid) else {}
-    report = _stop_run(clients, retry, rid, props, {"RolloutJobId": known.get("batchJobId")})
-    for entry in _unstopped_runs_of(clients, retry, rid, props):
-        # Earlier runs an update could not stop (listed in run.json): the experiment goes away,
-        # so they must go too.
-        earlier = _stop_run(clients, retry, str(entry["runId"]), _entry_props(entry))
-        report.errors += [f"{entry['runId']}: {error}" for error in earlier.errors]
-        report.throttled |= earlier.throttled
-    if report.throttled:
-        LOG.warning("stopping %s was throttled; continuing on the next poll", rid)
+    """Mark run ``rid`` stopped and stop it, and every other live run of the experiment that
+    carries a stop mark (an unmarked one is the resource's current run: the cleanup Delete of a
+    replaced run spares it; see stopping.Sweep). Throttling past the deadline, or a start attempt that may still turn up, is no
+    failure: on_event hands the rest to is_complete (``StopPending``), which returns IsComplete
+    False until everything is stopped and nothing can turn up any more."""
+    if not is_run_id(rid):
+        return {"PhysicalResourceId": rid} if on_event else {"IsComplete": True}
+    target = Target.of(props)
+    now = wall_clock()
+    report = stopping.stop_recorded_run(
+        clients,
+        retry,
+        rid,
+        target,
+        reason="stopped while starting: the resource was deleted",
+        now=now,
+    )
+    experiment = props.experiment if isinstance(props, RunProps) else _experiment_of(rid)
+    earlier = [str(e["runId"]) for e in _unstopped_runs_of(clients, retry, rid, props)]
+    for other in earlier:
+        # Runs an update could not stop (listed in run.json): the experiment goes away, so
+        # they must go too.
+        stopped = stopping.stop_recorded_run(
+            clients, retry, other, target, reason="stopped: the experiment was deleted", now=now
+        )
+        report.add(stopped, other)
+    swept = stopping.sweep_runs(
+        clients,
+        retry,
+        target,
+        experiment,
+        Sweep(keep=rid, spare="unmarked", skip=tuple(earlier)),
+        reason=lambda _: "stopped: another run of the experiment was deleted",
+        now=now,
+    )
+    report.add(swept, "")
+    if report.throttled or (report.waiting and not report.errors):
+        LOG.warning("stopping %s is not done (%s); continuing on the next poll", rid, report)
         return (
             {"PhysicalResourceId": rid, "StopPending": True} if on_event else {"IsComplete": False}
         )
@@ -568,7 +560,7 @@ def _is_complete(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         cleanup = _budget(context, IS_COMPLETE_TIMEOUT_SECONDS, REPORT_MARGIN_SECONDS).work
         return _delete_step(get_clients(), cleanup, rid, delete_props, on_event=False)
     if event.get("NoOp"):
-        return {"IsComplete": True}
+        return _keep_only(event, context) if event.get("SweepOthers") else {"IsComplete": True}
     props = parse_properties(event.get("ResourceProperties"))
     rid = str(event["PhysicalResourceId"])
     run = Run(run_id=rid, props=props, place=Place.from_stack_id(event.get("StackId")))
@@ -585,19 +577,47 @@ def _is_complete(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         pretrained_prefix=_text_or_none(event.get("PretrainedPrefix")),
     )
     try:
-        _check_wait_limit(progress)  # first: also when every call below would be throttled
+        _check_wait_limit(clients, budget.work, progress)  # first: also when all is throttled
         return _advance(clients, budget.work, progress, event.get("OldResourceProperties"))
-    except ThrottledTooLongError as error:
-        LOG.warning("throttled until the deadline, polling again: %s", error)
-        return {"IsComplete": False}  # throttling alone never fails the deploy
-    except PollAgainError as error:
+    except (ThrottledTooLongError, PollAgainError) as error:
         LOG.warning("polling again: %s", error)
-        return {"IsComplete": False}
+        _note_wait(clients, budget.cleanup, progress, error.cause)
+        return {"IsComplete": False}  # throttling alone never fails the deploy
     except Exception as error:  # whatever it was: stop this run and say why
         if isinstance(error, ClientError) and is_throttle(error):
+            _note_wait(clients, budget.cleanup, progress, f"{error.operation_name} was throttled")
             return {"IsComplete": False}
         LOG.exception("run %s failed", rid)
-        raise _failed_run(clients, budget.cleanup, progress, _describe_error(error)) from None
+        outcome = _failed_run(clients, budget.cleanup, progress, _describe_error(error))
+    if isinstance(outcome, StartError):
+        raise outcome from None
+    return outcome
+
+
+def _keep_only(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """The rollback kept run ``rid`` as it was: stop every other live run of the experiment (an
+    is_complete of the failed update may have started one after its Delete-like stop)."""
+    rid = str(event.get("PhysicalResourceId", ""))
+    props = parse_properties(event.get("ResourceProperties"))
+    retry = _budget(context, IS_COMPLETE_TIMEOUT_SECONDS, REPORT_MARGIN_SECONDS).work
+    report = stopping.sweep_runs(
+        get_clients(),
+        retry,
+        Target.of(props),
+        props.experiment,
+        Sweep(keep=rid, spare="none"),
+        reason=lambda _: f"stopped while starting: the rollback kept run {rid}",
+        now=wall_clock(),
+    )
+    if report.errors:
+        raise StopError(
+            f"the rollback kept run {rid} but could not stop {'; '.join(report.errors)}"
+        )
+    return {"IsComplete": not (report.throttled or report.waiting)}
+
+
+def _store(clients: Clients, retry: Retrier, props: RunProps) -> records.Store:
+    return records.Store(clients.s3, retry, props.bucket, props.prefix)
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -616,9 +636,62 @@ class Progress:
     pretrained_prefix: str | None = None  # from on_event: the pretrained model it resolved
     plan: StartPlan | None = None
     known: dict[str, Any] = field(default_factory=dict)
+    started: bool = False  # this invocation started something (the trainer or the rollouts)
 
 
-def _check_wait_limit(progress: Progress) -> None:
+def _read_record(clients: Clients, retry: Retrier, run: Run) -> records.Record:
+    try:
+        return _store(clients, retry, run.props).read(run.run_id)
+    except ThrottledTooLongError:
+        raise
+    except Exception as error:
+        raise PollAgainError(
+            f"could not read the record of {run.run_id}: {error}",
+            cause="the run record could not be read",
+        ) from error
+
+
+def _ancestors(clients: Clients, retry: Retrier, progress: Progress) -> list[str]:
+    previous = progress.previous_run
+    if not is_run_id(previous) or previous == progress.run.run_id:
+        return []
+    props = progress.run.props
+    return _store(clients, retry, props).ancestors_of(str(previous))
+
+
+def _note_wait(clients: Clients, retry: Retrier, progress: Progress, cause: str) -> None:
+    """Remember in the run record why this poll had to wait, and how many polls in a row did for
+    the same cause, so that the wait-limit failure can name it (best effort)."""
+    run, props = progress.run, progress.run.props
+    try:
+        record = _store(clients, retry, props).create(
+            run.run_id,
+            _ancestors(clients, retry, progress),
+        )
+        waiting = record.document.get("waiting")
+        same = isinstance(waiting, Mapping) and waiting.get("cause") == cause
+        times = int(waiting.get("times", 0)) + 1 if same and isinstance(waiting, Mapping) else 1
+        _store(clients, retry, props).update(
+            record,
+            {"waiting": {"cause": cause, "times": times}},
+        )
+    except Exception:
+        LOG.warning("could not record why %s waits", run.run_id, exc_info=True)
+
+
+def _last_wait(clients: Clients, retry: Retrier, run: Run) -> str:
+    try:
+        waiting = _read_record(clients, retry, run).document.get("waiting")
+    except Exception:
+        return ""
+    if not isinstance(waiting, Mapping) or not waiting.get("cause"):
+        return ""
+    times = waiting.get("times")
+    counted = f" ({times} polls in a row)" if isinstance(times, int) and times > 1 else ""
+    return f"; it last polled again because {clip(str(waiting['cause']), 200)}{counted}"
+
+
+def _check_wait_limit(clients: Clients, retry: Retrier, progress: Progress) -> None:
     if progress.planned_at is None:
         return  # an event from before PlannedAt existed: _check uses the trainer's CreationTime
     waited = wall_clock() - progress.planned_at
@@ -626,17 +699,50 @@ def _check_wait_limit(progress: Progress) -> None:
         raise StartError(
             f"not {progress.run.props.wait_for} after {waited / 60:.0f} min (limit "
             f"{WAIT_LIMIT_SECONDS / 60:.0f} min, counted from planning)"
+            + _last_wait(clients, retry, progress.run)
         )
 
 
-def _failed_run(clients: Clients, retry: Retrier, progress: Progress, reason: str) -> StartError:
+def _check_not_stopped(clients: Clients, retry: Retrier, run: Run) -> None:
+    """Before and after each start call: a run marked stopped (Delete, replacing update, its own
+    failure) starts nothing more, and what it started is stopped by the failure path."""
+    props = run.props
+    try:
+        mark = _store(clients, retry, props).stop_mark(run.run_id)
+    except ThrottledTooLongError:
+        raise
+    except Exception as error:
+        raise PollAgainError(
+            f"could not read the stop mark of {run.run_id}: {error}",
+            cause="the stop mark could not be read",
+        ) from error
+    if mark is not None:
+        raise RunStoppedError(str(mark.get("reason") or "stopped while starting"))
+
+
+def _failed_run(
+    clients: Clients, retry: Retrier, progress: Progress, cause: str
+) -> StartError | dict[str, Any]:
+    """Mark the run stopped (the first reason stays), stop it, and report; while a start attempt
+    whose outcome is unknown may still turn up, poll again (up to FAIL_BY_SECONDS after
+    planning) so that what turns up is stopped too."""
     run = progress.run
-    known = dict(progress.known)
-    if run.props.backend == "batch" and not known.get("RolloutJobId"):
-        marker = _read_marker(clients, retry, run.props, run.run_id, quiet=True)
-        known["RolloutJobId"] = marker.get("batchJobId")
-    report = _stop_run(clients, retry, run.run_id, run.props, known)
-    return StartError(_failure_reason(run.run_id, reason, report))
+    now = wall_clock()
+    report = stopping.stop_recorded_run(
+        clients,
+        retry,
+        run.run_id,
+        Target.of(run.props),
+        reason=cause,
+        now=now,
+        known=progress.known,
+        mark_required=False,  # this very invocation is the one that could start more
+    )
+    in_time = progress.planned_at is not None and now - progress.planned_at < FAIL_BY_SECONDS
+    if report.waiting and not report.errors and in_time:
+        LOG.warning("run %s failed; still watching: %s", run.run_id, report.waiting)
+        return {"IsComplete": False}
+    return StartError(_failure_reason(run.run_id, report.reason or cause, report))
 
 
 def _failure_reason(rid: str, cause: str, report: StopReport) -> str:
@@ -646,6 +752,8 @@ def _failure_reason(rid: str, cause: str, report: StopReport) -> str:
     tail = f"; stopped: {report.summary()}"
     if report.errors:
         tail += f"; could NOT stop: {clip('; '.join(report.errors), REASON_PART)}"
+    if report.waiting:
+        tail += "; a rollouts start with an unknown outcome may still turn up: the Delete stops it"
     room = max(60, MAX_REASON - len(head) - len(tail))
     return head + clip(cause, room) + tail
 
@@ -654,6 +762,7 @@ def _advance(
     clients: Clients, retry: Retrier, progress: Progress, old_props: Any
 ) -> dict[str, Any]:
     run = progress.run
+    _check_not_stopped(clients, retry, run)
     job = trainer.describe(clients.sagemaker, retry, run.training_job_name)
     if job is None:
         _start_trainer(clients, retry, progress, old_props)
@@ -663,6 +772,9 @@ def _advance(
     else:
         trainer.check_ours(job, run.props)  # not ours: fail (and the cleanup leaves it alone)
     _ensure_rollouts(clients, retry, progress)
+    if progress.started:
+        # Readiness from a description taken after the starts, not before them.
+        job = trainer.describe(clients.sagemaker, retry, run.training_job_name) or job
     return _check(clients, retry, progress, job)
 
 
@@ -673,12 +785,19 @@ def _plan(clients: Clients, retry: Retrier, progress: Progress) -> StartPlan:
 
 
 def _start_trainer(clients: Clients, retry: Retrier, progress: Progress, old_props: Any) -> None:
-    """No trainer of this name yet: plan, stop the previous run(s) (Update), write the files,
-    clear ip/, create the trainer. Repeating all of it is harmless until the trainer exists."""
+    """No trainer of this name yet: plan, record the run, stop the previous run(s) (Update),
+    write the files, clear ip/, create the trainer. Repeating all of it is harmless until the
+    trainer exists."""
     run = progress.run
     props = run.props
     # Plan first: an asset or S3 failure here leaves the old run alone.
     plan = _plan(clients, retry, progress)
+    # The record exists before anything starts (a refused write fails the run here, with
+    # nothing started): Delete and later sweeps find the run by it.
+    try:
+        _store(clients, retry, props).create(run.run_id, _ancestors(clients, retry, progress))
+    except Exception as error:
+        raise _record_error(run, error) from error
     previous = progress.previous_run
     if is_run_id(previous) and previous != run.run_id:
         _stop_previous_runs(
@@ -688,138 +807,140 @@ def _start_trainer(clients: Clients, retry: Retrier, progress: Progress, old_pro
     # case a trainer of this name ever wrote one (it never should).
     files.write_files(clients.s3, retry, props.bucket, run.data_prefix, plan.rendered)
     files.clear_handshake_markers(clients.s3, retry, props.bucket, run.data_prefix)
+    _check_not_stopped(clients, retry, run)
     arn = trainer.create(clients.sagemaker, retry, plan.training_request)
+    progress.started = True
     LOG.info("training job %s created", arn)
+    _check_not_stopped(clients, retry, run)
 
 
-def _marker_key(prefix: str, rid: str) -> str:
-    return f"{prefix}/fanout/{rid}.json"
+def _outcome(error: BaseException) -> str:
+    """How a start call ended, in words that repeat from poll to poll."""
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return f"{error_code(error)} (HTTP {status})" if status else error_code(error)
+    return type(error).__name__
 
 
-def _read_marker(
-    clients: Clients, retry: Retrier, props: RunProps | Any, rid: str, *, quiet: bool = False
-) -> dict[str, Any]:
-    """The run's start marker (Batch: ``submitAttemptAt``, ``batchJobId``), {} when absent.
-    A read error is PollAgainError, or {} when ``quiet`` (cleanup and Delete: best effort)."""
-    place = _data_place(props)
-    if place is None:
-        return {}
+def _update_record(
+    clients: Clients, retry: Retrier, run: Run, record: records.Record, changes: dict[str, Any]
+) -> records.Record:
+    """A conditional change of the run record that may fail (logged): the next poll, or the
+    Delete, finds the job by name then."""
     try:
-        return files.read_json(clients.s3, retry, place[0], _marker_key(place[1], rid)) or {}
-    except Exception as error:
-        if quiet:
-            LOG.warning("could not read the marker of %s", rid, exc_info=True)
-            return {}
-        raise PollAgainError(f"could not read the start marker of {rid}: {error}") from error
+        return _store(clients, retry, run.props).update(record, changes)
+    except Exception:
+        LOG.warning("could not record %s for %s", sorted(changes), run.run_id, exc_info=True)
+        return record
 
 
-def _write_marker(clients: Clients, retry: Retrier, run: Run, document: dict[str, Any]) -> None:
-    files.write_json(
-        clients.s3, retry, run.props.bucket, _marker_key(run.props.prefix, run.run_id), document
+def _record_error(run: Run, error: Exception) -> FanoutError:
+    """What a failed write of the run record means: a lost race or a server error is "poll
+    again"; a refusal (AccessDenied, a bucket policy, KMS) fails the run now, since no later poll
+    could write it either and nothing is ever started without it."""
+    if isinstance(error, FanoutError):
+        return error
+    if isinstance(error, ClientError) and records.lost_race(error):
+        return PollAgainError(
+            f"another invocation is starting {run.run_id}; checking again on the next poll",
+            cause="another invocation was starting the run",
+        )
+    if isinstance(error, ClientError) and not (is_transient(error) or is_throttle(error)):
+        key = records.key(run.props.prefix, run.run_id)
+        return StartError(
+            f"the run record s3://{run.props.bucket}/{key} cannot be written "
+            f"({_describe_error(error)}); nothing is started without it"
+        )
+    return PollAgainError(
+        f"could not write the record of {run.run_id}: {error}",
+        cause="the run record could not be written",
     )
 
 
-def _ensure_batch(clients: Clients, retry: Retrier, progress: Progress) -> str:
-    """The run's array job id, submitting it at most once despite ListJobs' eventual consistency.
+def _claim(
+    clients: Clients, retry: Retrier, run: Run, record: records.Record, attempt_key: str
+) -> records.Record:
+    """Record a start attempt with a conditional write: of two concurrent invocations only one
+    gets past here, and a Delete from now on watches for what the attempt starts."""
+    try:
+        return _store(clients, retry, run.props).update(
+            record, {"runId": run.run_id, attempt_key: wall_clock(), "startOutcome": None}
+        )
+    except Exception as error:
+        raise _record_error(run, error) from error
 
-    1. A job id in the marker is the job (later polls DescribeJobs it by id).
-    2. Else ListJobs by name; a hit is recorded in the marker.
-    3. Else, if a submit was attempted less than SUBMIT_SETTLE_SECONDS ago (its outcome unknown:
-       5xx, timeout, lost response, killed Lambda), poll again later: never resubmit now.
-    4. Else record the attempt, then SubmitJob once. A 5xx or timeout is an unknown outcome:
-       poll again (step 3 on the next call, >= 30 s later); throttling means "refused".
+
+def _ensure_batch(clients: Clients, retry: Retrier, progress: Progress) -> str:
+    """The run's array job id, submitted at most once whatever ListJobs' lag.
+
+    1. A job id in the run record is the job (later polls DescribeJobs it by id).
+    2. Else ListJobs by name; a hit is recorded.
+    3. Else, if a submit was attempted and its outcome is unknown (5xx, timeout, lost response,
+       killed Lambda), poll again: never resubmit. Batch has no idempotency token and no lookup
+       proves a job absent, so a resubmit could start a second array job whenever ListJobs lags
+       longer than any settle time we could pick. The price: a lost submit whose job never
+       appears fails the run at the wait limit instead of being retried.
+    4. Else claim the submit (conditional write of ``submitAttemptAt``), then SubmitJob once.
+       A definite refusal (throttling until the deadline, a 4xx) started nothing: the claim is
+       withdrawn so that the next poll may submit.
     """
     run = progress.run
     props = run.props
     assert props.batch is not None
-    key = _marker_key(props.prefix, run.run_id)
-    try:
-        found, etag = files.read_json_versioned(clients.s3, retry, props.bucket, key)
-    except Exception as error:
-        raise PollAgainError(f"could not read the start marker of {run.run_id}: {error}") from error
-    marker = found or {}
-    if marker.get("batchJobId"):
-        return str(marker["batchJobId"])
+    record = _read_record(clients, retry, run)
+    if record.document.get("batchJobId"):
+        return str(record.document["batchJobId"])
     jobs = batch_backend.find_jobs(clients.batch, retry, props.batch.job_queue_arn, run.run_id)
     if jobs:
         job_id = str(max(jobs, key=lambda j: j.get("createdAt", 0))["jobId"])
-        _remember_job(clients, retry, run, job_id)
+        _update_record(clients, retry, run, record, {"batchJobId": job_id})
         return job_id
-    attempted = marker.get("submitAttemptAt")
-    if isinstance(attempted, int | float) and wall_clock() - attempted < SUBMIT_SETTLE_SECONDS:
+    attempted = record.document.get("submitAttemptAt")
+    if isinstance(attempted, int | float):
+        outcome = record.document.get("startOutcome") or "no answer (the invocation ended)"
         raise PollAgainError(
-            f"a SubmitJob of {run.run_id} {wall_clock() - attempted:.0f}s ago had an unknown "
-            "outcome and ListJobs does not show it yet"
+            f"the SubmitJob of {run.run_id} {wall_clock() - attempted:.0f}s ago had an unknown "
+            f"outcome ({outcome}) and ListJobs does not show its job yet; it is never "
+            "submitted again",
+            cause=f"SubmitJob had an unknown outcome ({outcome}) and ListJobs has not shown "
+            "its job",
         )
     request = _plan(clients, retry, progress).batch_request
     assert request is not None
-    try:
-        # A conditional write claims the submit: of two concurrent deliveries of the same
-        # request only one gets here with the marker it read still unchanged.
-        files.write_json(
-            clients.s3,
-            retry,
-            props.bucket,
-            key,
-            {"runId": run.run_id, "submitAttemptAt": wall_clock()},
-            only_if=etag or "absent",
-        )
-    except ClientError as error:
-        if error_code(error) in ("PreconditionFailed", "ConditionalRequestConflict"):
-            raise PollAgainError(
-                f"another invocation is submitting the rollouts of {run.run_id}; "
-                "checking again on the next poll"
-            ) from error
-        if not (is_transient(error) or is_throttle(error)):
-            # Refused (AccessDenied, a bucket policy, KMS): no later poll can record it either,
-            # and the rollouts are never submitted without the record. Fail now, not at the
-            # wait limit with a billed trainer running until then.
-            raise StartError(
-                f"the submit record s3://{props.bucket}/{key} cannot be written "
-                f"({_describe_error(error)}); rollouts are never submitted without it"
-            ) from error
-        raise PollAgainError(
-            f"could not record the submit attempt of {run.run_id}: {error}"
-        ) from error
-    except Exception as error:
-        raise PollAgainError(
-            f"could not record the submit attempt of {run.run_id}: {error}"
-        ) from error
+    _check_not_stopped(clients, retry, run)
+    claimed = _claim(clients, retry, run, record, "submitAttemptAt")
     try:
         job_id = batch_backend.submit(clients.batch, retry, request)
-    except ThrottledTooLongError:
-        # Refused, nothing started: no need to wait for ListJobs on the next call.
-        try:
-            _write_marker(clients, retry, run, {"runId": run.run_id})
-        except Exception:
-            LOG.warning("could not clear the submit attempt of %s", run.run_id, exc_info=True)
-        raise
     except Exception as error:
         # A garbled or cut-off answer may follow a request that did start the job: unknown,
         # like a 5xx. A request botocore refused to send (ParamValidationError) started nothing.
-        unknown = isinstance(error, ResponseParserError) or (
-            isinstance(error, BotoCoreError) and not isinstance(error, ParamValidationError)
+        unknown = not isinstance(error, ThrottledTooLongError) and (
+            is_transient(error)
+            or isinstance(error, ResponseParserError)
+            or (isinstance(error, BotoCoreError) and not isinstance(error, ParamValidationError))
         )
-        if is_transient(error) or unknown:
+        if unknown:
+            outcome = _outcome(error)
+            _update_record(clients, retry, run, claimed, {"startOutcome": outcome})
             raise PollAgainError(
                 f"SubmitJob of {run.run_id} had an unknown outcome "
-                f"({_describe_error(error)}); checking again on the next poll"
+                f"({_describe_error(error)}); checking again on the next poll",
+                cause=f"SubmitJob answered {outcome}",
             ) from error
+        # Refused: nothing started, so the claim goes (if that write fails, the attempt stays
+        # unresolved and the run waits, which is safe).
+        _update_record(clients, retry, run, claimed, {"submitAttemptAt": None})
         raise
     LOG.info("batch job %s submitted", job_id)
-    _remember_job(clients, retry, run, job_id)
+    progress.started = True
+    progress.known["RolloutJobId"] = job_id
+    _update_record(clients, retry, run, claimed, {"batchJobId": job_id})
+    _check_not_stopped(clients, retry, run)
     return job_id
 
 
-def _remember_job(clients: Clients, retry: Retrier, run: Run, job_id: str) -> None:
-    try:
-        _write_marker(clients, retry, run, {"runId": run.run_id, "batchJobId": job_id})
-    except Exception:  # the next call finds it by ListJobs (the attempt is recorded)
-        LOG.warning("could not record batch job %s of %s", job_id, run.run_id, exc_info=True)
-
-
 def _ensure_rollouts(clients: Clients, retry: Retrier, progress: Progress) -> None:
-    """Find this run's rollouts (marker / ListJobs; batches by token); start them if absent."""
+    """Find this run's rollouts (record / ListJobs; batches by token); start them if absent."""
     run = progress.run
     props = run.props
     if props.backend == "batch":
@@ -832,8 +953,19 @@ def _ensure_rollouts(clients: Clients, retry: Retrier, progress: Progress) -> No
     )
     if len(arns) < math.ceil(props.rollout_count / robomaker_backend.MAX_JOBS_PER_BATCH):
         # Missing chunks (or finished ones, which the token returns as they are): start them.
+        # The attempt is recorded first: a Delete soon after, while ListSimulationJobBatches
+        # lags, watches for the batches.
         requests = _plan(clients, retry, progress).robomaker_requests
+        _check_not_stopped(clients, retry, run)
+        record = _read_record(clients, retry, run)
+        if not record.document.get("rolloutsAttemptAt"):
+            record = _claim(clients, retry, run, record, "rolloutsAttemptAt")
         arns = robomaker_backend.ensure_started(clients.robomaker, retry, requests)
+        progress.started = True
+        progress.known["SimulationJobBatchArns"] = arns
+        if record.document.get("simulationJobBatchArns") != arns:
+            _update_record(clients, retry, run, record, {"simulationJobBatchArns": arns})
+        _check_not_stopped(clients, retry, run)
     progress.known["SimulationJobBatchArns"] = arns
 
 

@@ -78,6 +78,16 @@ class ThrottledTooLongError(FanoutError):
     """Still throttled when the time budget ran out (the request was never accepted)."""
 
 
+def describe_error(error: BaseException) -> str:
+    """One line for a reason: our own errors as they are, service errors with their code."""
+    if isinstance(error, FanoutError):
+        return str(error)
+    if isinstance(error, ClientError):
+        op = getattr(error, "operation_name", "call")
+        return f"{op} failed: {error_code(error)}: {error_message(error)}"
+    return f"{type(error).__name__}: {error}"
+
+
 @dataclass
 class Retrier:
     """Backoff policy with one deadline, ``budget_seconds`` after construction, shared by every
@@ -123,7 +133,8 @@ class Retrier:
                         raise ThrottledTooLongError(
                             f"{what} was still throttled after {attempt} attempts when this "
                             f"invocation's {self.budget_seconds:.0f}s budget ran out; nothing was "
-                            "started by this call"
+                            "started by this call",
+                            cause=f"{what} was throttled",
                         ) from error
                     raise
                 LOG.info("retrying %s in %.2fs after %s", what, delay, type(error).__name__)

@@ -457,6 +457,11 @@ def test_create_and_delete_call_sequence_with_stubbers(world: Any) -> None:
         )
         bt.add_response("list_jobs", {"jobSummaryList": []}, by_name)  # dedupe before submit
         bt.add_response("submit_job", {"jobId": "j-1", "jobName": run_id}, None)
+        sm.add_response(  # readiness is judged from a description taken after the starts
+            "describe_training_job",
+            _training_job(run_id, arn, "InProgress", run_data),
+            {"TrainingJobName": run_id},
+        )
         bt.add_response(
             "describe_jobs",
             {
