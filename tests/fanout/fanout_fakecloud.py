@@ -46,6 +46,9 @@ class FakeCloud:
         # Eventual consistency of Batch ListJobs: a submitted job shows up this many (clock)
         # seconds later. DescribeJobs by id sees it at once.
         self.list_lag = 0.0
+        # The same for RoboMaker's ListSimulationJobBatches (DescribeSimulationJobBatch by ARN
+        # sees a batch at once).
+        self.sim_list_lag = 0.0
         self.clock: Callable[[], float] = lambda: 0.0
         # The Lambda role may describe/cancel only batches tagged with this experiment (None: all).
         self.described_experiment: str | None = None
@@ -261,6 +264,7 @@ class FakeCloud:
                 for i in range(len(p["createSimulationJobRequests"]))
             ],
             "failedRequests": [],
+            "visibleAt": self.clock() + self.sim_list_lag,
         }
         return {"arn": arn, "status": "InProgress"}
 
@@ -274,12 +278,14 @@ class FakeCloud:
         if batch is None:
             raise FakeError("ResourceNotFoundException", "not found", 404)
         self._allowed(batch)
-        return {k: copy.deepcopy(v) for k, v in batch.items() if k != "request"}
+        return {k: copy.deepcopy(v) for k, v in batch.items() if k not in ("request", "visibleAt")}
 
     def _ListSimulationJobBatches(self, p: dict[str, Any]) -> dict[str, Any]:
         return {
             "simulationJobBatchSummaries": [
-                {"arn": a, "status": b["status"]} for a, b in self.sim_batches.items()
+                {"arn": a, "status": b["status"]}
+                for a, b in self.sim_batches.items()
+                if b.get("visibleAt", 0.0) <= self.clock()
             ]
         }
 

@@ -28,6 +28,14 @@ class World:
         """A Lambda context whose remaining time runs on the fake clock from now on."""
         return LambdaContext(self, self.now + timeout_seconds)
 
+    def running(self) -> set[str]:
+        """Run ids with anything still running: a trainer, a Batch job or a RoboMaker batch."""
+        cloud = self.cloud
+        runs = set(cloud.active_trainers())
+        runs |= {cloud.batch_jobs[j]["jobName"] for j in cloud.active_batch_jobs()}
+        runs |= {cloud.sim_batches[a]["tags"]["rollouts:run"] for a in cloud.active_sim_batches()}
+        return runs
+
     def put_asset(self, data: bytes) -> None:
         self.s3.put_object(Bucket=ASSET_BUCKET, Key=ASSET_KEY, Body=data)
 
