@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from fanout import clients as clients_mod
@@ -31,8 +32,9 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
-@pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+@contextmanager
+def fake_world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """moto S3, the fake cloud and a fake clock, wired into the handler; undone on exit."""
     with mock_aws():
         cloud = FakeCloud()
         session = new_session(REGION)
@@ -47,7 +49,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         )
         state = World(cloud=cloud, s3=s3)
         cloud.clock = lambda: state.now
-        # Wall time (PlannedAt, the wait limit, the submit settle time) runs on the fake clock.
+        # Wall time (PlannedAt, the wait limit, the attempt horizon) runs on the fake clock.
         monkeypatch.setattr(handler, "wall_clock", lambda: EPOCH + state.now)
         previous = clients_mod.set_factory(lambda: built)
         monkeypatch.setattr(
@@ -61,3 +63,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
             yield state
         finally:
             clients_mod.set_factory(previous)
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with fake_world(monkeypatch) as state:
+        yield state
