@@ -29,7 +29,9 @@ _PROPERTY_SETTINGS = {
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
     "database": None,
 }
-settings.register_profile("suite", max_examples=25, **_PROPERTY_SETTINGS)
+# The suite's run is derandomized: the same sequences on every run (CI and mutation runs stay
+# reproducible); the deep profile explores new ones each time.
+settings.register_profile("suite", max_examples=25, derandomize=True, **_PROPERTY_SETTINGS)
 settings.register_profile("deep", max_examples=600, **_PROPERTY_SETTINGS)
 settings.load_profile("suite")
 
@@ -44,3 +46,18 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.fail(f"shared fixtures not found at {FIXTURES}: clone the repository beside shared/")
     return FIXTURES
+
+
+# Figures a test reports with `record_property("explored", ...)` (the property-based tests: how
+# many sequences and steps they explored), shown at the end of the run, also from xdist workers.
+_EXPLORED: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        _EXPLORED.extend(str(value) for name, value in report.user_properties if name == "explored")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in _EXPLORED:
+        terminalreporter.write_line(line)

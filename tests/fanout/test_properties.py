@@ -17,6 +17,7 @@ Invariants, after every step:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,13 @@ STEP = st.one_of(
     st.tuples(st.just("poll"), st.integers(0, 3)),
     st.tuples(st.just("poll"), st.integers(0, 3)),
     st.tuples(st.just("kill"), st.sampled_from(["trainer", "rollouts"])),
+    # The next poll's start call is interleaved with another request or poll, right after the
+    # call took effect (a Delete, a cancel, another waiter's poll landing mid-start).
+    st.tuples(
+        st.just("interleave"),
+        st.sampled_from(["trainer", "rollouts"]),
+        st.sampled_from([("delete",), ("cancel",), ("poll", 0), ("poll", 1), ("update",)]),
+    ),
     st.tuples(st.just("lag"), st.sampled_from([0.0, 60.0, 600.0, 1800.0])),
     st.tuples(st.just("throttle"), st.sampled_from(THROTTLED_OPS), st.integers(1, 40)),
     st.tuples(st.just("fail"), st.booleans()),
@@ -78,7 +86,7 @@ class Stack:
     waiters: list[Waiter] = field(default_factory=list)
     deleted: set[str] = field(default_factory=set)  # runs whose Delete reported success
     requests: int = 0
-    kill: str | None = None
+    during: tuple[str, tuple[Any, ...] | None] | None = None  # (start call, step or None: kill)
     reasons: list[str] = field(default_factory=list)
 
     def request_id(self) -> str:
@@ -158,11 +166,12 @@ class Stack:
             return  # the next poll is a new invocation
         except FanoutError as error:
             self.reasons.append(str(error))
-            self.waiters.remove(waiter)
-            if waiter is self.busy:
-                self.failed(waiter)
+            if waiter in self.waiters:  # an interleaved poll of it may have ended it already
+                self.waiters.remove(waiter)
+                if waiter is self.busy:
+                    self.failed(waiter)
             return
-        if answer.get("IsComplete"):
+        if answer.get("IsComplete") and waiter in self.waiters:
             self.waiters.remove(waiter)
             if waiter is self.busy:
                 self.completed(waiter)
@@ -190,12 +199,12 @@ class Stack:
         # A failed rollback or Delete leaves the stack as it is (the user retries).
 
     def killing(self) -> Any:
-        """A context in which the next trainer or rollouts start call kills the Lambda right
-        after it took effect (once)."""
-        target = self.kill
-        self.kill = None
+        """A context in which the next trainer or rollouts start call, right after it took
+        effect, kills the Lambda or runs another step (once)."""
+        during, self.during = self.during, None
         patch = pytest.MonkeyPatch()
-        if target is not None:
+        if during is not None:
+            target, step = during
             module, name = {
                 "trainer": (trainer, "create"),
                 "rollouts": (
@@ -205,12 +214,19 @@ class Stack:
                 ),
             }[target]
             real = getattr(module, name)
+            pending = [step]
 
-            def die(*args: Any, **kwargs: Any) -> Any:
-                real(*args, **kwargs)
-                raise LambdaTimedOut
+            def interleaved(*args: Any, **kwargs: Any) -> Any:
+                result = real(*args, **kwargs)
+                if pending:
+                    inner = pending.pop()
+                    if inner is None:
+                        raise LambdaTimedOut
+                    patch.setattr(module, name, real)  # the inner step calls it plainly
+                    _apply(self, inner)
+                return result
 
-            patch.setattr(module, name, die)
+            patch.setattr(module, name, interleaved)
         return _Undo(patch)
 
     # ------------------------------------------------------------ invariants
@@ -239,7 +255,9 @@ class _Undo:
         self.patch.undo()
 
 
-def test_fanout_invariants_hold_over_random_sequences(capsys: pytest.CaptureFixture[str]) -> None:
+def test_fanout_invariants_hold_over_random_sequences(
+    record_property: Callable[[str, object], None],
+) -> None:
     explored = Counter[str]()
 
     @given(program=PROGRAM)
@@ -275,11 +293,11 @@ def test_fanout_invariants_hold_over_random_sequences(capsys: pytest.CaptureFixt
                 assert world.running() == set(), "the stack's Delete leaves nothing running"
 
     run()
-    with capsys.disabled():
-        print(
-            f"\nfan-out properties: {explored['sequences']} sequences, "
-            f"{explored['steps']} steps explored"
-        )
+    record_property(
+        "explored",
+        f"fan-out properties: {explored['sequences']} sequences, {explored['steps']} steps "
+        "explored (deeper: --hypothesis-profile=deep)",
+    )
     assert explored["sequences"] > 0
 
 
@@ -298,7 +316,9 @@ def _apply(stack: Stack, step: tuple[Any, ...]) -> None:
         world.now += 30
         stack.poll(step[1])
     elif kind == "kill":
-        stack.kill = step[1]
+        stack.during = (step[1], None)
+    elif kind == "interleave":
+        stack.during = (step[1], step[2])
     elif kind == "lag":
         world.cloud.list_lag = world.cloud.sim_list_lag = step[1]
     elif kind == "throttle":
