@@ -30,10 +30,10 @@ synth: setup
 	$(BIN)/python scripts/summary.py $(SYNTH_OUT)
 
 ## Run the whole test suite: lint, types, unit, snapshot, policy, handler and CLI tests.
-# In parallel, one worker per core (pytest-xdist); files stay together so each worker synthesizes
-# only the stacks its test files need (the synthesis fixtures are per worker session).
+# In parallel, one worker per core (pytest-xdist; an idle worker takes tests from a busy one).
+# Synthesis fixtures are per worker session, so each worker synthesizes what its tests need once.
 test: setup lint typecheck
-	$(BIN)/pytest -n auto --dist loadfile
+	$(BIN)/pytest -n auto --dist worksteal
 
 ## cfn-lint on the synthesized templates (settings and the one ignored rule: .cfnlintrc.yaml).
 lint-templates: synth

@@ -69,7 +69,7 @@ class SimulatedCloud(FakeCloud):
     def sleep(self, seconds: float) -> None:
         self.now += seconds
 
-    def _answer(self, model: Any, context: dict[str, Any], **kw: Any) -> Any:
+    def answer(self, model: Any, context: dict[str, Any], **kw: Any) -> Any:
         with self.lock:
             self.now += self.latency
             self.tokens = min(self.rate, self.tokens + (self.now - self.refilled_at) * self.rate)
@@ -84,7 +84,7 @@ class SimulatedCloud(FakeCloud):
                 )
                 return self._error(code, "Rate exceeded", status)
             self.tokens -= 1
-        return super()._answer(model, context, **kw)
+        return super().answer(model, context, **kw)
 
     def _CreateSimulationJob(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802 - op name
         token = p.get("clientRequestToken")

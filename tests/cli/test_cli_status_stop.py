@@ -30,11 +30,23 @@ RUN_PREFIX = f"{PREFIX}/runs/{RUN}"
 EARLIER = "reinvent-time-trial-99aa88bb"
 
 
+_SESSIONS: list[Any] = []
+
+
+def _shared_session() -> Any:
+    """One boto3 session for every test: its loader parses each service model once (a new session
+    per test spent most of the test loading JSON)."""
+    if not _SESSIONS:
+        _SESSIONS.append(operate.Aws(region="us-east-1").session())
+    return _SESSIONS[0]
+
+
 class World:
     """Stubbed clients for one test; S3 is moto's."""
 
     def __init__(self) -> None:
         self.aws = operate.Aws(region="us-east-1")
+        self.aws._session = _shared_session()
         self.stubs: dict[str, Stubber] = {}
         for service in ("cloudformation", "sagemaker", "batch", "robomaker"):
             client = self.aws.session().client(service, region_name="us-east-1")

@@ -139,7 +139,11 @@ def test_without_the_wrapper_a_high_index_never_starts_gazebo(tmp_path: Path) ->
 
 @pytest.mark.skipif(not Path(REAL_TASKSET).exists(), reason="util-linux taskset is needed")
 @pytest.mark.parametrize(
-    ("mode", "indexes"), [("off", range(64)), ("map", (0, 1, 2, 31, 62, 63))], ids=["off", "map"]
+    # Indexes around every boundary of a 1-CPU container (2 * index + 1 reaches past the core
+    # count from index 1 on) and at the top of a 64-worker array.
+    ("mode", "indexes"),
+    [("off", (0, 1, 2, 3, 31, 32, 62, 63)), ("map", (0, 1, 2, 31, 62, 63))],
+    ids=["off", "map"],
 )
 def test_every_worker_index_starts_gazebo_on_a_one_cpu_container(
     tmp_path: Path, mode: str, indexes: range | tuple[int, ...]

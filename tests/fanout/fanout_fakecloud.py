@@ -55,15 +55,15 @@ class FakeCloud:
 
     # ------------------------------------------------------------------ wiring
     def attach(self, client: Any) -> Any:
-        client.meta.events.register("before-parameter-build", self._remember_params)
-        client.meta.events.register("before-call", self._answer)
+        client.meta.events.register("before-parameter-build", self.remember_params)
+        client.meta.events.register("before-call", self.answer)
         return client
 
     @staticmethod
-    def _remember_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    def remember_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         context["fake_params"] = copy.deepcopy(params)
 
-    def _answer(self, model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict]:
+    def answer(self, model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict]:
         op = model.name
         params = context.get("fake_params", {})
         with self.lock:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from conftest import fake_world
+from conftest import SharedClients, fake_world
 from fanout import batch_backend, handler, robomaker_backend, trainer
 from fanout.errors import MAX_REASON, FanoutError
 from fanout_builders import make_asset, make_event, make_props
@@ -256,14 +256,14 @@ class _Undo:
 
 
 def test_fanout_invariants_hold_over_random_sequences(
-    record_property: Callable[[str, object], None],
+    record_property: Callable[[str, object], None], shared_clients: SharedClients
 ) -> None:
     explored = Counter[str]()
 
     @given(program=PROGRAM)
     def run(program: tuple[str, list[tuple[Any, ...]]]) -> None:
         backend, steps = program
-        with pytest.MonkeyPatch.context() as patch, fake_world(patch) as world:
+        with pytest.MonkeyPatch.context() as patch, fake_world(patch, shared_clients) as world:
             variants = (
                 make_props(2, backend),
                 {**make_props(2, backend), "Tags": {"team": "other"}},
@@ -277,10 +277,10 @@ def test_fanout_invariants_hold_over_random_sequences(
                 explored["steps"] += 1
             # CloudFormation ends what it started: the waiters are polled out, then the stack
             # is deleted; nothing of the experiment may run afterwards.
-            for _ in range(400):
+            for _ in range(200):
                 if not stack.waiters and stack.busy is None:
                     break
-                world.now += 30
+                world.now += 60  # faster than the Provider polls: the ends come sooner
                 stack.poll(0)
                 stack.check()
             stack.user_delete()
