@@ -1,1 +1,1 @@
-"""L3 constructs: one per concern (network, storage, identity, image, backends, video, fan-out)."""
+"""L3 constructs: one per concern (network, storage, image, backends, job roles and definitions, video, fan-out)."""

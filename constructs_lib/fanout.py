@@ -18,7 +18,7 @@ from constructs import Construct
 
 from constructs_lib.nag import acknowledge, token_name
 from constructs_lib.platform_parameters import PlatformReference
-from rollouts.run_properties import RolloutSettings, TrainerSettings, run_properties
+from rollouts.run_properties import JobArns, RolloutSettings, TrainerSettings, run_properties
 
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
 LAMBDA_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_cache"]
@@ -40,6 +40,7 @@ class ExperimentRun(Construct):
         backend: str,
         prefix: str,
         platform: PlatformReference,
+        jobs: JobArns,
         files: s3_assets.Asset,
         trainer: TrainerSettings,
         rollouts: RolloutSettings,
@@ -105,6 +106,7 @@ class ExperimentRun(Construct):
             experiment=experiment,
             backend=backend,
             platform=platform,
+            jobs=jobs,
             files_bucket=files.s3_bucket_name,
             files_key=files.s3_object_key,
             trainer=trainer,
@@ -129,6 +131,7 @@ class ExperimentRun(Construct):
             backend=backend,
             prefix=prefix,
             platform=platform,
+            jobs=jobs,
             files=files,
             pretrained_reads=trainer.pretrained_reads(),
         )
@@ -151,6 +154,7 @@ class ExperimentRun(Construct):
         backend: str,
         prefix: str,
         platform: PlatformReference,
+        jobs: JobArns,
         files: s3_assets.Asset,
         pretrained_reads: list[str],
     ) -> None:
@@ -237,7 +241,7 @@ class ExperimentRun(Construct):
             iam.PolicyStatement(
                 sid="PassTrainerRole",
                 actions=["iam:PassRole"],
-                resources=[platform.trainer_role_arn],
+                resources=[jobs.trainer_role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             )
         )
@@ -246,7 +250,7 @@ class ExperimentRun(Construct):
                 iam.PolicyStatement(
                     sid="SubmitRollouts",
                     actions=["batch:SubmitJob"],
-                    resources=[platform.job_queue_arn, platform.job_definition_arn],
+                    resources=[platform.job_queue_arn, jobs.job_definition_arn],
                 )
             )
             job_arn = stack.format_arn(service="batch", resource="job", resource_name="*")
@@ -280,7 +284,7 @@ class ExperimentRun(Construct):
                 iam.PolicyStatement(
                     sid="PassRolloutRole",
                     actions=["iam:PassRole"],
-                    resources=[platform.rollout_role_arn],
+                    resources=[jobs.rollout_role_arn],
                     conditions={"StringEquals": {"iam:PassedToService": "robomaker.amazonaws.com"}},
                 )
             )

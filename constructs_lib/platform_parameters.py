@@ -24,15 +24,14 @@ PLATFORM_KEYS = (
     "bucket-name",
     "key-arn",
     "image-uri",
-    "trainer-role-arn",
-    "rollout-role-arn",
+    "image-repository-arn",
+    "vpc-id",
     "trainer-subnets",
     "trainer-security-group",
     "rollout-subnets",
     "rollout-security-group",
     "assign-public-ip",
     "job-queue-arn",
-    "job-definition-arn",
     "simulation-application-arn",
 )
 
@@ -97,12 +96,12 @@ class PlatformReference:
         return self._value("image-uri")
 
     @cached_property
-    def trainer_role_arn(self) -> str:
-        return self._value("trainer-role-arn")
+    def image_repository_arn(self) -> str:
+        return self._value("image-repository-arn")
 
     @cached_property
-    def rollout_role_arn(self) -> str:
-        return self._value("rollout-role-arn")
+    def vpc_id(self) -> str:
+        return self._value("vpc-id")
 
     @cached_property
     def trainer_subnets(self) -> list[str]:
@@ -127,10 +126,6 @@ class PlatformReference:
     @cached_property
     def job_queue_arn(self) -> str:
         return self._value("job-queue-arn")
-
-    @cached_property
-    def job_definition_arn(self) -> str:
-        return self._value("job-definition-arn")
 
     @cached_property
     def simulation_application_arn(self) -> str:

@@ -31,5 +31,9 @@ class SimappImage(Construct):
         self.image_uri = self.asset.image_uri
         self.container_image = ecs.ContainerImage.from_docker_image_asset(self.asset)
 
+    @property
+    def repository_arn(self) -> str:
+        return self.asset.repository.repository_arn
+
     def grant_pull(self, grantee: iam.IGrantable) -> None:
         self.asset.repository.grant_pull(grantee)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
-
-from rollouts.naming import EXPERIMENTS_PREFIX
 
 
 class ExperimentDataStore(Construct):
@@ -61,33 +58,4 @@ class ExperimentDataStore(Construct):
                     abort_incomplete_multipart_upload_after=Duration.days(7),
                 )
             ],
-        )
-
-    def grant_experiments_read_write(self, grantee: iam.IGrantable) -> None:
-        """Objects under ``experiments/`` only (the job roles are shared by all experiments):
-        exactly the calls the simapp makes, not CDK's broader ``grant_read_write`` set."""
-        iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=[
-                "s3:GetObject",
-                "s3:PutObject",
-                "s3:DeleteObject",  # sync and lock files (.lock, .ready) are removed again
-                "s3:AbortMultipartUpload",
-            ],
-            resource_arns=[self.bucket.arn_for_objects(f"{EXPERIMENTS_PREFIX}/*")],
-        )
-        iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=["s3:ListBucket"],
-            resource_arns=[self.bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{EXPERIMENTS_PREFIX}/*"]}},
-        )
-        self.grant_data_key(grantee)
-
-    def grant_data_key(self, grantee: iam.IGrantable) -> None:
-        """SSE-KMS reads and writes (S3, and Kinesis Video producers) with the platform key."""
-        iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=["kms:Decrypt", "kms:GenerateDataKey"],
-            resource_arns=[self.key.key_arn],
         )

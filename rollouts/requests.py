@@ -17,7 +17,7 @@ from typing import Any
 from rollouts.naming import run_prefix
 from rollouts.plan import LATEST_RUN_PLACEHOLDER
 from rollouts.platform import PlatformConfig
-from rollouts.run_properties import run_properties, settings
+from rollouts.run_properties import JobArns, run_properties, settings
 from rollouts.spec import ExperimentSpec
 
 PLACEHOLDERS = {
@@ -28,6 +28,14 @@ PLACEHOLDERS = {
 }
 
 
+# Each experiment stack creates its own job roles and (Batch) job definition.
+OFFLINE_JOBS = JobArns(
+    trainer_role_arn="<experiment-trainer-role-arn>",
+    rollout_role_arn="<experiment-rollout-role-arn>",
+    job_definition_arn="<experiment-job-definition-arn>",
+)
+
+
 @dataclass(frozen=True)
 class OfflinePlatform:
     """The platform's values as placeholders (a deploy reads them from SSM)."""
@@ -35,12 +43,9 @@ class OfflinePlatform:
     bucket_name: str
     assign_public_ip: str
     image_uri: str = "<simapp-image-uri>"
-    trainer_role_arn: str = "<platform-trainer-role-arn>"
     trainer_security_group: str = "<trainer-security-group>"
     job_queue_arn: str = "<job-queue-arn>"
-    job_definition_arn: str = "<job-definition-arn>"
     simulation_application_arn: str = "<simulation-application-arn>"
-    rollout_role_arn: str = "<platform-rollout-role-arn>"
     rollout_security_group: str = "<rollout-security-group>"
 
     @property
@@ -69,6 +74,7 @@ def build_requests(
             bucket_name=given["bucket"],
             assign_public_ip=str(config.egress == "public").lower(),
         ),
+        jobs=OFFLINE_JOBS,
         files_bucket="<cdk-assets-bucket>",
         files_key="<files-asset>.zip",
         trainer=trainer,

@@ -27,25 +27,29 @@ class PlatformValues(Protocol):
     @property
     def image_uri(self) -> str: ...
     @property
-    def trainer_role_arn(self) -> str: ...
-    @property
     def trainer_subnets(self) -> list[str]: ...
     @property
     def trainer_security_group(self) -> str: ...
     @property
     def job_queue_arn(self) -> str: ...
     @property
-    def job_definition_arn(self) -> str: ...
-    @property
     def simulation_application_arn(self) -> str: ...
-    @property
-    def rollout_role_arn(self) -> str: ...
     @property
     def rollout_subnets(self) -> list[str]: ...
     @property
     def rollout_security_group(self) -> str: ...
     @property
     def assign_public_ip(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class JobArns:
+    """What each experiment owns for its jobs (constructs_lib/job_roles.py, rollout_job.py):
+    tokens in a stack, placeholders offline."""
+
+    trainer_role_arn: str
+    rollout_role_arn: str
+    job_definition_arn: str  # "" on the RoboMaker backend
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,7 @@ def run_properties(
     experiment: str,
     backend: str,
     platform: PlatformValues,
+    jobs: JobArns,
     files_bucket: str,
     files_key: str,
     trainer: TrainerSettings,
@@ -134,7 +139,7 @@ def run_properties(
         "WaitFor": wait_for,
         "Trainer": {
             "ImageUri": platform.image_uri,
-            "RoleArn": platform.trainer_role_arn,
+            "RoleArn": jobs.trainer_role_arn,
             "InstanceType": trainer.instance_type,
             "VolumeSizeGb": str(trainer.volume_gb),
             "MaxRuntimeSeconds": str(trainer.max_runtime_seconds),
@@ -156,7 +161,7 @@ def run_properties(
     if backend == "batch":
         properties["Batch"] = {
             "JobQueueArn": platform.job_queue_arn,
-            "JobDefinitionArn": platform.job_definition_arn,
+            "JobDefinitionArn": jobs.job_definition_arn,
             "AttemptDurationSeconds": str(rollouts.max_duration_seconds),
             "Vcpus": str(rollouts.vcpus),
             "MemoryMib": str(rollouts.memory_mib),
@@ -164,7 +169,7 @@ def run_properties(
     else:
         properties["RoboMaker"] = {
             "SimulationApplicationArn": platform.simulation_application_arn,
-            "RoleArn": platform.rollout_role_arn,
+            "RoleArn": jobs.rollout_role_arn,
             "Subnets": platform.rollout_subnets,
             "SecurityGroups": [platform.rollout_security_group],
             "MaxJobDurationSeconds": str(rollouts.max_duration_seconds),

@@ -10,12 +10,14 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from constructs_lib.fanout import ExperimentRun
+from constructs_lib.job_roles import ExperimentJobRoles
 from constructs_lib.platform_parameters import PlatformReference
 from constructs_lib.retention import log_retention
+from constructs_lib.rollout_job import RolloutJobDefinition
 from constructs_lib.video import RolloutVideoStreams
 from rollouts.naming import experiment_prefix, run_prefix
 from rollouts.platform import PlatformConfig
-from rollouts.run_properties import settings
+from rollouts.run_properties import JobArns, settings
 from rollouts.spec import ExperimentSpec
 
 EXPERIMENT_TAG = "rollouts:experiment"
@@ -55,6 +57,36 @@ class ExperimentStack(Stack):
             else None
         )
         trainer, rollouts = settings(spec)
+        # This experiment's own roles and job definition: its reward function runs in its
+        # rollouts, so nothing it runs may reach another experiment's data, streams or trainer.
+        roles = ExperimentJobRoles(
+            self,
+            "Jobs",
+            experiment_prefix=prefix,
+            backend=config.backend,
+            platform=platform,
+            pretrained_reads=trainer.pretrained_reads(),
+            video_stream_arns=[stream.attr_arn for stream in video.streams] if video else [],
+            pull_image_for_rollouts=(
+                config.backend == "robomaker" and config.robomaker_app_form == "container"
+            ),
+        )
+        job_definition_arn = ""
+        if config.backend == "batch":
+            job_definition_arn = RolloutJobDefinition(
+                self,
+                "RolloutJob",
+                image_uri=platform.image_uri,
+                image_repository_arn=platform.image_repository_arn,
+                job_role=roles.rollout_role,
+                gpu=config.gpu,
+                log_retention=retention,
+            ).job_definition_arn
+        jobs = JobArns(
+            trainer_role_arn=roles.trainer_role.role_arn,
+            rollout_role_arn=roles.rollout_role.role_arn,
+            job_definition_arn=job_definition_arn,
+        )
         run = ExperimentRun(
             self,
             "Run",
@@ -62,6 +94,7 @@ class ExperimentStack(Stack):
             backend=config.backend,
             prefix=prefix,
             platform=platform,
+            jobs=jobs,
             files=files,
             trainer=trainer,
             rollouts=rollouts,

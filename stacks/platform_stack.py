@@ -8,7 +8,6 @@ from aws_cdk import CfnOutput, Fn, Stack
 from constructs import Construct
 
 from constructs_lib.batch_backend import BatchRolloutBackend
-from constructs_lib.identity import RolloutRoles
 from constructs_lib.network import RolloutNetwork
 from constructs_lib.platform_parameters import PARAMETER_ROOT, PlatformParameters
 from constructs_lib.retention import log_retention
@@ -41,26 +40,22 @@ class PlatformStack(Stack):
             log_retention=retention,
         )
         data = ExperimentDataStore(self, "Data")
-        roles = RolloutRoles(self, "Roles", data=data, vpc=network.vpc, backend=config.backend)
+        # The job roles and the Batch job definition belong to each experiment (its reward
+        # function runs in its rollouts): constructs_lib/job_roles.py, rollout_job.py.
         image = SimappImage(self, "Simapp", base_image=config.simapp_image)
-        image.grant_pull(roles.trainer_role)
 
-        job_queue_arn = job_definition_arn = simulation_application_arn = NOT_USED
+        job_queue_arn = simulation_application_arn = NOT_USED
         if config.backend == "batch":
             backend = BatchRolloutBackend(
                 self,
                 "Batch",
                 network=network,
-                image=image,
-                rollout_role=roles.rollout_role,
                 instance_types=config.rollout_instance_types,
                 spot=config.spot,
                 max_vcpus=config.max_vcpus,
                 gpu=config.gpu,
-                log_retention=retention,
             )
             job_queue_arn = backend.job_queue.job_queue_arn
-            job_definition_arn = backend.job_definition.job_definition_arn
         else:
             robomaker = RoboMakerRolloutBackend(
                 self,
@@ -69,8 +64,6 @@ class PlatformStack(Stack):
                 image=image,
                 app_form=config.robomaker_app_form,
             )
-            if config.robomaker_app_form == "container":
-                roles.grant_image_pull_to_rollouts(image)
             simulation_application_arn = robomaker.application_arn
 
         PlatformParameters(
@@ -82,15 +75,14 @@ class PlatformStack(Stack):
                 "bucket-name": data.bucket.bucket_name,
                 "key-arn": data.key.key_arn,
                 "image-uri": image.image_uri,
-                "trainer-role-arn": roles.trainer_role.role_arn,
-                "rollout-role-arn": roles.rollout_role.role_arn,
+                "image-repository-arn": image.repository_arn,
+                "vpc-id": network.vpc.vpc_id,
                 "trainer-subnets": Fn.join(",", network.trainer_subnets.subnet_ids),
                 "trainer-security-group": network.trainer_security_group.security_group_id,
                 "rollout-subnets": Fn.join(",", network.rollout_subnets.subnet_ids),
                 "rollout-security-group": network.rollout_security_group.security_group_id,
                 "assign-public-ip": str(network.assign_public_ip).lower(),
                 "job-queue-arn": job_queue_arn,
-                "job-definition-arn": job_definition_arn,
                 "simulation-application-arn": simulation_application_arn,
             },
         )

@@ -14,27 +14,33 @@ ACCOUNT = "123456789012"
 DEPLOY_TIME_VALUES = {
     "PlatformBucketName": "deepracer-data-bucket",
     "PlatformImageUri": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/simapp:abc",
-    "PlatformTrainerRoleArn": f"arn:aws:iam::{ACCOUNT}:role/trainer",
-    "PlatformRolloutRoleArn": f"arn:aws:iam::{ACCOUNT}:role/rollout",
     "PlatformTrainerSubnets": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
     "PlatformRolloutSubnets": "subnet-0123456789abcdef2,subnet-0123456789abcdef3",
     "PlatformTrainerSecurityGroup": "sg-0123456789abcdef0",
     "PlatformRolloutSecurityGroup": "sg-0123456789abcdef1",
     "PlatformAssignPublicIp": "true",
     "PlatformJobQueueArn": f"arn:aws:batch:us-east-1:{ACCOUNT}:job-queue/rollouts",
-    "PlatformJobDefinitionArn": f"arn:aws:batch:us-east-1:{ACCOUNT}:job-definition/rollout:3",
     "PlatformSimulationApplicationArn": f"arn:aws:robomaker:us-east-1:{ACCOUNT}:simulation-application/deepracer/1",
 }
 
 
-def resolve(value: Any) -> Any:
+# What the experiment's own resources resolve to, by type (Ref / GetAtt Arn).
+OWN_RESOURCES = {
+    "AWS::Batch::JobDefinition": f"arn:aws:batch:us-east-1:{ACCOUNT}:job-definition/rollout:3",
+    "AWS::IAM::Role": f"arn:aws:iam::{ACCOUNT}:role/experiment-job-role",
+    "AWS::Lambda::Function": f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:provider",
+}
+
+
+def resolve(value: Any, template: dict[str, Any]) -> Any:
     """Evaluate the few intrinsics the run's properties use, as CloudFormation would."""
     if isinstance(value, dict):
         if set(value) == {"Ref"}:
-            return DEPLOY_TIME_VALUES[value["Ref"]]
+            own = template["Resources"].get(value["Ref"])
+            return OWN_RESOURCES[own["Type"]] if own else DEPLOY_TIME_VALUES[value["Ref"]]
         if set(value) == {"Fn::Split"}:
             separator, text = value["Fn::Split"]
-            return resolve(text).split(separator)
+            return resolve(text, template).split(separator)
         if set(value) == {"Fn::Sub"}:
             return (
                 value["Fn::Sub"]
@@ -42,10 +48,11 @@ def resolve(value: Any) -> Any:
                 .replace("${AWS::Region}", "us-east-1")
             )
         if set(value) == {"Fn::GetAtt"}:
-            return "arn:aws:lambda:us-east-1:123456789012:function:provider"
-        return {k: resolve(v) for k, v in value.items()}
+            logical_id = value["Fn::GetAtt"][0]
+            return OWN_RESOURCES[template["Resources"][logical_id]["Type"]]
+        return {k: resolve(v, template) for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve(v) for v in value]
+        return [resolve(v, template) for v in value]
     return value
 
 
@@ -55,7 +62,7 @@ def test_synthesized_properties_parse_in_the_lambda(
 ) -> None:
     template = each_backend.experiment(experiment)
     [run] = [r for r in template["Resources"].values() if r["Type"] == "Custom::RolloutsRun"]
-    raw = resolve(run["Properties"])
+    raw = resolve(run["Properties"], template)
     raw.pop("ServiceToken")
     props = parse_properties(raw)
     assert props.experiment == experiment
@@ -88,7 +95,7 @@ def _synthesize_one(
     )
     template = synthesis.experiment(name)
     [run] = [r for r in template["Resources"].values() if r["Type"] == "Custom::RolloutsRun"]
-    raw = resolve(run["Properties"])
+    raw = resolve(run["Properties"], template)
     raw.pop("ServiceToken")
     return template, parse_properties(raw)
 

@@ -47,11 +47,15 @@ def test_per_worker_tracks_reach_the_run(batch: Synthesis) -> None:
 
 
 def test_backend_specific_run_properties(batch: Synthesis, robomaker: Synthesis) -> None:
-    batch_props = run_properties(batch.experiment("reinvent-time-trial"))
+    template = batch.experiment("reinvent-time-trial")
+    batch_props = run_properties(template)
     assert batch_props["Backend"] == "batch"
+    [own_definition] = [
+        k for k, r in template["Resources"].items() if r["Type"] == "AWS::Batch::JobDefinition"
+    ]
     assert batch_props["Batch"] == {
         "JobQueueArn": {"Ref": "PlatformJobQueueArn"},
-        "JobDefinitionArn": {"Ref": "PlatformJobDefinitionArn"},
+        "JobDefinitionArn": {"Ref": own_definition},  # the experiment's own, with its own role
         "AttemptDurationSeconds": str(120 * 60 + 1800),
         "Vcpus": "4",
         "MemoryMib": "8192",

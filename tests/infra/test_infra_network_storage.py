@@ -152,8 +152,12 @@ def test_batch_backend_scales_to_zero_with_imdsv2(batch: Synthesis) -> None:
     _, launch_template = only(template, "AWS::EC2::LaunchTemplate")
     metadata = launch_template["Properties"]["LaunchTemplateData"]["MetadataOptions"]
     assert metadata["HttpTokens"] == "required"
-    assert metadata["HttpPutResponseHopLimit"] == 1  # containers cannot reach instance metadata
-    _, job_definition = only(template, "AWS::Batch::JobDefinition")
+    assert metadata["HttpPutResponseHopLimit"] == 1
+    assert only(template, "AWS::Batch::JobQueue")
+    assert "AWS::Batch::JobDefinition" not in {r["Type"] for r in template["Resources"].values()}
+    # Each experiment registers its own job definition, with its own job role.
+    experiment = batch.experiment("reinvent-time-trial")
+    _, job_definition = only(experiment, "AWS::Batch::JobDefinition")
     container = job_definition["Properties"]["ContainerProperties"]
     assert container["Command"] == ["/opt/rollouts/rollout-entrypoint.sh"]
     # An init process passes CancelJob/TerminateJob's SIGTERM on to the entrypoint.
@@ -161,7 +165,9 @@ def test_batch_backend_scales_to_zero_with_imdsv2(batch: Synthesis) -> None:
     assert container["LogConfiguration"]["LogDriver"] == "awslogs"
     assert job_definition["Properties"]["Timeout"]["AttemptDurationSeconds"] >= 60
     assert {r["Type"] for r in container["ResourceRequirements"]} == {"VCPU", "MEMORY"}
-    assert only(template, "AWS::Batch::JobQueue")
+    role = container["JobRoleArn"]["Fn::GetAtt"]
+    assert role[0].startswith("JobsRolloutRole") and role[1] == "Arn"
+    assert experiment["Resources"][role[0]]["Type"] == "AWS::IAM::Role"
 
 
 def test_gpu_and_on_demand_settings(variant: Any) -> None:
@@ -173,7 +179,9 @@ def test_gpu_and_on_demand_settings(variant: Any) -> None:
         "g4dn.2xlarge",
         "g4dn.xlarge",
     ]
-    _, job_definition = only(template, "AWS::Batch::JobDefinition")
+    _, job_definition = only(
+        synthesis.experiment("reinvent-time-trial"), "AWS::Batch::JobDefinition"
+    )
     requirements = job_definition["Properties"]["ContainerProperties"]["ResourceRequirements"]
     assert {"Type": "GPU", "Value": "1"} in requirements
     # The image asset is staged with the GPU base image.

@@ -78,40 +78,55 @@ def test_no_wildcard_action_and_star_resource_only_where_aws_requires(
     assert checked > 20
 
 
-def test_pass_role_only_for_the_job_roles_to_their_services(each_backend: Synthesis) -> None:
-    passes = [
-        (stack, statement)
-        for stack, template in each_backend.templates.items()
-        for _policy, statement in statements(template)
-        if "iam:PassRole" in as_list(statement["Action"])
+def _role_logical_id(template: dict[str, Any], suffix: str) -> str:
+    [logical_id] = [
+        k
+        for k, r in template["Resources"].items()
+        if r["Type"] == "AWS::IAM::Role" and k.startswith(f"Jobs{suffix}")
     ]
-    expected = {"PlatformTrainerRoleArn": "sagemaker.amazonaws.com"}
-    if each_backend.backend == "robomaker":
-        expected["PlatformRolloutRoleArn"] = "robomaker.amazonaws.com"
+    return logical_id
+
+
+def test_pass_role_only_for_the_experiments_own_job_roles_to_their_services(
+    each_backend: Synthesis,
+) -> None:
     experiments = [n for n in each_backend.templates if n != "DeepRacerRollouts-Platform"]
-    assert len(passes) == len(expected) * len(experiments)
-    for stack, statement in passes:
-        assert stack != "DeepRacerRollouts-Platform"
-        assert statement["Action"] == "iam:PassRole"
-        role = statement["Resource"]["Ref"]
-        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": expected[role]}}
+    for name in experiments:
+        template = each_backend.templates[name]
+        passes = [s for _p, s in statements(template) if "iam:PassRole" in as_list(s["Action"])]
+        expected = {_role_logical_id(template, "TrainerRole"): "sagemaker.amazonaws.com"}
+        if each_backend.backend == "robomaker":
+            expected[_role_logical_id(template, "RolloutRole")] = "robomaker.amazonaws.com"
+        assert len(passes) == len(expected), name
+        for statement in passes:
+            assert statement["Action"] == "iam:PassRole"
+            role = statement["Resource"]["Fn::GetAtt"][0]
+            assert statement["Condition"] == {
+                "StringEquals": {"iam:PassedToService": expected[role]}
+            }
+    assert not [
+        s for _p, s in statements(each_backend.platform) if "iam:PassRole" in as_list(s["Action"])
+    ], "the platform passes no role"
 
 
 def test_trainer_network_interfaces_only_in_the_platform_vpc(each_backend: Synthesis) -> None:
-    [statement] = [
-        s
-        for policy, s in statements(each_backend.platform)
-        if policy.startswith("RolesTrainerRole") and "ec2:CreateNetworkInterface" in s["Action"]
+    for name, template in each_backend.templates.items():
+        if name == "DeepRacerRollouts-Platform":
+            continue
+        [statement] = [
+            s
+            for policy, s in statements(template)
+            if policy.startswith("JobsTrainerRole") and "ec2:CreateNetworkInterface" in s["Action"]
+        ]
+        condition = statement["Condition"]["ArnEquals"]["ec2:Vpc"]
+        assert {"Ref": "PlatformVpcId"} in condition["Fn::Join"][1], name
+    vpc_parameter = [
+        r
+        for r in each_backend.platform["Resources"].values()
+        if r["Type"] == "AWS::SSM::Parameter" and r["Properties"]["Name"].endswith("/vpc-id")
     ]
-    condition = statement["Condition"]["ArnEquals"]["ec2:Vpc"]
-    assert {
-        "Ref": next(
-            k
-            for k in each_backend.platform["Resources"]
-            if k.startswith("NetworkVpc")
-            and each_backend.platform["Resources"][k]["Type"] == "AWS::EC2::VPC"
-        )
-    } in (condition["Fn::Join"][1])
+    [parameter] = vpc_parameter
+    assert parameter["Properties"]["Value"]["Ref"].startswith("NetworkVpc")
 
 
 def test_fanout_touches_only_its_own_experiment(batch: Synthesis) -> None:
