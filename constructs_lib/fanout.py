@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aws_cdk import CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as s3_assets
@@ -18,6 +19,7 @@ from constructs import Construct
 
 from constructs_lib.nag import acknowledge, token_name
 from constructs_lib.platform_parameters import PlatformReference
+from constructs_lib.retention import encrypted_log_group
 from rollouts.run_properties import JobArns, RolloutSettings, TrainerSettings, run_properties
 
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
@@ -47,6 +49,7 @@ class ExperimentRun(Construct):
         wait_for: str,
         tags: Mapping[str, str],
         log_retention: logs.RetentionDays,
+        log_key: kms.IKey,
         robomaker_app_form: str = "bundle",
     ) -> None:
         super().__init__(scope, construct_id)
@@ -63,8 +66,8 @@ class ExperimentRun(Construct):
             ("OnEvent", "on_event", 2),
             ("IsComplete", "is_complete", 5),
         ):
-            log_group = logs.LogGroup(
-                self, f"{name}Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+            log_group = encrypted_log_group(
+                self, f"{name}Logs", retention=log_retention, key=log_key
             )
             handlers[name] = lambda_.Function(
                 self,
@@ -88,15 +91,12 @@ class ExperimentRun(Construct):
             query_interval=QUERY_INTERVAL,
             total_timeout=TOTAL_TIMEOUT,
             disable_waiter_state_machine_logging=False,
-            log_group=logs.LogGroup(
-                self, "ProviderLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+            log_group=encrypted_log_group(
+                self, "ProviderLogs", retention=log_retention, key=log_key
             ),
             waiter_state_machine_log_options=cr.LogOptions(
-                destination=logs.LogGroup(
-                    self,
-                    "WaiterLogs",
-                    retention=log_retention,
-                    removal_policy=RemovalPolicy.DESTROY,
+                destination=encrypted_log_group(
+                    self, "WaiterLogs", retention=log_retention, key=log_key
                 ),
                 include_execution_data=False,
                 level=sfn.LogLevel.ALL,
@@ -215,6 +215,8 @@ class ExperimentRun(Construct):
                 sid="UseDataKey",
                 actions=["kms:GenerateDataKey", "kms:Decrypt"],
                 resources=[platform.key_arn],
+                # Only for the experiment's objects, through S3.
+                conditions={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
             )
         )
         role.add_to_policy(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+
+from constructs_lib.retention import encrypted_log_group
 
 REDIS_PORT = 6379
 
@@ -40,6 +42,7 @@ class RolloutNetwork(Construct):
         az_count: int,
         egress: str,
         log_retention: logs.RetentionDays,
+        log_key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
         rollout_subnet_type = {
@@ -68,9 +71,7 @@ class RolloutNetwork(Construct):
                     name="rollouts", subnet_type=rollout_subnet_type, cidr_mask=20
                 )
             )
-        flow_log_group = logs.LogGroup(
-            self, "FlowLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-        )
+        flow_log_group = encrypted_log_group(self, "FlowLogs", retention=log_retention, key=log_key)
         self.vpc = ec2.Vpc(
             self,
             "Vpc",

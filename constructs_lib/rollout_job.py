@@ -7,15 +7,17 @@ to its own log group.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Size
+from aws_cdk import Duration, Size
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from constructs_lib.job_roles import ECR_PULL
 from constructs_lib.nag import acknowledge
+from constructs_lib.retention import encrypted_log_group
 
 ROLLOUT_ENTRYPOINT = "/opt/rollouts/rollout-entrypoint.sh"
 DEFAULT_ATTEMPT_HOURS = 24
@@ -32,11 +34,10 @@ class RolloutJobDefinition(Construct):
         job_role: iam.IRole,
         gpu: bool,
         log_retention: logs.RetentionDays,
+        log_key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-        )
+        self.log_group = encrypted_log_group(self, "Logs", retention=log_retention, key=log_key)
         container = batch.EcsEc2ContainerDefinition(
             self,
             "Container",

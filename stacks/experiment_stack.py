@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import Aws, CfnOutput, Stack, Tags
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
@@ -41,6 +42,8 @@ class ExperimentStack(Stack):
             Tags.of(self).add(key, value)
         retention = log_retention(config.log_retention_days)
         platform = PlatformReference(self, platform=platform_name)
+        # Logs are encrypted with the platform key (its policy admits CloudWatch Logs).
+        log_key = kms.Key.from_key_arn(self, "PlatformKey", platform.key_arn)
         prefix = experiment_prefix(spec.name)
 
         files = s3_assets.Asset(self, "Files", path=str(bundle_dir))
@@ -81,6 +84,7 @@ class ExperimentStack(Stack):
                 job_role=roles.rollout_role,
                 gpu=config.gpu,
                 log_retention=retention,
+                log_key=log_key,
             ).job_definition_arn
         jobs = JobArns(
             trainer_role_arn=roles.trainer_role.role_arn,
@@ -102,6 +106,7 @@ class ExperimentStack(Stack):
             robomaker_app_form=config.robomaker_app_form,
             tags=spec.tags,
             log_retention=retention,
+            log_key=log_key,
         )
         if video is not None:
             for stream in video.streams:

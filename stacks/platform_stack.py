@@ -32,14 +32,15 @@ class PlatformStack(Stack):
         self._az_count = config.az_count
         super().__init__(scope, construct_id, **kwargs)
         retention = log_retention(config.log_retention_days)
+        data = ExperimentDataStore(self, "Data")
         network = RolloutNetwork(
             self,
             "Network",
             az_count=config.az_count,
             egress=config.egress,
             log_retention=retention,
+            log_key=data.key,
         )
-        data = ExperimentDataStore(self, "Data")
         # The job roles and the Batch job definition belong to each experiment (its reward
         # function runs in its rollouts): constructs_lib/job_roles.py, rollout_job.py.
         image = SimappImage(self, "Simapp", base_image=config.simapp_image)

@@ -267,3 +267,38 @@ def test_idle_cost_estimate(batch: Synthesis, variant: Any) -> None:
     endpoints = variant("batch-endpoints")
     # 7 interface endpoints in 2 AZs.
     assert total(idle_monthly_cost(endpoints.platform)) == pytest.approx(1.60 + 14 * 0.01 * 730)
+
+
+def test_every_log_group_is_encrypted_with_the_platform_key(each_backend: Synthesis) -> None:
+    key_ids = {
+        k for k, r in each_backend.platform["Resources"].items() if r["Type"] == "AWS::KMS::Key"
+    }
+    [key_id] = key_ids
+    groups = 0
+    for stack, template in each_backend.templates.items():
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"] != "AWS::Logs::LogGroup":
+                continue
+            groups += 1
+            kms_key = resource["Properties"].get("KmsKeyId")
+            expected = (
+                {"Fn::GetAtt": [key_id, "Arn"]}
+                if stack == "DeepRacerRollouts-Platform"
+                else {"Ref": "PlatformKeyArn"}
+            )
+            assert kms_key == expected, (stack, logical_id, kms_key)
+    assert groups >= 1 + 4 * (len(each_backend.templates) - 1)
+
+
+def test_the_key_admits_cloudwatch_logs_only_for_this_accounts_log_groups(batch: Synthesis) -> None:
+    [key] = [r for r in batch.platform["Resources"].values() if r["Type"] == "AWS::KMS::Key"]
+    [logs_statement] = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s.get("Sid") == "CloudWatchLogsOfThisAccount"
+    ]
+    principal = json.dumps(logs_statement["Principal"])
+    assert "logs." in principal and ".amazonaws.com" in principal
+    context = logs_statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+    assert ":logs:" in json.dumps(context) and json.dumps(context).endswith(':log-group:*"]]}')
+    assert "kms:CreateGrant" not in logs_statement["Action"]
