@@ -7,7 +7,9 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 # No AWS account is needed to synthesize: never probe instance metadata for credentials.
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: setup synth test lint lint-templates typecheck format bench mutation clean
+.PHONY: setup synth test checkov lint lint-templates typecheck format bench mutation clean
+
+CHECKOV_VENV := .venv-checkov
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -17,6 +19,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml scripts
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	$(BIN)/python scripts/fetch_robomaker_model.py
+	touch $@
+
+# checkov pins an older boto3 than the project: it gets a virtualenv of its own.
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements-checkov.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -33,7 +42,11 @@ synth: setup
 # In parallel, one worker per core (pytest-xdist; an idle worker takes tests from a busy one).
 # Synthesis fixtures are per worker session, so each worker synthesizes what its tests need once.
 test: setup lint typecheck
-	$(BIN)/pytest -n auto --dist worksteal
+	$(BIN)/pytest -n auto --dist worksteal -m "not checkov"
+
+## checkov on every synthesized template (both backends, all experiments, every variant).
+checkov: setup $(CHECKOV_VENV)/.installed
+	$(BIN)/pytest -n auto -m checkov
 
 ## cfn-lint on the synthesized templates (settings and the one ignored rule: .cfnlintrc.yaml).
 lint-templates: synth

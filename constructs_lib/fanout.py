@@ -17,6 +17,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from constructs_lib.checkov import skip, skip_lambda_findings
 from constructs_lib.nag import acknowledge, token_name
 from constructs_lib.platform_parameters import PlatformReference
 from constructs_lib.retention import encrypted_log_group
@@ -101,6 +102,16 @@ class ExperimentRun(Construct):
                 include_execution_data=False,
                 level=sfn.LogLevel.ALL,
             ),
+        )
+        skip_lambda_findings(self)  # the two handlers and the Provider framework's functions
+        waiter_policy = provider.node.find_child("waiter-state-machine").node.find_child("Role")
+        skip(
+            waiter_policy.node.find_child("DefaultPolicy"),
+            {
+                "CKV_AWS_111": "The Provider framework's waiter logs through Step Functions log "
+                "delivery: logs:CreateLogDelivery and its companions have no resource-level "
+                "permissions (they must be granted on *)."
+            },
         )
         properties = run_properties(
             experiment=experiment,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from constructs_lib.checkov import skip_lambda_findings
 from constructs_lib.retention import encrypted_log_group
 
 REDIS_PORT = 6379
@@ -91,6 +93,12 @@ class RolloutNetwork(Construct):
                 "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)
             },
         )
+        # restrict_default_security_group adds a stack-wide custom resource provider function.
+        restrict_provider = Stack.of(self).node.try_find_child(
+            "Custom::VpcRestrictDefaultSGCustomResourceProvider"
+        )
+        if restrict_provider is not None:
+            skip_lambda_findings(restrict_provider)
         self.trainer_subnets = self.vpc.select_subnets(subnet_group_name="trainer")
         self.rollout_subnets = self.vpc.select_subnets(
             subnet_group_name="public" if egress == "public" else "rollouts"

@@ -8,6 +8,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from constructs_lib.checkov import skip
+
 
 class ExperimentDataStore(Construct):
     """Bucket + customer-managed key for models, metrics, simtraces, videos' MP4s and params.
@@ -62,6 +64,13 @@ class ExperimentDataStore(Construct):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
             removal_policy=RemovalPolicy.RETAIN,
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
+        )
+        skip(
+            self.access_logs,
+            {
+                "CKV_AWS_18": "This is the bucket that receives the data bucket's access logs; "
+                "logging it into itself would loop."
+            },
         )
         self.bucket = s3.Bucket(
             self,
