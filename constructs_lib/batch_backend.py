@@ -25,8 +25,10 @@ class BatchRolloutBackend(Construct):
         gpu: bool,
     ) -> None:
         super().__init__(scope, construct_id)
-        # IMDSv2 only, hop limit 1: the ECS agent (host network) reaches instance metadata,
-        # containers (one hop further) do not; they use their job role's credentials.
+        # IMDSv2 only, hop limit 1. This does not keep rollout containers from the instance
+        # role: Batch runs ECS-on-EC2 jobs in host network mode (AWS Batch user guide,
+        # "Networking modes for AWS Batch jobs"), so a container is no hop further than the
+        # agent. Closing that path is open work (README, "Security defaults").
         launch_template = ec2.LaunchTemplate(
             self,
             "LaunchTemplate",
@@ -79,6 +81,6 @@ class BatchRolloutBackend(Construct):
             {
                 "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
                 "AmazonEC2ContainerServiceforEC2Role]": "The ECS agent on Batch instances needs this AWS-maintained instance policy; "
-                "containers get their own job role and cannot reach instance metadata (IMDSv2, hop limit 1).",
+                "rollout containers run with their experiment's own job role.",
             },
         )
