@@ -275,6 +275,23 @@ class ExperimentRun(Construct):
                     conditions={"StringEquals": {"aws:RequestTag/rollouts:experiment": experiment}},
                 )
             )
+            # The stop statement below trusts the experiment tag, so this role must never
+            # re-tag a job that already belongs to another experiment (then cancel it). A job
+            # being submitted has no tags yet, so tagging on create is unaffected ("Null":
+            # "false" = the job already carries the tag; a negated operator alone would also
+            # match when the tag is absent).
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="NeverRetagOtherExperimentsJobs",
+                    effect=iam.Effect.DENY,
+                    actions=["batch:TagResource", "batch:UntagResource"],
+                    resources=[job_arn],
+                    conditions={
+                        "Null": {"aws:ResourceTag/rollouts:experiment": "false"},
+                        "StringNotEquals": {"aws:ResourceTag/rollouts:experiment": experiment},
+                    },
+                )
+            )
             role.add_to_policy(
                 iam.PolicyStatement(
                     sid="StopRollouts",

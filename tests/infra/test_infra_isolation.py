@@ -61,11 +61,12 @@ def test_job_roles_are_denied_every_experiments_fanout_records(each_backend: Syn
         assert len(roles) == 2, name
         denied: dict[str, set[str]] = {}
         for policy, statement in statements(template):
-            if statement.get("Effect") == "Deny":
-                for role in roles:
-                    if policy.startswith(role.removesuffix(role[-8:])):
-                        denied.setdefault(role, set()).update(_resources(statement))
-                assert set(as_list(statement["Action"])) == {"s3:PutObject", "s3:DeleteObject"}
+            if statement.get("Effect") != "Deny" or not policy.startswith("Jobs"):
+                continue
+            for role in roles:
+                if policy.startswith(role.removesuffix(role[-8:])):
+                    denied.setdefault(role, set()).update(_resources(statement))
+            assert set(as_list(statement["Action"])) == {"s3:PutObject", "s3:DeleteObject"}
         assert set(denied) == roles, name
         for resources in denied.values():
             assert any("/experiments/*/run.json" in r for r in resources)
@@ -101,3 +102,30 @@ def test_no_write_statement_is_bucket_or_experiments_wide(each_backend: Synthesi
                     resource,
                 )
                 assert "/experiments/*" not in resource, (stack, policy, resource)
+
+
+def test_no_fanout_may_retag_another_experiments_job(batch: Synthesis) -> None:
+    """Cancel/Terminate trust the experiment tag: re-tagging a job of another experiment (then
+    stopping it) is denied, tagging a job on submit is not."""
+    for name, template in _experiments(batch).items():
+        denies = [
+            s
+            for policy, s in statements(template)
+            if policy.startswith("RunRole")
+            and s.get("Effect") == "Deny"
+            and "batch:TagResource" in as_list(s["Action"])
+        ]
+        assert len(denies) == 1, name
+        [deny] = denies
+        assert deny["Condition"] == {
+            "Null": {"aws:ResourceTag/rollouts:experiment": "false"},
+            "StringNotEquals": {"aws:ResourceTag/rollouts:experiment": name},
+        }
+        [tag] = [
+            s
+            for policy, s in statements(template)
+            if policy.startswith("RunRole")
+            and s.get("Effect") == "Allow"
+            and "batch:TagResource" in as_list(s["Action"])
+        ]
+        assert tag["Condition"] == {"StringEquals": {"aws:RequestTag/rollouts:experiment": name}}
