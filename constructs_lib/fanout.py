@@ -331,6 +331,21 @@ class ExperimentRun(Construct):
                         "robomaker:TagResource",
                     ],
                     resources=[*simulation_arns, platform.simulation_application_arn],
+                    # The batch and each of its job requests carry the run's tags
+                    # (robomaker_backend.py), this experiment's among them.
+                    conditions={"StringEquals": {"aws:RequestTag/rollouts:experiment": experiment}},
+                )
+            )
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="NeverRetagOtherExperimentsRollouts",
+                    effect=iam.Effect.DENY,
+                    actions=["robomaker:TagResource", "robomaker:UntagResource"],
+                    resources=simulation_arns,
+                    conditions={
+                        "Null": {"aws:ResourceTag/rollouts:experiment": "false"},
+                        "StringNotEquals": {"aws:ResourceTag/rollouts:experiment": experiment},
+                    },
                 )
             )
             role.add_to_policy(

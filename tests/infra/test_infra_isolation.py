@@ -104,16 +104,17 @@ def test_no_write_statement_is_bucket_or_experiments_wide(each_backend: Synthesi
                 assert "/experiments/*" not in resource, (stack, policy, resource)
 
 
-def test_no_fanout_may_retag_another_experiments_job(batch: Synthesis) -> None:
-    """Cancel/Terminate trust the experiment tag: re-tagging a job of another experiment (then
-    stopping it) is denied, tagging a job on submit is not."""
-    for name, template in _experiments(batch).items():
+def test_no_fanout_may_retag_another_experiments_job(each_backend: Synthesis) -> None:
+    """Stopping trusts the experiment tag: re-tagging a job or batch of another experiment (then
+    stopping it) is denied, tagging on submit is not, and starting needs this experiment's tag."""
+    service = "batch" if each_backend.backend == "batch" else "robomaker"
+    for name, template in _experiments(each_backend).items():
         denies = [
             s
             for policy, s in statements(template)
             if policy.startswith("RunRole")
             and s.get("Effect") == "Deny"
-            and "batch:TagResource" in as_list(s["Action"])
+            and f"{service}:TagResource" in as_list(s["Action"])
         ]
         assert len(denies) == 1, name
         [deny] = denies
@@ -126,6 +127,6 @@ def test_no_fanout_may_retag_another_experiments_job(batch: Synthesis) -> None:
             for policy, s in statements(template)
             if policy.startswith("RunRole")
             and s.get("Effect") == "Allow"
-            and "batch:TagResource" in as_list(s["Action"])
+            and f"{service}:TagResource" in as_list(s["Action"])
         ]
         assert tag["Condition"] == {"StringEquals": {"aws:RequestTag/rollouts:experiment": name}}
