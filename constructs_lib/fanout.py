@@ -275,22 +275,8 @@ class ExperimentRun(Construct):
                     conditions={"StringEquals": {"aws:RequestTag/rollouts:experiment": experiment}},
                 )
             )
-            # The stop statement below trusts the experiment tag, so this role must never
-            # re-tag a job that already belongs to another experiment (then cancel it). A job
-            # being submitted has no tags yet, so tagging on create is unaffected ("Null":
-            # "false" = the job already carries the tag; a negated operator alone would also
-            # match when the tag is absent).
             role.add_to_policy(
-                iam.PolicyStatement(
-                    sid="NeverRetagOtherExperimentsJobs",
-                    effect=iam.Effect.DENY,
-                    actions=["batch:TagResource", "batch:UntagResource"],
-                    resources=[job_arn],
-                    conditions={
-                        "Null": {"aws:ResourceTag/rollouts:experiment": "false"},
-                        "StringNotEquals": {"aws:ResourceTag/rollouts:experiment": experiment},
-                    },
-                )
+                _deny_retagging("NeverRetagOtherExperimentsJobs", "batch", [job_arn], experiment)
             )
             role.add_to_policy(
                 iam.PolicyStatement(
@@ -337,15 +323,8 @@ class ExperimentRun(Construct):
                 )
             )
             role.add_to_policy(
-                iam.PolicyStatement(
-                    sid="NeverRetagOtherExperimentsRollouts",
-                    effect=iam.Effect.DENY,
-                    actions=["robomaker:TagResource", "robomaker:UntagResource"],
-                    resources=simulation_arns,
-                    conditions={
-                        "Null": {"aws:ResourceTag/rollouts:experiment": "false"},
-                        "StringNotEquals": {"aws:ResourceTag/rollouts:experiment": experiment},
-                    },
+                _deny_retagging(
+                    "NeverRetagOtherExperimentsRollouts", "robomaker", simulation_arns, experiment
                 )
             )
             role.add_to_policy(
@@ -435,3 +414,22 @@ class ExperimentRun(Construct):
                 "Provider framework grants it; limited to the framework's own functions."
             )
         acknowledge(provider, framework)
+
+
+def _deny_retagging(
+    sid: str, service: str, resources: list[str], experiment: str
+) -> iam.PolicyStatement:
+    """Stopping trusts the experiment tag, so the role must never re-tag (or untag) a job that
+    already belongs to another experiment and then stop it. Something being started has no tags
+    yet, so tagging on create is unaffected ("Null": "false" = the tag is already there; a
+    negated operator alone would also match when it is absent)."""
+    return iam.PolicyStatement(
+        sid=sid,
+        effect=iam.Effect.DENY,
+        actions=[f"{service}:TagResource", f"{service}:UntagResource"],
+        resources=resources,
+        conditions={
+            "Null": {"aws:ResourceTag/rollouts:experiment": "false"},
+            "StringNotEquals": {"aws:ResourceTag/rollouts:experiment": experiment},
+        },
+    )

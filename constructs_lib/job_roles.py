@@ -28,6 +28,42 @@ RECORD_KEYS = (f"{EXPERIMENTS_PREFIX}/*/run.json", f"{EXPERIMENTS_PREFIX}/*/fano
 ECR_PULL = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
 
 
+def grant_image_pull(role: iam.IRole, repository_arn: str) -> None:
+    """Pull the simapp image: its repository only, plus the registry login (no resource ARN)."""
+    role.add_to_principal_policy(
+        iam.PolicyStatement(sid="PullSimappImage", actions=ECR_PULL, resources=[repository_arn])
+    )
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            sid="LogInToEcr", actions=["ecr:GetAuthorizationToken"], resources=["*"]
+        )
+    )
+
+
+def _grant_service_logs(role: iam.IRole, sid: str, log_group: str) -> None:
+    """The service (SageMaker, RoboMaker) writes a job's logs under its fixed log group with the
+    job role."""
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            sid=sid,
+            actions=[
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+                "logs:DescribeLogStreams",
+            ],
+            resources=[
+                Stack.of(role).format_arn(
+                    service="logs",
+                    resource="log-group",
+                    resource_name=f"{log_group}:*",
+                    arn_format=_COLON,
+                )
+            ],
+        )
+    )
+
+
 class ExperimentJobRoles(Construct):
     """``trainer_role`` and ``rollout_role`` of one experiment (keyword-only props)."""
 
@@ -86,24 +122,8 @@ class ExperimentJobRoles(Construct):
                 )
             )
         if backend == "robomaker":
-            self.rollout_role.add_to_policy(
-                iam.PolicyStatement(
-                    sid="WriteSimulationLogs",
-                    actions=[
-                        "logs:CreateLogGroup",
-                        "logs:CreateLogStream",
-                        "logs:PutLogEvents",
-                        "logs:DescribeLogStreams",
-                    ],
-                    resources=[
-                        stack.format_arn(
-                            service="logs",
-                            resource="log-group",
-                            resource_name="/aws/robomaker/SimulationJobs:*",
-                            arn_format=_COLON,
-                        )
-                    ],
-                )
+            _grant_service_logs(
+                self.rollout_role, "WriteSimulationLogs", "/aws/robomaker/SimulationJobs"
             )
         self._acknowledge(
             experiment_prefix, pretrained_reads, backend, rollouts_pull=pull_image_for_rollouts
@@ -161,41 +181,12 @@ class ExperimentJobRoles(Construct):
         )
 
     def _grant_image_pull(self, role: iam.Role) -> None:
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="PullSimappImage",
-                actions=ECR_PULL,
-                resources=[self._platform.image_repository_arn],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="LogInToEcr", actions=["ecr:GetAuthorizationToken"], resources=["*"]
-            )
-        )
+        grant_image_pull(role, self._platform.image_repository_arn)
 
     def _grant_trainer_runtime(self, stack: Stack) -> None:
         role = self.trainer_role
         # SageMaker writes the trainer's logs and metrics with the job role.
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="WriteTrainingLogs",
-                actions=[
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                    "logs:CreateLogGroup",
-                    "logs:DescribeLogStreams",
-                ],
-                resources=[
-                    stack.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name="/aws/sagemaker/TrainingJobs:*",
-                        arn_format=_COLON,
-                    )
-                ],
-            )
-        )
+        _grant_service_logs(role, "WriteTrainingLogs", "/aws/sagemaker/TrainingJobs")
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="PutTrainingMetrics",

@@ -15,7 +15,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from constructs_lib.job_roles import ECR_PULL
+from constructs_lib.job_roles import grant_image_pull
 from constructs_lib.nag import acknowledge
 from constructs_lib.retention import encrypted_log_group
 
@@ -71,16 +71,7 @@ class RolloutJobDefinition(Construct):
             propagate_tags=True,
         )
         if container.execution_role is not None:
-            container.execution_role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    sid="PullSimappImage", actions=ECR_PULL, resources=[image_repository_arn]
-                )
-            )
-            container.execution_role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    sid="LogInToEcr", actions=["ecr:GetAuthorizationToken"], resources=["*"]
-                )
-            )
+            grant_image_pull(container.execution_role, image_repository_arn)
             acknowledge(
                 container.execution_role,
                 {

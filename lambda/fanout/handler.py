@@ -666,7 +666,7 @@ def _note_wait(clients: Clients, retry: Retrier, progress: Progress, cause: str)
     try:
         record = _store(clients, retry, props).create(
             run.run_id,
-            _ancestors(clients, retry, progress),
+            lambda: _ancestors(clients, retry, progress),
         )
         waiting = record.document.get("waiting")
         same = isinstance(waiting, Mapping) and waiting.get("cause") == cause
@@ -795,7 +795,9 @@ def _start_trainer(clients: Clients, retry: Retrier, progress: Progress, old_pro
     # The record exists before anything starts (a refused write fails the run here, with
     # nothing started): Delete and later sweeps find the run by it.
     try:
-        _store(clients, retry, props).create(run.run_id, _ancestors(clients, retry, progress))
+        _store(clients, retry, props).create(
+            run.run_id, lambda: _ancestors(clients, retry, progress)
+        )
     except Exception as error:
         raise _record_error(run, error) from error
     previous = progress.previous_run

@@ -18,7 +18,7 @@ there; docs/fanout-contract.md, "Records").
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -93,12 +93,13 @@ class Store:
         )
         return Record(document=document, etag=etag)
 
-    def create(self, rid: str, ancestors: list[str]) -> Record:
-        """The run's record, created if absent (an earlier invocation of the run may have)."""
+    def create(self, rid: str, ancestors: Callable[[], list[str]]) -> Record:
+        """The run's record, created if absent (an earlier invocation of the run may have);
+        ``ancestors`` is asked only then (it reads the previous run's record)."""
         found = self.read(rid)
         if found.exists:
             return found
-        document = {"runId": rid, "ancestors": ancestors[:MAX_ANCESTORS]}
+        document = {"runId": rid, "ancestors": ancestors()[:MAX_ANCESTORS]}
         try:
             return self.update(Record(document={}, etag=None), document)
         except ClientError as error:

@@ -158,6 +158,13 @@ def make_event(
     return event
 
 
+def make_update(
+    new: dict[str, Any], old: dict[str, Any], physical_id: str, request_id: str = "req-2"
+) -> dict[str, Any]:
+    """An Update of run ``physical_id`` from ``old`` to ``new`` properties."""
+    return make_event("Update", new, request_id=request_id, physical_id=physical_id, old_props=old)
+
+
 def client_error(code: str, status: int, operation: str = "PutObject") -> Exception:
     """A botocore ClientError as a service answers it (code and HTTP status)."""
     from botocore.exceptions import ClientError

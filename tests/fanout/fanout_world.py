@@ -10,6 +10,10 @@ from fanout_builders import ASSET_BUCKET, ASSET_KEY, BUCKET, PREFIX, make_event
 from fanout_fakecloud import FakeCloud
 
 
+class LambdaTimedOut(BaseException):
+    """The Lambda runtime ending an invocation at its timeout: no except clause runs."""
+
+
 @dataclass
 class World:
     """Everything a handler test touches: the fake cloud, moto S3 and the recorded sleeps."""

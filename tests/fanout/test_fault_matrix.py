@@ -23,7 +23,7 @@ from fanout_builders import (
     make_event,
     make_props,
 )
-from fanout_world import World
+from fanout_world import LambdaTimedOut, World
 
 # The documented values (README, "The fan-out"), stated here so that a change of them in the
 # code under test is noticed: is_complete runs for 5 minutes and keeps 90 s of them for stopping
@@ -32,10 +32,6 @@ from fanout_world import World
 IS_COMPLETE_TIMEOUT = 300.0
 CLEANUP_RESERVE = 90.0
 WAIT_LIMIT = 38 * 60.0
-
-
-class LambdaTimedOut(BaseException):
-    """The Lambda runtime ending is_complete at its timeout: no except clause runs."""
 
 
 def _poll_killed_right_after_submit(

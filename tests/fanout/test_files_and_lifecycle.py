@@ -25,6 +25,7 @@ from fanout_builders import (
     make_asset,
     make_event,
     make_props,
+    make_update,
     yaml_for,
 )
 from fanout_world import World
@@ -129,7 +130,7 @@ def test_two_runs_of_one_experiment_share_no_model_or_ip(world: World) -> None:
     world.put_asset(make_asset(old["Worlds"]))
     old_id = world.deploy(old)[0]["PhysicalResourceId"]
     new = {**old, "Tags": {"team": "research", "try": "2"}}
-    update = _update(new, old, old_id)
+    update = make_update(new, old, old_id)
     result = handler.on_event(update, None)
     world.poll(new, result, event=update)
     new_id = result["PhysicalResourceId"]
@@ -316,10 +317,6 @@ def test_delete_and_noop_is_complete_make_no_calls(world: World) -> None:
 # --------------------------------------------------------------------------- update
 
 
-def _update(new: dict, old: dict, physical_id: str, request_id: str = "req-2") -> dict[str, Any]:
-    return make_event("Update", new, request_id=request_id, physical_id=physical_id, old_props=old)
-
-
 def _active_batch_names(world: World) -> list[str]:
     return [world.cloud.batch_jobs[j]["jobName"] for j in world.cloud.active_batch_jobs()]
 
@@ -331,7 +328,7 @@ def test_update_with_identical_properties_is_a_noop(world: World) -> None:
     world.cloud.calls.clear()
     new_token = {**props, "ServiceToken": props["ServiceToken"] + "-v2"}
 
-    update = _update(new_token, props, created["PhysicalResourceId"])
+    update = make_update(new_token, props, created["PhysicalResourceId"])
     result = handler.on_event(update, None)
 
     assert result["PhysicalResourceId"] == created["PhysicalResourceId"]
@@ -347,7 +344,7 @@ def test_update_with_changed_properties_stops_the_old_run_and_starts_a_new_one(
     world.put_asset(make_asset(old["Worlds"]))
     old_id = world.deploy(old)[0]["PhysicalResourceId"]
     new = {**old, "Tags": {"team": "research", "try": "2"}}
-    update = _update(new, old, old_id)
+    update = make_update(new, old, old_id)
 
     result = handler.on_event(update, None)
 
@@ -397,14 +394,14 @@ def test_update_that_cannot_be_planned_changes_nothing(
     keys = {k: world.read(k) for k in world.listing()}
 
     with pytest.raises(FanoutError, match=error):
-        handler.on_event(_update({**old, **change}, old, old_id), None)
+        handler.on_event(make_update({**old, **change}, old, old_id), None)
 
     assert world.cloud.calls == [] and world.cloud.active_trainers() == [old_id]
     assert _active_batch_names(world) == [old_id]
     assert {k: world.read(k) for k in world.listing()} == keys
 
     # CloudFormation rolls back with the old properties: the old run is still the one.
-    rollback = _update(old, {**old, **change}, old_id, request_id="req-rollback")
+    rollback = make_update(old, {**old, **change}, old_id, request_id="req-rollback")
     result = handler.on_event(rollback, None)
     assert result["PhysicalResourceId"] == old_id and result["NoOp"] is True
     assert result["Data"]["RunId"] == old_id
@@ -421,7 +418,7 @@ def _run_then_update(
     world.put_asset(make_asset(old["Worlds"]))
     old_id = world.deploy(old)[0]["PhysicalResourceId"]
     new = {**old, "Tags": {"try": "2"}}
-    update = _update(new, old, old_id)
+    update = make_update(new, old, old_id)
     return old, new, old_id, update, handler.on_event(update, None)
 
 
@@ -444,7 +441,7 @@ def test_failed_update_stops_both_runs_and_the_rollback_starts_the_old_propertie
     world.put_asset(make_asset(old["Worlds"]))
     old_id = world.deploy(old)[0]["PhysicalResourceId"]
     new = {**old, "WaitFor": "RUNNING"}
-    update = _update(new, old, old_id)
+    update = make_update(new, old, old_id)
     result = handler.on_event(update, None)
     new_id = result["PhysicalResourceId"]
     world.cloud.inject("SubmitJob", "ClientException", message="queue disabled")
@@ -455,7 +452,7 @@ def test_failed_update_stops_both_runs_and_the_rollback_starts_the_old_propertie
 
     # Rollback: an Update back to the old properties is a new run with those properties.
     physical = old_id if rollback_names == "old id" else new_id
-    rollback = _update(old, new, physical, request_id="req-rollback")
+    rollback = make_update(old, new, physical, request_id="req-rollback")
     back = handler.on_event(rollback, None)
     back_id = back["PhysicalResourceId"]
     assert back_id not in (old_id, new_id) and back["PreviousRunId"] == physical
@@ -596,7 +593,7 @@ def test_update_whose_old_run_cannot_be_stopped_and_its_rollback_on_the_failed_i
     assert manifest["supersededBy"] == r2
     assert [e["runId"] for e in manifest["unstoppedRuns"]] == [r1]
 
-    rollback = _update(old, new, r2, request_id="req-rollback")
+    rollback = make_update(old, new, r2, request_id="req-rollback")
     back = handler.on_event(rollback, None)
     r3 = back["PhysicalResourceId"]
     assert r3 not in (r1, r2) and back["PreviousRunId"] == r2
@@ -628,7 +625,7 @@ def test_update_stops_nothing_when_run_json_cannot_be_read(world: World) -> None
     old_id = world.deploy(old)[0]["PhysicalResourceId"]
     world.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/run.json", Body=b"{not json")
     new = {**old, "Tags": {"try": "2"}}
-    update = _update(new, old, old_id)
+    update = make_update(new, old, old_id)
     result = handler.on_event(update, None)
 
     with pytest.raises(StartError, match=r"JSONDecodeError|Expecting"):
@@ -645,7 +642,7 @@ def test_changing_the_backend_is_refused_and_touches_nothing(world: World) -> No
     new = make_props(2, "robomaker")
 
     with pytest.raises(FanoutError) as raised:
-        handler.on_event(_update(new, old, old_id), None)
+        handler.on_event(make_update(new, old, old_id), None)
 
     assert "destroy the experiment stack and deploy it again to change the rollout backend" in str(
         raised.value
@@ -654,7 +651,7 @@ def test_changing_the_backend_is_refused_and_touches_nothing(world: World) -> No
     assert world.cloud.calls == [], "nothing stopped, nothing started"
     assert world.cloud.active_trainers() == [old_id] and _active_batch_names(world) == [old_id]
     # The rollback (old properties, old id) recognises the old run: a no-op.
-    rollback = _update(old, new, old_id, request_id="req-rollback")
+    rollback = make_update(old, new, old_id, request_id="req-rollback")
     assert handler.on_event(rollback, None)["NoOp"] is True
 
 
@@ -743,7 +740,7 @@ def test_a_noop_update_answers_within_4kb_whatever_run_json_holds(world: World) 
     world.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/run.json", Body=json.dumps(record))
     new_token = {**props, "ServiceToken": props["ServiceToken"] + "-v2"}
 
-    result = handler.on_event(_update(new_token, props, run_id), None)
+    result = handler.on_event(make_update(new_token, props, run_id), None)
 
     assert len(json.dumps(result)) < 4096
     assert "Extra" not in result["Data"] and "TrainingJobArn" not in result["Data"]

@@ -17,7 +17,8 @@ Invariants, after every step:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,15 +27,11 @@ from conftest import SharedClients, fake_world
 from fanout import batch_backend, handler, robomaker_backend, trainer
 from fanout.errors import MAX_REASON, FanoutError
 from fanout_builders import make_asset, make_event, make_props
-from fanout_world import World
+from fanout_world import LambdaTimedOut, World
 from hypothesis import given
 from hypothesis import strategies as st
 
 THROTTLED_OPS = ("SubmitJob", "ListJobs", "StopTrainingJob", "StartSimulationJobBatch")
-
-
-class LambdaTimedOut(BaseException):
-    """The Lambda runtime ending an invocation: no except clause runs."""
 
 
 STEP = st.one_of(
@@ -198,12 +195,15 @@ class Stack:
             self.update(self.current, waiter.replaced[1], waiter.props, kind="rollback")
         # A failed rollback or Delete leaves the stack as it is (the user retries).
 
-    def killing(self) -> Any:
+    @contextmanager
+    def killing(self) -> Iterator[None]:
         """A context in which the next trainer or rollouts start call, right after it took
         effect, kills the Lambda or runs another step (once)."""
         during, self.during = self.during, None
-        patch = pytest.MonkeyPatch()
-        if during is not None:
+        with pytest.MonkeyPatch.context() as patch:
+            if during is None:
+                yield
+                return
             target, step = during
             module, name = {
                 "trainer": (trainer, "create"),
@@ -227,7 +227,7 @@ class Stack:
                 return result
 
             patch.setattr(module, name, interleaved)
-        return _Undo(patch)
+            yield
 
     # ------------------------------------------------------------ invariants
     def check(self) -> None:
@@ -242,17 +242,6 @@ class Stack:
         assert not (running & self.deleted), f"{running & self.deleted} run after their Delete"
         for reason in self.reasons:
             assert "\n" not in reason and 0 < len(reason) <= MAX_REASON, reason
-
-
-class _Undo:
-    def __init__(self, patch: pytest.MonkeyPatch) -> None:
-        self.patch = patch
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        self.patch.undo()
 
 
 def test_fanout_invariants_hold_over_random_sequences(

@@ -15,17 +15,13 @@ import pytest
 from fanout import batch_backend, handler, records, robomaker_backend, trainer
 from fanout.errors import StartError
 from fanout.retry import Retrier
-from fanout_builders import BUCKET, PREFIX, make_asset, make_event, make_props
-from fanout_world import World
+from fanout_builders import BUCKET, PREFIX, make_asset, make_event, make_props, make_update
+from fanout_world import LambdaTimedOut, World
 
 # The documented value (README, "The fan-out"): a start attempt whose outcome is unknown is
 # watched for 38 minutes, the run's wait limit.
 ATTEMPT_HORIZON = 38 * 60.0
 POLL_INTERVAL = 30.0  # the Provider's query interval
-
-
-class LambdaTimedOut(BaseException):
-    """The Lambda runtime ending an invocation: no except clause runs."""
 
 
 def _after(
@@ -53,10 +49,6 @@ def _killed_after(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> No
 
 def _delete(props: dict[str, Any], rid: str) -> dict[str, Any]:
     return make_event("Delete", props, physical_id=rid, request_id="req-del")
-
-
-def _update(new: dict, old: dict, physical_id: str, request_id: str) -> dict[str, Any]:
-    return make_event("Update", new, request_id=request_id, physical_id=physical_id, old_props=old)
 
 
 def _rollouts_started(world: World) -> int:
@@ -129,10 +121,10 @@ def test_a_cancelled_update_whose_poll_outlives_the_rollback_starts_nothing(
     world.put_asset(make_asset(old["Worlds"]))
     x = world.deploy(old)[0]["PhysicalResourceId"]
     new = {**old, "WaitFor": "RUNNING"}
-    to_y = _update(new, old, x, "req-2")
+    to_y = make_update(new, old, x, "req-2")
     y = handler.on_event(to_y, None)
     # Cancelled before Y's first poll: CloudFormation rolls back, naming Y.
-    back = _update(old, new, y["PhysicalResourceId"], "req-rollback")
+    back = make_update(old, new, y["PhysicalResourceId"], "req-rollback")
     z = handler.on_event(back, None)
     assert world.poll(old, z, event=back)["IsComplete"] is True
 
@@ -153,9 +145,9 @@ def test_a_rollback_that_lands_while_the_cancelled_update_creates_its_trainer(
     world.put_asset(make_asset(old["Worlds"]))
     x = world.deploy(old)[0]["PhysicalResourceId"]
     new = {**old, "WaitFor": "RUNNING"}
-    to_y = _update(new, old, x, "req-2")
+    to_y = make_update(new, old, x, "req-2")
     y = handler.on_event(to_y, None)
-    back = _update(old, new, y["PhysicalResourceId"], "req-rollback")
+    back = make_update(old, new, y["PhysicalResourceId"], "req-rollback")
     rolled_back: list[dict[str, Any]] = []
 
     def rollback() -> None:
@@ -181,9 +173,9 @@ def test_a_rollback_that_keeps_the_old_run_stops_every_other_live_run(world: Wor
     assert world.running() == {w, x}
     broken = {**old, "RolloutCount": "3", "Worlds": ["reInvent2019_track"] * 3}
     with pytest.raises(Exception, match="worker_params"):
-        handler.on_event(_update(broken, old, x, "req-2"), None)
+        handler.on_event(make_update(broken, old, x, "req-2"), None)
 
-    back = _update(old, broken, x, "req-rollback")
+    back = make_update(old, broken, x, "req-rollback")
     kept = handler.on_event(back, None)
     assert kept["PhysicalResourceId"] == x and kept["NoOp"] is True
     assert world.poll(old, kept, event=back) == {"IsComplete": True}
@@ -220,7 +212,7 @@ def test_the_cleanup_delete_of_a_replaced_run_spares_the_current_one(world: Worl
     _mark(world, w)
     x = world.deploy(old)[0]["PhysicalResourceId"]
     new = {**old, "Tags": {"team": "other"}}
-    to_y = _update(new, old, x, "req-2")
+    to_y = make_update(new, old, x, "req-2")
     y = handler.on_event(to_y, None)
     assert world.poll(new, y, event=to_y)["IsComplete"] is True
     assert w not in world.running(), "Y's start swept the marked leftover too"
