@@ -21,8 +21,10 @@ from rollouts.naming import EXPERIMENTS_PREFIX
 
 _COLON = ArnFormat.COLON_RESOURCE_NAME
 ROLLOUT_SERVICE = {"batch": "ecs-tasks.amazonaws.com", "robomaker": "robomaker.amazonaws.com"}
-# The simapp's S3 calls (markov/s3_boto_data_store.py, botocore uploads of checkpoints, metrics,
-# simtraces, videos): reads, writes, the .lock/.ready files it deletes again, multipart uploads.
+# The simapp's S3 calls (deepracer-simapp v6.0.5 bundle/markov/boto/s3/s3_client.py:
+# download_file, upload_file/upload_fileobj, put_object, delete_object, list_objects_v2) for
+# checkpoints, metrics, simtraces and videos: reads, writes, the lock and ready files it deletes
+# again, multipart uploads.
 DATA_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
 RECORD_KEYS = (f"{EXPERIMENTS_PREFIX}/*/run.json", f"{EXPERIMENTS_PREFIX}/*/fanout/*")
 ECR_PULL = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
