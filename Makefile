@@ -41,8 +41,9 @@ synth: setup
 ## Run the whole test suite: lint, types, unit, snapshot, policy, handler and CLI tests.
 # In parallel, one worker per core (pytest-xdist; an idle worker takes tests from a busy one).
 # Synthesis fixtures are per worker session, so each worker synthesizes what its tests need once.
-test: setup lint typecheck
-	$(BIN)/pytest -n auto --dist worksteal -m "not checkov"
+# checkov (its own virtualenv) runs inside the suite, on every synthesized template.
+test: setup $(CHECKOV_VENV)/.installed lint typecheck
+	$(BIN)/pytest -n auto --dist worksteal
 
 ## checkov on every synthesized template (both backends, all experiments, every variant).
 checkov: setup $(CHECKOV_VENV)/.installed

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rollouts.fargate import rollout_compute_problems
 from rollouts.naming import platform_stack_name, stack_name
 from rollouts.platform import PlatformConfig, PlatformConfigError, load_platform_config
 from rollouts.render import write_bundle
@@ -81,11 +82,22 @@ def resolve_config(context: Mapping[str, Any]) -> AppConfig:
         specs = load_experiments(files, display_root=ROOT)
     except SpecError as error:
         raise ConfigError(str(error)) from None
+    problems = [
+        problem
+        for spec in specs
+        for problem in rollout_compute_problems(spec, platform, file=_shown(spec.source))
+    ]
+    if problems:
+        raise ConfigError("\n".join(problems))
     return AppConfig(
         platform=platform,
         platform_name=platform_name,
         experiments=tuple(sorted(specs, key=lambda s: s.name)),
     )
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def build_app(

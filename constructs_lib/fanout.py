@@ -21,7 +21,12 @@ from constructs_lib.checkov import skip, skip_lambda_findings
 from constructs_lib.nag import acknowledge, token_name
 from constructs_lib.platform_parameters import PlatformReference
 from constructs_lib.retention import encrypted_log_group
-from rollouts.run_properties import JobArns, RolloutSettings, TrainerSettings, run_properties
+from rollouts.run_properties import (
+    ExperimentResources,
+    RolloutSettings,
+    TrainerSettings,
+    run_properties,
+)
 
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
 LAMBDA_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_cache"]
@@ -43,7 +48,7 @@ class ExperimentRun(Construct):
         backend: str,
         prefix: str,
         platform: PlatformReference,
-        jobs: JobArns,
+        jobs: ExperimentResources,
         files: s3_assets.Asset,
         trainer: TrainerSettings,
         rollouts: RolloutSettings,
@@ -165,7 +170,7 @@ class ExperimentRun(Construct):
         backend: str,
         prefix: str,
         platform: PlatformReference,
-        jobs: JobArns,
+        jobs: ExperimentResources,
         files: s3_assets.Asset,
         pretrained_reads: list[str],
     ) -> None:
@@ -263,7 +268,7 @@ class ExperimentRun(Construct):
                 iam.PolicyStatement(
                     sid="SubmitRollouts",
                     actions=["batch:SubmitJob"],
-                    resources=[platform.job_queue_arn, jobs.job_definition_arn],
+                    resources=[jobs.job_queue_arn, jobs.job_definition_arn],
                 )
             )
             job_arn = stack.format_arn(service="batch", resource="job", resource_name="*")

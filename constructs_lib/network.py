@@ -1,4 +1,4 @@
-"""The rollout network: VPC, subnets per role, S3 gateway endpoint, the two security groups."""
+"""The rollout network: VPC, subnets per role, S3 gateway endpoint, rollouts' shared egress group."""
 
 from __future__ import annotations
 
@@ -11,16 +11,15 @@ from constructs import Construct
 from constructs_lib.checkov import skip_lambda_findings
 from constructs_lib.retention import encrypted_log_group
 
-REDIS_PORT = 6379
-
 # Interface endpoints that rollouts need when they have no internet route (egress "endpoints").
+# Fargate tasks (platform 1.4.0+) pull images and send logs through their own network interface,
+# so they need ECR (api and dkr), the S3 gateway endpoint and CloudWatch Logs (Amazon ECS
+# developer guide, "Amazon ECS interface VPC endpoints (AWS PrivateLink)"); no ECS agent runs in
+# them, so the ECS agent and telemetry endpoints of EC2 container instances are not needed.
 ROLLOUT_INTERFACE_ENDPOINTS = (
     ("Ecr", ec2.InterfaceVpcEndpointAwsService.ECR),
     ("EcrDocker", ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER),
     ("Logs", ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS),
-    ("Ecs", ec2.InterfaceVpcEndpointAwsService.ECS),
-    ("EcsAgent", ec2.InterfaceVpcEndpointAwsService.ECS_AGENT),
-    ("EcsTelemetry", ec2.InterfaceVpcEndpointAwsService.ECS_TELEMETRY),
     ("KinesisVideo", ec2.InterfaceVpcEndpointAwsService("kinesisvideo")),
 )
 
@@ -32,7 +31,7 @@ class RolloutNetwork(Construct):
     - ``public`` (default, no idle cost): rollouts in public subnets with public IPs and a security
       group without any inbound rule; trainer in isolated subnets, S3 through the gateway endpoint.
     - ``nat``: rollouts in private subnets behind one NAT gateway.
-    - ``endpoints``: rollouts in isolated subnets reaching ECR, ECS, logs and video through
+    - ``endpoints``: rollouts in isolated subnets reaching ECR, logs and video through
       interface endpoints (no internet at all).
     """
 
@@ -105,38 +104,21 @@ class RolloutNetwork(Construct):
         )
         self.assign_public_ip = egress == "public"
 
-        self.trainer_security_group = ec2.SecurityGroup(
+        # Every experiment brings its own trainer and rollout security groups
+        # (constructs_lib/experiment_network.py): a trainer's Redis admits only its own
+        # experiment's rollouts. This shared group carries what all rollouts need alike,
+        # HTTPS out, and is the one the interface endpoints admit; it opens no port of anything.
+        self.rollout_egress_security_group = ec2.SecurityGroup(
             self,
-            "TrainerSecurityGroup",
+            "RolloutEgressSecurityGroup",
             vpc=self.vpc,
             allow_all_outbound=False,
-            description="DeepRacer trainer: Redis 6379 from rollouts only; HTTPS out to S3",
-        )
-        self.rollout_security_group = ec2.SecurityGroup(
-            self,
-            "RolloutSecurityGroup",
-            vpc=self.vpc,
-            allow_all_outbound=False,
-            description="DeepRacer rollouts: no inbound; out to the trainer Redis and HTTPS",
-        )
-        self.trainer_security_group.add_ingress_rule(
-            self.rollout_security_group,
-            ec2.Port.tcp(REDIS_PORT),
-            "Redis experience stream from rollout workers",
-        )
-        # Trainer subnets are isolated: their only route out is the S3 gateway endpoint, so HTTPS
-        # "anywhere" reaches S3 and nothing else (the S3 prefix-list id differs per region and
-        # would need a synth-time lookup).
-        self.trainer_security_group.add_egress_rule(
-            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "S3 via the gateway endpoint (isolated subnets)"
-        )
-        self.rollout_security_group.add_egress_rule(
-            self.trainer_security_group, ec2.Port.tcp(REDIS_PORT), "Redis on the trainer"
+            description="DeepRacer rollouts of every experiment: no inbound; HTTPS out",
         )
         # HTTPS to "anywhere": in the "endpoints" mode the subnets are isolated, so it reaches the
         # interface endpoints and S3 (gateway endpoint on public S3 addresses: ECR image layers
         # and all training data live there) and nothing else.
-        self.rollout_security_group.add_egress_rule(
+        self.rollout_egress_security_group.add_egress_rule(
             ec2.Peer.any_ipv4(),
             ec2.Port.tcp(443),
             "HTTPS to ECR, S3, CloudWatch Logs and Kinesis Video",
@@ -151,7 +133,9 @@ class RolloutNetwork(Construct):
                 description="Interface endpoints: HTTPS from rollouts",
             )
             endpoint_sg.add_ingress_rule(
-                self.rollout_security_group, ec2.Port.tcp(443), "HTTPS from rollout workers"
+                self.rollout_egress_security_group,
+                ec2.Port.tcp(443),
+                "HTTPS from rollout workers",
             )
             for name, service in ROLLOUT_INTERFACE_ENDPOINTS:
                 self.vpc.add_interface_endpoint(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import cached_property
 
-from aws_cdk import CfnParameter, Fn, Stack
+from aws_cdk import CfnParameter, Stack
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
@@ -27,13 +27,16 @@ PLATFORM_KEYS = (
     "image-repository-arn",
     "vpc-id",
     "trainer-subnets",
-    "trainer-security-group",
     "rollout-subnets",
-    "rollout-security-group",
+    "rollout-egress-security-group",
     "assign-public-ip",
-    "job-queue-arn",
     "simulation-application-arn",
 )
+
+
+# Subnet lists are StringList parameters, read as List<AWS::EC2::Subnet::Id>: CloudFormation
+# checks each id, and a Batch compute environment takes the list as it is.
+LIST_KEYS = ("trainer-subnets", "rollout-subnets")
 
 
 def parameter_name(platform: str, key: str) -> str:
@@ -44,20 +47,37 @@ class PlatformParameters(Construct):
     """Writes the platform's values (``values`` must cover exactly ``PLATFORM_KEYS``)."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, platform: str, values: Mapping[str, str]
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        platform: str,
+        values: Mapping[str, str | list[str]],
     ) -> None:
         super().__init__(scope, construct_id)
         missing = sorted(set(PLATFORM_KEYS) ^ set(values))
         if missing:
             raise ValueError(f"platform parameters: keys do not match PLATFORM_KEYS: {missing}")
         for key in PLATFORM_KEYS:
-            ssm.StringParameter(
-                self,
-                key,
-                parameter_name=parameter_name(platform, key),
-                string_value=values[key],
-                description=f"DeepRacer Rollouts platform '{platform}': {key}",
-            )
+            value = values[key]
+            name = parameter_name(platform, key)
+            description = f"DeepRacer Rollouts platform '{platform}': {key}"
+            if key in LIST_KEYS:
+                if not isinstance(value, list):
+                    raise ValueError(f"platform parameters: {key} must be a list")
+                ssm.StringListParameter(
+                    self,
+                    key,
+                    parameter_name=name,
+                    string_list_value=value,
+                    description=description,
+                )
+            else:
+                if not isinstance(value, str):
+                    raise ValueError(f"platform parameters: {key} must be a string")
+                ssm.StringParameter(
+                    self, key, parameter_name=name, string_value=value, description=description
+                )
 
 
 class PlatformReference:
@@ -71,17 +91,23 @@ class PlatformReference:
         self._scope = scope
         self._platform = platform
 
-    def _value(self, key: str) -> str:
+    def _parameter(self, key: str, value_type: str) -> CfnParameter:
         # A readable logical id ("PlatformBucketName") instead of CDK's hashed one keeps the
         # template, the console's parameter list and policy findings legible.
         logical_id = "Platform" + "".join(part.capitalize() for part in key.split("-"))
         return CfnParameter(
             Stack.of(self._scope),
             logical_id,
-            type="AWS::SSM::Parameter::Value<String>",
+            type=f"AWS::SSM::Parameter::Value<{value_type}>",
             default=parameter_name(self._platform, key),
             description=f"SSM parameter holding the platform's {key}",
-        ).value_as_string
+        )
+
+    def _value(self, key: str) -> str:
+        return self._parameter(key, "String").value_as_string
+
+    def _subnets(self, key: str) -> list[str]:
+        return self._parameter(key, "List<AWS::EC2::Subnet::Id>").value_as_list
 
     @cached_property
     def bucket_name(self) -> str:
@@ -105,27 +131,19 @@ class PlatformReference:
 
     @cached_property
     def trainer_subnets(self) -> list[str]:
-        return Fn.split(",", self._value("trainer-subnets"))
-
-    @cached_property
-    def trainer_security_group(self) -> str:
-        return self._value("trainer-security-group")
+        return self._subnets("trainer-subnets")
 
     @cached_property
     def rollout_subnets(self) -> list[str]:
-        return Fn.split(",", self._value("rollout-subnets"))
+        return self._subnets("rollout-subnets")
 
     @cached_property
-    def rollout_security_group(self) -> str:
-        return self._value("rollout-security-group")
+    def rollout_egress_security_group(self) -> str:
+        return self._value("rollout-egress-security-group")
 
     @cached_property
     def assign_public_ip(self) -> str:
         return self._value("assign-public-ip")
-
-    @cached_property
-    def job_queue_arn(self) -> str:
-        return self._value("job-queue-arn")
 
     @cached_property
     def simulation_application_arn(self) -> str:

@@ -236,8 +236,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     try:
         context = plan.load_context(cdk_json, _context_overrides(args.context))
         platform = plan.platform_summary(context)
+        problems = plan.compute_problems(spec, context, file=str(args.file))
     except ValueError as error:
         raise CliError(str(error), EXIT_USAGE) from None
+    if problems:
+        raise CliError("\n".join(problems), EXIT_USAGE)
     document = plan.build_plan(spec, platform)
     document["platform_context"] = str(cdk_json) if cdk_json else None
     if args.requests is not None:
@@ -298,10 +301,9 @@ def _print_plan(p: dict[str, Any]) -> None:
         f"\nRollouts: {r['count']} x {r['service']}, {r['vcpus']} vCPU / {r['memory_mib']} MiB "
         f"each ({r['total_vcpus']} vCPU in total)"
     )
-    if "rollout_instance_types" in r:
+    if "rollout_compute" in r:
         print(
-            f"  instances {', '.join(r['rollout_instance_types'])}"
-            f"{' (spot)' if r['spot'] else ''}{' with GPU' if r['gpu'] else ''}; "
+            f"  compute {r['rollout_compute']}{' with GPU' if r['gpu'] else ''}; "
             f"image {r['simapp_image']}"
         )
     e = p["episodes"]

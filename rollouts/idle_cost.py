@@ -56,9 +56,12 @@ def idle_monthly_cost(template: Mapping[str, Any]) -> list[CostLine]:
     keys = of_type("AWS::KMS::Key")
     if keys:
         lines.append(CostLine("KMS customer-managed key", len(keys), len(keys) * KMS_KEY_MONTHLY))
-    if of_type("AWS::Batch::ComputeEnvironment") or of_type(
-        "AWS::RoboMaker::SimulationApplication"
-    ):
+    image_parameters = [
+        r
+        for r in of_type("AWS::SSM::Parameter")
+        if str(r.get("Properties", {}).get("Name", "")).endswith("/image-uri")
+    ]
+    if image_parameters:
         lines.append(
             CostLine(
                 f"simapp image in ECR (~{SIMAPP_IMAGE_GB:g} GB)",
@@ -66,13 +69,6 @@ def idle_monthly_cost(template: Mapping[str, Any]) -> list[CostLine]:
                 SIMAPP_IMAGE_GB * ECR_GB_MONTHLY,
             )
         )
-    always_on = [
-        r
-        for r in of_type("AWS::Batch::ComputeEnvironment")
-        if r.get("Properties", {}).get("ComputeResources", {}).get("MinvCpus", 0)
-    ]
-    if always_on:
-        lines.append(CostLine("Batch minimum vCPUs kept running", len(always_on), float("nan")))
     return lines
 
 

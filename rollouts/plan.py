@@ -57,13 +57,25 @@ def platform_summary(context: Mapping[str, Any]) -> dict[str, Any]:
     config = load_platform_config(context)  # raises PlatformConfigError (a ValueError)
     return {
         "backend": config.backend,
-        "rollout_instance_types": list(config.rollout_instance_types),
+        "rollout_compute": (
+            ("Fargate Spot" if config.spot else "Fargate") + " (own compute environment)"
+            if config.backend == "batch"
+            else "RoboMaker (retired)"
+        ),
         "spot": config.spot,
         "gpu": config.gpu,
         "max_vcpus": config.max_vcpus,
         "simapp_image": config.simapp_image,
         "wait_for": config.wait_for,
     }
+
+
+def compute_problems(spec: ExperimentSpec, context: Mapping[str, Any], *, file: str) -> list[str]:
+    """Why the platform cannot run this experiment's rollouts (as synth would refuse it)."""
+    from rollouts.fargate import rollout_compute_problems  # noqa: PLC0415
+    from rollouts.platform import load_platform_config  # noqa: PLC0415
+
+    return rollout_compute_problems(spec, load_platform_config(context), file=file)
 
 
 def build_plan(spec: ExperimentSpec, platform: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,7 +151,11 @@ def build_plan(spec: ExperimentSpec, platform: Mapping[str, Any]) -> dict[str, A
         },
         "rollouts": {
             "count": count,
-            "service": "AWS Batch array job" if backend == "batch" else "RoboMaker simulation jobs",
+            "service": (
+                "AWS Batch array job on Fargate"
+                if backend == "batch"
+                else "RoboMaker simulation jobs"
+            ),
             "vcpus": spec.rollouts.vcpus,
             "memory_mib": spec.rollouts.memory_mib,
             "total_vcpus": spec.rollouts.vcpus * count,

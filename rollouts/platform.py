@@ -15,15 +15,12 @@ BACKENDS = ("batch", "robomaker")
 EGRESS_MODES = ("public", "nat", "endpoints")
 ROBOMAKER_APP_FORMS = ("bundle", "container")
 SIMAPP_VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")
-EC2_INSTANCE_PATTERN = re.compile(r"^[a-z][a-z0-9-]*\.(?:[0-9]*x?large|metal|medium)$|^optimal$")
 
 # The context keys this module reads. Their defaults live in one place: cdk.json's "context".
 SETTINGS = (
     "backend",
     "azCount",
     "egress",
-    "rolloutInstanceTypes",
-    "gpuInstanceTypes",
     "spot",
     "maxVcpus",
     "gpu",
@@ -44,7 +41,6 @@ class PlatformConfig:
     backend: str
     az_count: int
     egress: str
-    rollout_instance_types: tuple[str, ...]
     spot: bool
     max_vcpus: int
     gpu: bool
@@ -97,24 +93,6 @@ def _choice(key: str, value: Any, choices: tuple[str, ...], problems: list[str])
     return choices[0]
 
 
-def _instance_list(key: str, value: Any, problems: list[str]) -> tuple[str, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple):
-        problems.append(_problem(key, value, "a comma-separated list of EC2 instance types"))
-        return ()
-    cleaned = tuple(sorted({str(item).strip() for item in items if str(item).strip()}))
-    bad = [item for item in cleaned if not EC2_INSTANCE_PATTERN.match(item)]
-    if not cleaned or bad:
-        problems.append(
-            _problem(
-                key,
-                value,
-                "a comma-separated list of EC2 instance types such as c5.2xlarge,c6i.4xlarge",
-            )
-        )
-    return cleaned
-
-
 def load_platform_config(context: Mapping[str, Any]) -> PlatformConfig:
     """Build the platform config from CDK context values; raise listing every bad key."""
     missing = [key for key in SETTINGS if key not in context]
@@ -126,12 +104,10 @@ def load_platform_config(context: Mapping[str, Any]) -> PlatformConfig:
     values = {key: context[key] for key in SETTINGS}
     problems: list[str] = []
     gpu = _bool("gpu", values["gpu"], problems)
-    instance_key = "gpuInstanceTypes" if gpu else "rolloutInstanceTypes"
     config = PlatformConfig(
         backend=_choice("backend", values["backend"], BACKENDS, problems),
         az_count=_int("azCount", values["azCount"], 2, 6, problems),
         egress=_choice("egress", values["egress"], EGRESS_MODES, problems),
-        rollout_instance_types=_instance_list(instance_key, values[instance_key], problems),
         spot=_bool("spot", values["spot"], problems),
         max_vcpus=_int("maxVcpus", values["maxVcpus"], 4, 10000, problems),
         gpu=gpu,
@@ -151,6 +127,15 @@ def load_platform_config(context: Mapping[str, Any]) -> PlatformConfig:
                 "simappVersion",
                 config.simapp_version,
                 "a simapp release such as 6.0.5 (the image tag adds -cpu/-gpu)",
+            )
+        )
+    if config.gpu and config.backend == "batch":
+        problems.append(
+            _problem(
+                "gpu",
+                True,
+                "false with backend 'batch': its rollouts run as Fargate tasks, which have no "
+                "GPUs (the trainer's instance type is chosen per experiment)",
             )
         )
     if config.log_retention_days not in LOG_RETENTION_CHOICES:

@@ -17,7 +17,7 @@ from typing import Any
 from rollouts.naming import run_prefix
 from rollouts.plan import LATEST_RUN_PLACEHOLDER
 from rollouts.platform import PlatformConfig
-from rollouts.run_properties import JobArns, run_properties, settings
+from rollouts.run_properties import ExperimentResources, run_properties, settings
 from rollouts.spec import ExperimentSpec
 
 PLACEHOLDERS = {
@@ -28,10 +28,14 @@ PLACEHOLDERS = {
 }
 
 
-# Each experiment stack creates its own job roles and (Batch) job definition.
-OFFLINE_JOBS = JobArns(
+# Each experiment stack creates its own job roles, security groups and (Batch) Fargate compute
+# environment, job queue and job definition.
+OFFLINE_JOBS = ExperimentResources(
     trainer_role_arn="<experiment-trainer-role-arn>",
     rollout_role_arn="<experiment-rollout-role-arn>",
+    trainer_security_group="<experiment-trainer-security-group>",
+    rollout_security_group="<experiment-rollout-security-group>",
+    job_queue_arn="<experiment-job-queue-arn>",
     job_definition_arn="<experiment-job-definition-arn>",
 )
 
@@ -43,10 +47,8 @@ class OfflinePlatform:
     bucket_name: str
     assign_public_ip: str
     image_uri: str = "<simapp-image-uri>"
-    trainer_security_group: str = "<trainer-security-group>"
-    job_queue_arn: str = "<job-queue-arn>"
     simulation_application_arn: str = "<simulation-application-arn>"
-    rollout_security_group: str = "<rollout-security-group>"
+    rollout_egress_security_group: str = "<rollout-egress-security-group>"
 
     @property
     def trainer_subnets(self) -> list[str]:

@@ -29,27 +29,27 @@ class PlatformValues(Protocol):
     @property
     def trainer_subnets(self) -> list[str]: ...
     @property
-    def trainer_security_group(self) -> str: ...
-    @property
-    def job_queue_arn(self) -> str: ...
-    @property
     def simulation_application_arn(self) -> str: ...
     @property
     def rollout_subnets(self) -> list[str]: ...
     @property
-    def rollout_security_group(self) -> str: ...
+    def rollout_egress_security_group(self) -> str: ...
     @property
     def assign_public_ip(self) -> str: ...
 
 
 @dataclass(frozen=True)
-class JobArns:
-    """What each experiment owns for its jobs (constructs_lib/job_roles.py, rollout_job.py):
-    tokens in a stack, placeholders offline."""
+class ExperimentResources:
+    """What each experiment owns for its jobs (constructs_lib/job_roles.py,
+    experiment_network.py, rollout_compute.py): tokens in a stack, placeholders offline."""
 
     trainer_role_arn: str
     rollout_role_arn: str
-    job_definition_arn: str  # "" on the RoboMaker backend
+    # Redis on the trainer admits only the experiment's own rollout group.
+    trainer_security_group: str
+    rollout_security_group: str
+    job_queue_arn: str = ""  # "" on the RoboMaker backend
+    job_definition_arn: str = ""  # "" on the RoboMaker backend
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def run_properties(
     experiment: str,
     backend: str,
     platform: PlatformValues,
-    jobs: JobArns,
+    jobs: ExperimentResources,
     files_bucket: str,
     files_key: str,
     trainer: TrainerSettings,
@@ -144,7 +144,7 @@ def run_properties(
             "VolumeSizeGb": str(trainer.volume_gb),
             "MaxRuntimeSeconds": str(trainer.max_runtime_seconds),
             "Subnets": platform.trainer_subnets,
-            "SecurityGroups": [platform.trainer_security_group],
+            "SecurityGroups": [jobs.trainer_security_group],
             **(
                 {
                     "PretrainedBucket": platform.bucket_name,
@@ -160,7 +160,7 @@ def run_properties(
     }
     if backend == "batch":
         properties["Batch"] = {
-            "JobQueueArn": platform.job_queue_arn,
+            "JobQueueArn": jobs.job_queue_arn,
             "JobDefinitionArn": jobs.job_definition_arn,
             "AttemptDurationSeconds": str(rollouts.max_duration_seconds),
             "Vcpus": str(rollouts.vcpus),
@@ -171,7 +171,7 @@ def run_properties(
             "SimulationApplicationArn": platform.simulation_application_arn,
             "RoleArn": jobs.rollout_role_arn,
             "Subnets": platform.rollout_subnets,
-            "SecurityGroups": [platform.rollout_security_group],
+            "SecurityGroups": [jobs.rollout_security_group, platform.rollout_egress_security_group],
             "MaxJobDurationSeconds": str(rollouts.max_duration_seconds),
             "SimulationUnitLimit": str(min(15, max(1, rollouts.vcpus // 2))),
             "ComputeType": "CPU",

@@ -23,6 +23,7 @@ INTERESTING = {
     "AWS::EC2::SecurityGroup": "security groups",
     "AWS::S3::Bucket": "buckets",
     "AWS::SSM::Parameter": "SSM parameters",
+    "AWS::Batch::ComputeEnvironment": "Batch compute environments",
     "AWS::Batch::JobQueue": "Batch job queues",
     "AWS::RoboMaker::SimulationApplication": "RoboMaker applications",
 }

@@ -10,15 +10,16 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
+from constructs_lib.experiment_network import ExperimentSecurityGroups
 from constructs_lib.fanout import ExperimentRun
 from constructs_lib.job_roles import ExperimentJobRoles
 from constructs_lib.platform_parameters import PlatformReference
 from constructs_lib.retention import log_retention
-from constructs_lib.rollout_job import RolloutJobDefinition
+from constructs_lib.rollout_compute import FargateRolloutCompute
 from constructs_lib.video import RolloutVideoStreams
 from rollouts.naming import experiment_prefix, run_prefix
 from rollouts.platform import PlatformConfig
-from rollouts.run_properties import JobArns, settings
+from rollouts.run_properties import ExperimentResources, settings
 from rollouts.spec import ExperimentSpec
 
 EXPERIMENT_TAG = "rollouts:experiment"
@@ -74,21 +75,34 @@ class ExperimentStack(Stack):
                 config.backend == "robomaker" and config.robomaker_app_form == "container"
             ),
         )
-        job_definition_arn = ""
+        groups = ExperimentSecurityGroups(self, "Network", vpc_id=platform.vpc_id)
+        rollout_groups = [
+            groups.rollouts.security_group_id,
+            platform.rollout_egress_security_group,
+        ]
+        job_queue_arn = job_definition_arn = ""
         if config.backend == "batch":
-            job_definition_arn = RolloutJobDefinition(
+            compute = FargateRolloutCompute(
                 self,
-                "RolloutJob",
+                "Rollouts",
                 image_uri=platform.image_uri,
                 image_repository_arn=platform.image_repository_arn,
                 job_role=roles.rollout_role,
-                gpu=config.gpu,
+                subnet_ids=platform.rollout_subnets,
+                security_group_ids=rollout_groups,
+                max_vcpus=spec.rollouts.count * spec.rollouts.vcpus,
+                spot=config.spot,
+                assign_public_ip=config.egress == "public",
                 log_retention=retention,
                 log_key=log_key,
-            ).job_definition_arn
-        jobs = JobArns(
+            )
+            job_queue_arn, job_definition_arn = compute.job_queue_arn, compute.job_definition_arn
+        jobs = ExperimentResources(
             trainer_role_arn=roles.trainer_role.role_arn,
             rollout_role_arn=roles.rollout_role.role_arn,
+            trainer_security_group=groups.trainer.security_group_id,
+            rollout_security_group=groups.rollouts.security_group_id,
+            job_queue_arn=job_queue_arn,
             job_definition_arn=job_definition_arn,
         )
         run = ExperimentRun(
@@ -133,7 +147,7 @@ class ExperimentStack(Stack):
             ),
         }
         if config.backend == "batch":
-            outputs["JobQueue"] = platform.job_queue_arn
+            outputs["JobQueue"] = job_queue_arn
             outputs["RolloutsConsole"] = (
                 f"https://{region}.console.aws.amazon.com/batch/home?region={region}#jobs"
             )

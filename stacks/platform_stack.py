@@ -7,7 +7,6 @@ from typing import Any
 from aws_cdk import CfnOutput, Fn, Stack
 from constructs import Construct
 
-from constructs_lib.batch_backend import BatchRolloutBackend
 from constructs_lib.network import RolloutNetwork
 from constructs_lib.platform_parameters import PARAMETER_ROOT, PlatformParameters
 from constructs_lib.retention import log_retention
@@ -41,23 +40,14 @@ class PlatformStack(Stack):
             log_retention=retention,
             log_key=data.key,
         )
-        # The job roles and the Batch job definition belong to each experiment (its reward
-        # function runs in its rollouts): constructs_lib/job_roles.py, rollout_job.py.
+        # Everything an experiment's code runs with belongs to that experiment (its reward
+        # function runs in its rollouts): job roles, security groups and, on Batch, its Fargate
+        # compute environment, queue and job definition (constructs_lib/job_roles.py,
+        # experiment_network.py, rollout_compute.py). The platform keeps what is shared.
         image = SimappImage(self, "Simapp", base_image=config.simapp_image)
 
-        job_queue_arn = simulation_application_arn = NOT_USED
-        if config.backend == "batch":
-            backend = BatchRolloutBackend(
-                self,
-                "Batch",
-                network=network,
-                instance_types=config.rollout_instance_types,
-                spot=config.spot,
-                max_vcpus=config.max_vcpus,
-                gpu=config.gpu,
-            )
-            job_queue_arn = backend.job_queue.job_queue_arn
-        else:
+        simulation_application_arn = NOT_USED
+        if config.backend == "robomaker":
             robomaker = RoboMakerRolloutBackend(
                 self,
                 "RoboMaker",
@@ -78,12 +68,12 @@ class PlatformStack(Stack):
                 "image-uri": image.image_uri,
                 "image-repository-arn": image.repository_arn,
                 "vpc-id": network.vpc.vpc_id,
-                "trainer-subnets": Fn.join(",", network.trainer_subnets.subnet_ids),
-                "trainer-security-group": network.trainer_security_group.security_group_id,
-                "rollout-subnets": Fn.join(",", network.rollout_subnets.subnet_ids),
-                "rollout-security-group": network.rollout_security_group.security_group_id,
+                "trainer-subnets": network.trainer_subnets.subnet_ids,
+                "rollout-subnets": network.rollout_subnets.subnet_ids,
+                "rollout-egress-security-group": (
+                    network.rollout_egress_security_group.security_group_id
+                ),
                 "assign-public-ip": str(network.assign_public_ip).lower(),
-                "job-queue-arn": job_queue_arn,
                 "simulation-application-arn": simulation_application_arn,
             },
         )

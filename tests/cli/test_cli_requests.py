@@ -84,7 +84,7 @@ def test_batch_deploy_requests(run, tmp_path: Path) -> None:
     assert submit["arrayProperties"] == {"size": 3}
     # Unknown until deploy: visible placeholders, never invented values.
     assert training["AlgorithmSpecification"]["TrainingImage"] == "<simapp-image-uri>"
-    assert submit["jobQueue"] == "<job-queue-arn>"
+    assert submit["jobQueue"] == "<experiment-job-queue-arn>"  # the experiment's own queue
     files = _load(out, "files.json")
     assert files["prefix"] == DATA
     assert "training_params_1.yaml" in files["objects"]

@@ -22,11 +22,27 @@ def test_cdk_json_has_every_setting_and_they_load() -> None:
 
 def test_command_line_strings_are_parsed() -> None:
     config = load_platform_config(
-        {**CONTEXT, "azCount": "3", "spot": "false", "gpu": "true", "maxVcpus": "64"}
+        {
+            **CONTEXT,
+            "backend": "robomaker",
+            "azCount": "3",
+            "spot": "false",
+            "gpu": "true",
+            "maxVcpus": "64",
+        }
     )
     assert (config.az_count, config.spot, config.gpu, config.max_vcpus) == (3, False, True, 64)
     assert config.simapp_image_tag == "6.0.5-gpu"
-    assert config.rollout_instance_types == ("g4dn.2xlarge", "g4dn.xlarge")
+
+
+def test_gpu_is_refused_where_rollouts_run_on_fargate() -> None:
+    with pytest.raises(PlatformConfigError) as caught:
+        load_platform_config({**CONTEXT, "backend": "batch", "gpu": "true"})
+    assert str(caught.value) == (
+        "cdk context 'gpu': True is not allowed: false with backend 'batch': its rollouts run "
+        "as Fargate tasks, which have no GPUs (the trainer's instance type is chosen per "
+        "experiment) (set it in cdk.json or -c gpu=...)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -40,7 +56,6 @@ def test_command_line_strings_are_parsed() -> None:
         ("simappVersion", "latest", "a simapp release such as 6.0.5"),
         ("logRetentionDays", 10, "one of 1, 3, 5, 7, 14, 30"),
         ("waitFor", "DONE", "one of ACCEPTED, RUNNING"),
-        ("rolloutInstanceTypes", "c5.2xlarge,huge", "a comma-separated list of EC2 instance"),
     ],
 )
 def test_bad_value_names_key_value_and_allowed(key: str, value: Any, allowed: str) -> None:

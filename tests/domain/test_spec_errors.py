@@ -283,7 +283,7 @@ def test_synth_of_a_bad_file_exits_2_with_the_message_and_writes_nothing(workdir
         ),
         ('{"azCount": "1"}', "cdk context 'azCount': '1' is not allowed: an integer from 2 to 6"),
         ('{"experiment": "nope"}', "cdk context 'experiment': 'nope' is not an experiment file"),
-        ('{"rolloutInstanceTypes": "c5.huge"}', "cdk context 'rolloutInstanceTypes'"),
+        ('{"gpu": true}', "cdk context 'gpu'"),
         ('{"platformName": "caf\u00e9"}', "cdk context 'platformName': 'caf\u00e9' is not allowed"),
     ],
 )

@@ -3,6 +3,7 @@ properties (deploy-time references replaced by realistic values) must parse in t
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -14,12 +15,11 @@ ACCOUNT = "123456789012"
 DEPLOY_TIME_VALUES = {
     "PlatformBucketName": "deepracer-data-bucket",
     "PlatformImageUri": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/simapp:abc",
-    "PlatformTrainerSubnets": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
-    "PlatformRolloutSubnets": "subnet-0123456789abcdef2,subnet-0123456789abcdef3",
-    "PlatformTrainerSecurityGroup": "sg-0123456789abcdef0",
-    "PlatformRolloutSecurityGroup": "sg-0123456789abcdef1",
+    # List<AWS::EC2::Subnet::Id> parameters: a Ref is the list.
+    "PlatformTrainerSubnets": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+    "PlatformRolloutSubnets": ["subnet-0123456789abcdef2", "subnet-0123456789abcdef3"],
+    "PlatformRolloutEgressSecurityGroup": "sg-0123456789abcdef1",
     "PlatformAssignPublicIp": "true",
-    "PlatformJobQueueArn": f"arn:aws:batch:us-east-1:{ACCOUNT}:job-queue/rollouts",
     "PlatformSimulationApplicationArn": f"arn:aws:robomaker:us-east-1:{ACCOUNT}:simulation-application/deepracer/1",
 }
 
@@ -27,9 +27,25 @@ DEPLOY_TIME_VALUES = {
 # What the experiment's own resources resolve to, by type (Ref / GetAtt Arn).
 OWN_RESOURCES = {
     "AWS::Batch::JobDefinition": f"arn:aws:batch:us-east-1:{ACCOUNT}:job-definition/rollout:3",
+    "AWS::Batch::JobQueue": f"arn:aws:batch:us-east-1:{ACCOUNT}:job-queue/experiment-rollouts",
     "AWS::IAM::Role": f"arn:aws:iam::{ACCOUNT}:role/experiment-job-role",
     "AWS::Lambda::Function": f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:provider",
 }
+
+
+def own_group_id(logical_id: str) -> str:
+    """A security group id of the experiment's own, told apart by its logical id."""
+    return "sg-" + hashlib.sha256(logical_id.encode()).hexdigest()[:17]
+
+
+def group_described(template: dict[str, Any], start: str) -> str:
+    [found] = [
+        logical_id
+        for logical_id, r in template["Resources"].items()
+        if r["Type"] == "AWS::EC2::SecurityGroup"
+        and r["Properties"]["GroupDescription"].startswith(start)
+    ]
+    return own_group_id(found)
 
 
 def resolve(value: Any, template: dict[str, Any]) -> Any:
@@ -49,6 +65,8 @@ def resolve(value: Any, template: dict[str, Any]) -> Any:
             )
         if set(value) == {"Fn::GetAtt"}:
             logical_id = value["Fn::GetAtt"][0]
+            if template["Resources"][logical_id]["Type"] == "AWS::EC2::SecurityGroup":
+                return own_group_id(logical_id)
             return OWN_RESOURCES[template["Resources"][logical_id]["Type"]]
         return {k: resolve(v, template) for k, v in value.items()}
     if isinstance(value, list):
@@ -70,10 +88,17 @@ def test_synthesized_properties_parse_in_the_lambda(
     assert props.prefix == f"experiments/{experiment}"
     assert len(props.worlds) == props.rollout_count
     assert props.trainer.subnets == ("subnet-0123456789abcdef0", "subnet-0123456789abcdef1")
+    # The trainer carries the experiment's own group, the one that admits its rollouts.
+    assert props.trainer.security_groups == (group_described(template, "DeepRacer trainer"),)
     if each_backend.backend == "batch":
         assert props.batch is not None and props.batch.vcpus == 4
+        assert props.batch.job_queue_arn == OWN_RESOURCES["AWS::Batch::JobQueue"]
     else:
         assert props.robomaker is not None and props.robomaker.assign_public_ip is True
+        assert props.robomaker.security_groups == (
+            group_described(template, "DeepRacer rollouts"),
+            DEPLOY_TIME_VALUES["PlatformRolloutEgressSecurityGroup"],
+        )
 
 
 def _synthesize_one(

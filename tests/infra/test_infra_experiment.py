@@ -53,8 +53,11 @@ def test_backend_specific_run_properties(batch: Synthesis, robomaker: Synthesis)
     [own_definition] = [
         k for k, r in template["Resources"].items() if r["Type"] == "AWS::Batch::JobDefinition"
     ]
+    [own_queue] = [
+        k for k, r in template["Resources"].items() if r["Type"] == "AWS::Batch::JobQueue"
+    ]
     assert batch_props["Batch"] == {
-        "JobQueueArn": {"Ref": "PlatformJobQueueArn"},
+        "JobQueueArn": {"Fn::GetAtt": [own_queue, "JobQueueArn"]},  # its own queue
         "JobDefinitionArn": {"Ref": own_definition},  # the experiment's own, with its own role
         "AttemptDurationSeconds": str(120 * 60 + 1800),
         "Vcpus": "4",
@@ -67,10 +70,18 @@ def test_backend_specific_run_properties(batch: Synthesis, robomaker: Synthesis)
         "Ref": "PlatformSimulationApplicationArn"
     }
     assert "Batch" not in robomaker_props
-    for props in (batch_props, robomaker_props):
+    for synthesis, props in ((batch, batch_props), (robomaker, robomaker_props)):
         assert props["Trainer"]["InstanceType"] == "ml.c5.2xlarge"
         assert props["Trainer"]["MaxRuntimeSeconds"] == "7200"
-        assert props["Trainer"]["SecurityGroups"] == [{"Ref": "PlatformTrainerSecurityGroup"}]
+        [(own_trainer_group, _)] = [
+            (k, r)
+            for k, r in synthesis.experiment("reinvent-time-trial")["Resources"].items()
+            if r["Type"] == "AWS::EC2::SecurityGroup"
+            and r["Properties"]["GroupDescription"].startswith("DeepRacer trainer")
+        ]
+        assert props["Trainer"]["SecurityGroups"] == [
+            {"Fn::GetAtt": [own_trainer_group, "GroupId"]}
+        ]
         assert props["Prefix"] == "experiments/reinvent-time-trial"
 
 

@@ -8,7 +8,7 @@ from synth_support import Synthesis
 
 
 def test_rollouts_reach_the_trainer_on_6379_only(each_backend: Synthesis) -> None:
-    template = Template.from_json(each_backend.platform)
+    template = Template.from_json(each_backend.experiment("reinvent-time-trial"))
     groups = template.find_resources("AWS::EC2::SecurityGroup")
     by_description = {
         v["Properties"]["GroupDescription"].split(":")[0]: k for k, v in groups.items()

@@ -36,22 +36,58 @@ def all_ingress(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return rules
 
 
-def test_trainer_accepts_only_redis_from_the_rollout_group(each_backend: Synthesis) -> None:
-    template = each_backend.platform
-    trainer = security_group_id(template, "DeepRacer trainer")
-    rollout = security_group_id(template, "DeepRacer rollouts")
-    into_trainer = [rule for target, rule in all_ingress(template) if target == trainer]
-    assert into_trainer == [
-        {
-            "IpProtocol": "tcp",
-            "FromPort": 6379,
-            "ToPort": 6379,
-            "Description": "Redis experience stream from rollout workers",
-            "GroupId": {"Fn::GetAtt": [trainer, "GroupId"]},
-            "SourceSecurityGroupId": {"Fn::GetAtt": [rollout, "GroupId"]},
-        }
+def test_each_trainer_accepts_redis_only_from_its_own_rollouts(each_backend: Synthesis) -> None:
+    """Every experiment owns both groups: its trainer admits 6379 from its rollout group only,
+    and that group is what its rollouts run with (Batch compute environment / RoboMaker job)."""
+    experiments = [name for name in each_backend.templates if name != "DeepRacerRollouts-Platform"]
+    assert len(experiments) >= 3
+    for name in experiments:
+        template = each_backend.templates[name]
+        trainer = security_group_id(template, "DeepRacer trainer")
+        rollout = security_group_id(template, "DeepRacer rollouts")
+        into_trainer = [rule for target, rule in all_ingress(template) if target == trainer]
+        assert into_trainer == [
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 6379,
+                "ToPort": 6379,
+                "Description": "Redis experience stream from the rollouts",
+                "GroupId": {"Fn::GetAtt": [trainer, "GroupId"]},
+                "SourceSecurityGroupId": {"Fn::GetAtt": [rollout, "GroupId"]},
+            }
+        ], name
+        assert not [rule for target, rule in all_ingress(template) if target == rollout], name
+        [run] = resources(template, "Custom::RolloutsRun").values()
+        trainer_groups = run["Properties"]["Trainer"]["SecurityGroups"]
+        assert trainer_groups == [{"Fn::GetAtt": [trainer, "GroupId"]}], name
+        own_and_shared = [
+            {"Fn::GetAtt": [rollout, "GroupId"]},
+            {"Ref": "PlatformRolloutEgressSecurityGroup"},
+        ]
+        if each_backend.backend == "batch":
+            _, environment = only(template, "AWS::Batch::ComputeEnvironment")
+            groups = environment["Properties"]["ComputeResources"]["SecurityGroupIds"]
+        else:
+            groups = run["Properties"]["RoboMaker"]["SecurityGroups"]
+        assert groups == own_and_shared, name
+
+
+def test_the_shared_rollout_group_opens_nothing(each_backend: Synthesis) -> None:
+    """The platform's group that every experiment's rollouts carry: HTTPS out, no inbound, and
+    no trainer anywhere admits it."""
+    platform = each_backend.platform
+    shared = security_group_id(platform, "DeepRacer rollouts of every experiment")
+    assert not [rule for target, rule in all_ingress(platform) if target == shared]
+    [egress] = resources(platform, "AWS::EC2::SecurityGroup")[shared]["Properties"][
+        "SecurityGroupEgress"
     ]
-    assert not [rule for target, rule in all_ingress(template) if target == rollout]
+    assert (egress["IpProtocol"], egress["FromPort"], egress["ToPort"]) == ("tcp", 443, 443)
+    for name, template in each_backend.templates.items():
+        for _target, rule in all_ingress(template):
+            assert rule.get("FromPort") != 6379 or "Ref" not in rule["SourceSecurityGroupId"], (
+                name,
+                rule,
+            )
 
 
 @pytest.mark.parametrize("egress", ["public", "nat", "endpoints"])
@@ -93,7 +129,9 @@ def test_nat_and_endpoint_egress_modes(backend: str, variant: Any) -> None:
         for v in resources(endpoints, "AWS::EC2::VPCEndpoint").values()
         if v["Properties"].get("VpcEndpointType") == "Interface"
     ]
-    assert len(interface) == 7
+    # ECR api + dkr, CloudWatch Logs, Kinesis Video: what Fargate tasks use; no ECS agent ones.
+    services = sorted(v["Properties"]["ServiceName"]["Fn::Join"][1][-1] for v in interface)
+    assert services == [".ecr.api", ".ecr.dkr", ".kinesisvideo", ".logs"]
 
 
 def test_data_bucket_is_encrypted_versioned_tls_only_and_retained(each_backend: Synthesis) -> None:
@@ -141,49 +179,74 @@ def test_data_bucket_is_encrypted_versioned_tls_only_and_retained(each_backend: 
     } in statements
 
 
-def test_batch_backend_scales_to_zero_with_imdsv2(batch: Synthesis) -> None:
-    template = batch.platform
-    _, environment = only(template, "AWS::Batch::ComputeEnvironment")
-    compute = environment["Properties"]["ComputeResources"]
-    assert compute["MinvCpus"] == 0
-    assert compute["MaxvCpus"] == 256
-    assert compute["Type"] == "SPOT"
-    assert compute["AllocationStrategy"] == "SPOT_PRICE_CAPACITY_OPTIMIZED"
-    _, launch_template = only(template, "AWS::EC2::LaunchTemplate")
-    metadata = launch_template["Properties"]["LaunchTemplateData"]["MetadataOptions"]
-    assert metadata["HttpTokens"] == "required"
-    assert metadata["HttpPutResponseHopLimit"] == 1
-    assert only(template, "AWS::Batch::JobQueue")
-    assert "AWS::Batch::JobDefinition" not in {r["Type"] for r in template["Resources"].values()}
-    # Each experiment registers its own job definition, with its own job role.
-    experiment = batch.experiment("reinvent-time-trial")
-    _, job_definition = only(experiment, "AWS::Batch::JobDefinition")
-    container = job_definition["Properties"]["ContainerProperties"]
-    assert container["Command"] == ["/opt/rollouts/rollout-entrypoint.sh"]
-    # An init process passes CancelJob/TerminateJob's SIGTERM on to the entrypoint.
-    assert container["LinuxParameters"]["InitProcessEnabled"] is True
-    assert container["LogConfiguration"]["LogDriver"] == "awslogs"
-    assert job_definition["Properties"]["Timeout"]["AttemptDurationSeconds"] >= 60
-    assert {r["Type"] for r in container["ResourceRequirements"]} == {"VCPU", "MEMORY"}
-    role = container["JobRoleArn"]["Fn::GetAtt"]
-    assert role[0].startswith("JobsRolloutRole") and role[1] == "Arn"
-    assert experiment["Resources"][role[0]]["Type"] == "AWS::IAM::Role"
+def test_batch_rollouts_are_fargate_tasks_of_their_own_experiment(batch: Synthesis) -> None:
+    """No instances anywhere (nothing to reach through instance metadata, nothing idle): the
+    platform has no compute environment; each experiment has a Fargate Spot one sized to its
+    rollouts, a queue on it and a Fargate job definition with its own job role."""
+    platform_types = {r["Type"] for r in batch.platform["Resources"].values()}
+    assert not platform_types & {
+        "AWS::Batch::ComputeEnvironment",
+        "AWS::Batch::JobQueue",
+        "AWS::Batch::JobDefinition",
+        "AWS::EC2::LaunchTemplate",
+        "AWS::IAM::InstanceProfile",
+    }
+    for name, count in (("reinvent-time-trial", 4), ("oa-multi-track", 3)):
+        experiment = batch.experiment(name)
+        environment_id, environment = only(experiment, "AWS::Batch::ComputeEnvironment")
+        compute = environment["Properties"]["ComputeResources"]
+        assert compute["Type"] == "FARGATE_SPOT"
+        assert compute["MaxvCpus"] == 4 * count  # exactly its N rollouts of 4 vCPUs
+        assert compute["Subnets"] == {"Ref": "PlatformRolloutSubnets"}
+        assert "InstanceRole" not in compute and "LaunchTemplate" not in compute
+        _, queue = only(experiment, "AWS::Batch::JobQueue")
+        [order] = queue["Properties"]["ComputeEnvironmentOrder"]
+        assert order["ComputeEnvironment"] == {
+            "Fn::GetAtt": [environment_id, "ComputeEnvironmentArn"]
+        }
+        _, job_definition = only(experiment, "AWS::Batch::JobDefinition")
+        props = job_definition["Properties"]
+        assert props["PlatformCapabilities"] == ["FARGATE"]
+        container = props["ContainerProperties"]
+        assert container["Command"] == ["/opt/rollouts/rollout-entrypoint.sh"]
+        # An init process passes CancelJob/TerminateJob's SIGTERM on to the entrypoint.
+        assert container["LinuxParameters"]["InitProcessEnabled"] is True
+        assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+        assert container["NetworkConfiguration"] == {"AssignPublicIp": "ENABLED"}
+        assert container["EphemeralStorage"] == {"SizeInGiB": 60}
+        assert container["RuntimePlatform"]["CpuArchitecture"] == "X86_64"
+        assert props["Timeout"]["AttemptDurationSeconds"] >= 60
+        assert {r["Type"] for r in container["ResourceRequirements"]} == {"VCPU", "MEMORY"}
+        role = container["JobRoleArn"]["Fn::GetAtt"]
+        assert role[0].startswith("JobsRolloutRole") and role[1] == "Arn"
+        assert experiment["Resources"][role[0]]["Type"] == "AWS::IAM::Role"
 
 
-def test_gpu_and_on_demand_settings(variant: Any) -> None:
-    synthesis = variant("batch-gpu-on-demand")
-    template = synthesis.platform
-    _, environment = only(template, "AWS::Batch::ComputeEnvironment")
-    assert environment["Properties"]["ComputeResources"]["Type"] == "EC2"
-    assert environment["Properties"]["ComputeResources"]["InstanceTypes"] == [
-        "g4dn.2xlarge",
-        "g4dn.xlarge",
+def test_reclaimed_rollouts_are_retried_and_failing_ones_are_not(batch: Synthesis) -> None:
+    _, job_definition = only(batch.experiment("reinvent-time-trial"), "AWS::Batch::JobDefinition")
+    strategy = job_definition["Properties"]["RetryStrategy"]
+    assert strategy["Attempts"] == 5
+    # First match wins: reclaims retry, anything else (the worker's own failure) exits.
+    assert strategy["EvaluateOnExit"] == [
+        {"Action": "RETRY", "OnStatusReason": "Your Spot Task was interrupted*"},
+        {"Action": "RETRY", "OnStatusReason": "Host EC2*"},
+        {"Action": "EXIT", "OnReason": "*"},
     ]
-    _, job_definition = only(
-        synthesis.experiment("reinvent-time-trial"), "AWS::Batch::JobDefinition"
-    )
-    requirements = job_definition["Properties"]["ContainerProperties"]["ResourceRequirements"]
-    assert {"Type": "GPU", "Value": "1"} in requirements
+
+
+def test_on_demand_and_private_subnet_settings(variant: Any) -> None:
+    on_demand = variant("batch-on-demand").experiment("reinvent-time-trial")
+    _, environment = only(on_demand, "AWS::Batch::ComputeEnvironment")
+    assert environment["Properties"]["ComputeResources"]["Type"] == "FARGATE"
+    # Behind a NAT gateway rollouts need no public address.
+    nat = variant("batch-nat").experiment("reinvent-time-trial")
+    _, job_definition = only(nat, "AWS::Batch::JobDefinition")
+    network = job_definition["Properties"]["ContainerProperties"]["NetworkConfiguration"]
+    assert network == {"AssignPublicIp": "DISABLED"}
+
+
+def test_gpu_image_for_robomaker(variant: Any) -> None:
+    synthesis = variant("robomaker-gpu")
     # The image asset is staged with the GPU base image.
     manifest = json.loads((synthesis.outdir / "DeepRacerRollouts-Platform.assets.json").read_text())
     [image] = manifest["dockerImages"].values()
@@ -265,8 +328,8 @@ def test_idle_cost_estimate(batch: Synthesis, variant: Any) -> None:
     nat = variant("batch-nat")  # one NAT gateway whatever the AZ count
     assert total(idle_monthly_cost(nat.platform)) == pytest.approx(1.60 + 0.045 * 730)
     endpoints = variant("batch-endpoints")
-    # 7 interface endpoints in 2 AZs.
-    assert total(idle_monthly_cost(endpoints.platform)) == pytest.approx(1.60 + 14 * 0.01 * 730)
+    # 4 interface endpoints in 2 AZs.
+    assert total(idle_monthly_cost(endpoints.platform)) == pytest.approx(1.60 + 8 * 0.01 * 730)
 
 
 def test_every_log_group_is_encrypted_with_the_platform_key(each_backend: Synthesis) -> None:
