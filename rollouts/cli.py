@@ -526,6 +526,32 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     try:
         with progress("loading metrics") as update:
             loaded = operate.load_metrics(args.source, lambda: _aws(args), update, args.run)
+    except m.MetricsError as error:
+        code = getattr(error, "code", None) or (
+            EXIT_USAGE if loaded_is_input(error) else EXIT_FAILURE
+        )
+        raise CliError(str(error), code) from None
+    # Evaluation files are told apart by their rows and scored as a race, never mixed into
+    # a worker's iterations.
+    from rollouts import race  # noqa: PLC0415
+
+    evaluations = [w for w in loaded.workers if race.is_evaluation_file(w)]
+    training = [w for w in loaded.workers if not race.is_evaluation_file(w)]
+    scored = (
+        race.score(
+            evaluations,
+            consecutive=args.consecutive,
+            off_track_penalty=args.off_track_penalty,
+            collision_penalty=args.collision_penalty,
+        )
+        if evaluations
+        else None
+    )
+    if not training:
+        assert scored is not None
+        return _race_output(scored, args, loaded.description)
+    loaded.workers = training
+    try:
         episodes, origin = _episodes_per_iteration(args, loaded)
         report = m.build_report(loaded.workers, episodes, args.workers or loaded.worker_count)
     except m.MetricsError as error:
@@ -544,6 +570,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     document = report.as_dict()
     document["source"] = loaded.description
     document["episodes_per_iteration_from"] = origin
+    if scored is not None:
+        document["race"] = scored.as_dict()
     phases = ("training", "evaluation") if args.phase == "all" else (args.phase,)
     rows = [r for r in report.rows if r.phase in phases]
     if args.plot:
@@ -567,7 +595,114 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         emit_json(document)
     elif str(args.csv) != "-":
         _print_metrics(report, rows, document, args)
+        if scored is not None:
+            print("\nEvaluation files (scored apart from the training iterations):")
+            _print_race(scored)
     return EXIT_OK
+
+
+def _race_output(scored: Any, args: argparse.Namespace, description: str) -> int:
+    """``rollouts metrics`` on evaluation files only: trials, per-track scores, rankings."""
+    from rollouts import race  # noqa: PLC0415
+
+    document = {"source": description, "race": scored.as_dict()}
+    if args.plot:
+        try:
+            with progress(f"drawing {args.plot}"):
+                document["plot"] = race.plot_laps(scored, args.plot, title=description)
+        except OSError as error:
+            raise _write_error(error, args.plot) from None
+    if args.csv:
+        text = race.trials_csv(scored)
+        if str(args.csv) == "-":
+            sys.stdout.write(text)
+        else:
+            try:
+                args.csv.write_text(text, encoding="utf-8")
+            except OSError as error:
+                raise _write_error(error, args.csv) from None
+    if args.json:
+        emit_json(document)
+    elif str(args.csv) != "-":
+        print(f"Evaluation of {description}: {len(scored.trials)} trial(s)")
+        _print_race(scored)
+        if args.plot:
+            print(f"\nplot: {args.plot}")
+        if args.csv:
+            print(f"csv: {args.csv}")
+    return EXIT_OK
+
+
+def _print_race(scored: Any) -> None:
+    print(
+        table(
+            [
+                "track",
+                "trial",
+                "status",
+                "completion %",
+                "lap s",
+                "off track",
+                "crashes",
+                "resets",
+                "penalty s",
+            ],
+            [
+                [
+                    t.track,
+                    t.trial,
+                    t.status,
+                    t.completion_percentage,
+                    t.lap_seconds,
+                    t.off_track,
+                    t.crashes,
+                    t.resets,
+                    t.penalty_seconds,
+                ]
+                for t in scored.trials
+            ],
+            indent="  ",
+        )
+    )
+    k = scored.consecutive
+    print("\nper track (lap times include penalties, as the simapp counts them):")
+    print(
+        table(
+            [
+                "track",
+                "trials",
+                "completed",
+                "mean completion %",
+                "best lap s",
+                f"best {k} consecutive s",
+                "total s",
+                "off track",
+                "crashes",
+                "penalty s",
+            ],
+            [
+                [
+                    s.track,
+                    s.trials,
+                    s.completed,
+                    s.mean_completion_percentage,
+                    s.best_lap_seconds,
+                    s.best_consecutive_seconds,
+                    s.total_seconds,
+                    s.off_track,
+                    s.crashes,
+                    s.penalty_seconds,
+                ]
+                for s in scored.tracks
+            ],
+            indent="  ",
+        )
+    )
+    rankings = scored.rankings()
+    if len(scored.tracks) > 1:
+        print("\nrankings:")
+        for name, order in rankings.items():
+            print(f"  {name.replace('_', ' ')}: {', '.join(order) or '(none)'}")
 
 
 def loaded_is_input(error: Exception) -> bool:
@@ -1199,7 +1334,36 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="rolling mean window in iterations (default 5)",
     )
-    p.add_argument("--csv", type=Path, metavar="FILE", help="write the rows as CSV ('-': stdout)")
+    p.add_argument(
+        "--consecutive",
+        type=_positive_int,
+        default=3,
+        metavar="K",
+        help="evaluation files: rank by the best average of K consecutive complete laps "
+        "(default 3)",
+    )
+    p.add_argument(
+        "--off-track-penalty",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="evaluation files: the seconds the evaluation froze the car per off-track or "
+        "reversal (the simapp's OFF_TRACK_PENALTY, default 2.0); shown, already in the lap time",
+    )
+    p.add_argument(
+        "--collision-penalty",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="evaluation files: the same per crash (COLLISION_PENALTY, default 5.0)",
+    )
+    p.add_argument(
+        "--csv",
+        type=Path,
+        metavar="FILE",
+        help="write the rows as CSV ('-': stdout): per iteration for training files, per trial "
+        "for evaluation files",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _aws_options(p)
     p.set_defaults(func=cmd_metrics)

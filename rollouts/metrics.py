@@ -35,6 +35,15 @@ EVALUATION = "evaluation"
 PHASES = (TRAINING, EVALUATION)
 OVERALL = "overall"
 
+# Per-trial counts of an evaluation job's rows (bundle/markov/metrics/s3_metrics.py, EvalMetrics).
+COUNT_KEYS = (
+    "off_track_count",
+    "crash_count",
+    "reversed_count",
+    "immobilized_count",
+    "reset_count",
+)
+
 # TrainingMetrics.json, TrainingMetrics_3.json, training_metrics.json (workshop), any case.
 METRICS_NAME = re.compile(r"^training_?metrics(?:_(\d+))?\.json$", re.IGNORECASE)
 
@@ -54,6 +63,8 @@ class Episode:
     status: str
     elapsed_ms: float | None
     iteration: int | None = None
+    # An evaluation job's per-trial counts (off_track_count, crash_count, ...), when given.
+    counts: Mapping[str, float] | None = None
 
     @property
     def completed(self) -> bool:
@@ -260,6 +271,12 @@ def _episode(row: Any, *, source: str, index: int, worker: int) -> Episode:
         elapsed_ms=_number(
             row, "elapsed_time_in_milliseconds", where, required=status == LAP_COMPLETE
         ),
+        counts={
+            key: value
+            for key in COUNT_KEYS
+            if (value := _number(row, key, where, required=False)) is not None
+        }
+        or None,
     )
 
 

@@ -100,18 +100,6 @@ def test_unknown_episodes_per_iteration_is_exit_2(run):
     assert result.code == 2 and "--episodes-per-iteration" in result.err
 
 
-def test_evaluation_fixture_without_episode_or_phase(run):
-    doc = run("metrics", EVALUATION, "--episodes-per-iteration", E, "--json").json()
-    assert doc["rows"] == [] and doc["iterations"] == 0
-    trials = doc["evaluation_trials"]
-    rows = json.loads(EVALUATION.read_text())["metrics"]
-    assert trials["trials"] == len(rows) == 3
-    assert trials["completion_rate"] == 1.0
-    assert trials["best_lap_seconds"] == min(r["elapsed_time_in_milliseconds"] for r in rows) / 1000
-    text = run("metrics", EVALUATION, "--episodes-per-iteration", E)
-    assert "3 trials" in text.out
-
-
 @pytest.fixture
 def drawn(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, tuple[list, list]]]:
     """What the figure really holds when it is saved: per panel (found by its grid position:
