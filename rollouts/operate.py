@@ -905,3 +905,33 @@ def _load_local(paths: Sequence[Path], update: Callable[[str], None]) -> LoadedM
         title=paths[0].name if len(paths) == 1 else "metrics",
         hyperparameters=hyper,
     )
+
+
+def s3_run_reader(
+    aws: Aws, experiment: str, run: str | None
+) -> tuple[Callable[[str], bytes | None], Callable[[], list[str]], str]:
+    """Read a deployed run's prefix: (read key, list model/ keys, s3:// location)."""
+    try:
+        deployed = find_stack(aws, experiment, run)
+    except OperateError as error:
+        raise MetricsFetchError(str(error), error.code) from None
+    if not deployed.bucket:
+        raise MetricsFetchError(f"stack {deployed.stack} has no DataBucket output")
+    s3 = aws.client("s3")
+    bucket, prefix = deployed.bucket, deployed.data_prefix
+
+    def read(key: str) -> bytes | None:
+        return _s3_get(s3, bucket, f"{prefix}/{key}")
+
+    def list_model() -> list[str]:
+        def names() -> list[str]:
+            found = []
+            for page in s3.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=f"{prefix}/model/"
+            ):
+                found += [item["Key"].rsplit("/", 1)[-1] for item in page.get("Contents", [])]
+            return sorted(found)
+
+        return _aws_call("s3:ListObjectsV2", names)
+
+    return read, list_model, f"s3://{bucket}/{prefix}"
