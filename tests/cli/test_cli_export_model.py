@@ -3,7 +3,6 @@ out as the training job's output/model.tar.gz; clear errors when a checkpoint ha
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from pathlib import Path
