@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Entry point of one rollout worker on AWS Batch.
+# Entry point of one rollout worker (or one evaluation leg) on AWS Batch.
 # An array job gives every child the same environment plus AWS_BATCH_JOB_ARRAY_INDEX (which we may
 # not set ourselves), so the per-worker values arrive as comma-separated lists and are picked here.
 set -euo pipefail
@@ -22,15 +22,22 @@ WORLD_NAME="$(pick "${ROLLOUT_WORLD_NAMES:?}" "${ROLLOUT_IDX}")"
 S3_YAML_NAME="$(pick "${ROLLOUT_YAML_NAMES:?}" "${ROLLOUT_IDX}")"
 KINESIS_VIDEO_STREAM_NAME="$(pick "${ROLLOUT_VIDEO_STREAMS:-}" "${ROLLOUT_IDX}")"
 export WORLD_NAME S3_YAML_NAME KINESIS_VIDEO_STREAM_NAME
-# Batch puts containers in host network mode: Gazebo transport (GZ_IP=127.0.0.1 in run.sh) of two
-# workers on one host would share topics unless each has its own partition.
+# Each worker keeps its own Gazebo transport partition (GZ_IP=127.0.0.1 in run.sh): Fargate tasks
+# have a network of their own, but the partition keeps two workers apart wherever they share one.
 export GZ_PARTITION="${GZ_PARTITION:-rollout-${AWS_BATCH_JOB_ID:-local}-${ROLLOUT_IDX}}"
 echo "rollout ${ROLLOUT_IDX}: world=${WORLD_NAME} params=${S3_YAML_NAME} video=${KINESIS_VIDEO_STREAM_NAME:-off}"
 
 # The simapp 6.x rollout launcher (deepracer-simapp docker/Dockerfile.combined copies
 # docker/files/robomaker/run.sh to /opt/ml/code/run.sh; "run" keeps our ROLLOUT_IDX, the second
-# argument names the ROS 2 launch file). SIMAPP_ROLLOUT_COMMAND overrides the whole command line.
-command="${SIMAPP_ROLLOUT_COMMAND:-${SIMAPP_CODE_DIR:-/opt/ml/code}/run.sh run distributed_training.launch.py}"
+# argument names the ROS 2 launch file). An evaluation sets ROLLOUT_LAUNCH_FILE to
+# evaluation.launch.py (bundle/src/deepracer_simulation_environment/launch/, which reads its
+# params from MODEL_S3_BUCKET/MODEL_S3_PREFIX + S3_YAML_NAME, as deepracer-for-cloud's
+# scripts/evaluation/start.sh runs it). SIMAPP_ROLLOUT_COMMAND overrides the whole command line.
+case "${ROLLOUT_LAUNCH_FILE:=distributed_training.launch.py}" in
+  distributed_training.launch.py|evaluation.launch.py) ;;
+  *) echo "ROLLOUT_LAUNCH_FILE=${ROLLOUT_LAUNCH_FILE}: not allowed (distributed_training.launch.py or evaluation.launch.py)" >&2; exit 64;;
+esac
+command="${SIMAPP_ROLLOUT_COMMAND:-${SIMAPP_CODE_DIR:-/opt/ml/code}/run.sh run ${ROLLOUT_LAUNCH_FILE}}"
 
 # CancelJob/TerminateJob send SIGTERM to the container's init (the job definition enables it),
 # which passes it to this script. run.sh starts ros2 launch in the background, so the signal goes

@@ -83,6 +83,33 @@ def test_default_command_is_the_6x_run_script_with_the_distributed_launch_file(
     assert result.stdout.splitlines()[-1] == "args: run distributed_training.launch.py"
 
 
+def test_an_evaluation_leg_runs_the_evaluation_launch_file(tmp_path: Path) -> None:
+    code = _fake_code_dir(tmp_path, 'echo "args: $* world=$WORLD_NAME yaml=$S3_YAML_NAME"')
+    result = run(
+        "1",
+        SIMAPP_ROLLOUT_COMMAND="",
+        SIMAPP_CODE_DIR=str(code),
+        ROLLOUT_LAUNCH_FILE="evaluation.launch.py",
+        ROLLOUT_WORLD_NAMES="Spain_track,Spain_track",
+        ROLLOUT_YAML_NAMES="Spain_track/evaluation_params.yaml,Spain_track-reverse/evaluation_params.yaml",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == (
+        "args: run evaluation.launch.py world=Spain_track "
+        "yaml=Spain_track-reverse/evaluation_params.yaml"
+    )
+
+
+def test_any_other_launch_file_is_refused(tmp_path: Path) -> None:
+    code = _fake_code_dir(tmp_path, 'echo "args: $*"')
+    result = run(
+        "0", SIMAPP_ROLLOUT_COMMAND="", SIMAPP_CODE_DIR=str(code), ROLLOUT_LAUNCH_FILE="x; rm -rf /"
+    )
+    assert result.returncode == 64
+    assert "not allowed (distributed_training.launch.py or evaluation.launch.py)" in result.stderr
+    assert "args:" not in result.stdout
+
+
 def test_without_an_override_the_image_path_is_run(tmp_path: Path) -> None:
     """In the image nothing overrides the command: it is /opt/ml/code/run.sh (5.x used
     /opt/simapp/run.sh, which 6.x images do not have)."""
