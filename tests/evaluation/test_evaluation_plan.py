@@ -7,6 +7,7 @@ import json
 
 import botocore.session
 import pytest
+import yaml
 from botocore.stub import Stubber
 from evaluation.plan import (
     EvaluationError,
@@ -16,8 +17,6 @@ from evaluation.plan import (
     flat_yaml,
     plan,
 )
-
-import yaml
 
 RUN = "reinvent-time-trial-0a1b2c3d"
 RUN_PREFIX = f"experiments/reinvent-time-trial/runs/{RUN}"
