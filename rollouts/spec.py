@@ -144,6 +144,20 @@ class Trainer:
 
 
 @dataclass(frozen=True)
+class Evaluation:
+    """Evaluate every run once its training job has trained (``evaluation:``)."""
+
+    tracks: tuple[str, ...]
+    both_directions: bool = False
+    trials: int = 3
+    checkpoint: str = "best"  # best | last | a checkpoint number
+    continuous: bool = False
+    resets: int = 0
+    off_track_penalty: float = 2.0
+    collision_penalty: float = 5.0
+
+
+@dataclass(frozen=True)
 class Pretrained:
     """The model a run starts from, in the platform bucket.
 
@@ -182,6 +196,7 @@ class ExperimentSpec:
     video: bool = True
     pretrained: Pretrained | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    evaluation: Evaluation | None = None
 
     @property
     def episodes_per_iteration(self) -> int:
@@ -431,6 +446,8 @@ def _read_experiment(top: _Section, path: Path) -> ExperimentSpec | None:
     )
     if "pretrained" not in top.data:
         top.seen.add("pretrained")
+    evaluation = _evaluation(top.section("evaluation"), track) if "evaluation" in top.data else None
+    top.seen.add("evaluation")
     tags = _tags(top)
     if model_metadata.get("training_algorithm") == "sac" and (
         model_metadata.get("action_space_type") != "continuous"
@@ -458,7 +475,55 @@ def _read_experiment(top: _Section, path: Path) -> ExperimentSpec | None:
         video=video,
         pretrained=pretrained,
         tags=tags,
+        evaluation=evaluation,
     )
+
+
+def _evaluation(section: _Section, track: str) -> Evaluation:
+    raw = section.raw("tracks")
+    tracks: list[str] = []
+    if raw is _MISSING:
+        tracks = [track]
+    elif not isinstance(raw, list) or not raw:
+        section.fail(section.name("tracks"), raw, "is not allowed: a list of simapp track names")
+    else:
+        items = _Section(
+            {str(i): item for i, item in enumerate(raw)},
+            file=section.file,
+            path=section.name("tracks"),
+            problems=section.problems,
+        )
+        tracks = [_track(items, str(i), "") for i in range(len(raw))]
+        if len(set(tracks)) != len(tracks):
+            section.fail(section.name("tracks"), raw, "is not allowed: a track is listed twice")
+    directions = section.choice("directions", ("forward", "both"), "forward")
+    raw_checkpoint = section.raw("checkpoint")
+    section.seen.discard("checkpoint")
+    checkpoint = "best"
+    if isinstance(raw_checkpoint, int) and not isinstance(raw_checkpoint, bool):
+        checkpoint = str(section.integer("checkpoint", low=0, high=100000))
+    elif raw_checkpoint is not _MISSING:
+        checkpoint = section.choice("checkpoint", ("best", "last"), "best")
+    section.seen.add("checkpoint")
+    resets = section.integer(
+        "resets", 0, low=0, high=10000, why=" (0: an off-track ends the trial; else at least 2)"
+    )
+    if resets == 1:
+        section.fail(
+            section.name("resets"), 1, "is not allowed: 0 or at least 2 (the simapp's minimum)"
+        )
+    evaluation = Evaluation(
+        tracks=tuple(t for t in tracks if t),
+        both_directions=directions == "both",
+        trials=section.integer("trials", 3, low=1, high=100),
+        checkpoint=checkpoint,
+        continuous=section.boolean("continuous", False),
+        resets=resets,
+        off_track_penalty=section.number("off_track_penalty", 2.0, low=0, high=60),
+        collision_penalty=section.number("collision_penalty", 5.0, low=0, high=60),
+    )
+    section.finish()
+    return evaluation
 
 
 def _track(section: _Section, key: str, default: Any = _MISSING) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Aws, CfnOutput, Stack, Tags
+from aws_cdk import Annotations, Aws, CfnOutput, Stack, Tags
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
+from constructs_lib.auto_evaluation import AutoEvaluation
 from constructs_lib.experiment_network import ExperimentSecurityGroups
 from constructs_lib.fanout import ExperimentRun
 from constructs_lib.job_roles import ExperimentJobRoles
@@ -23,6 +24,12 @@ from rollouts.run_properties import ExperimentResources, settings
 from rollouts.spec import ExperimentSpec
 
 EXPERIMENT_TAG = "rollouts:experiment"
+
+
+def evaluation_legs(spec: ExperimentSpec) -> int:
+    """Children of the experiment's automatic evaluation (one per track and direction)."""
+    e = spec.evaluation
+    return 0 if e is None else len(e.tracks) * (2 if e.both_directions else 1)
 
 
 class ExperimentStack(Stack):
@@ -75,6 +82,12 @@ class ExperimentStack(Stack):
                 config.backend == "robomaker" and config.robomaker_app_form == "container"
             ),
         )
+        if spec.evaluation is not None and config.backend != "batch":
+            Annotations.of(self).add_warning_v2(
+                "rollouts:evaluation-needs-batch",
+                f"{spec.name}: 'evaluation:' is left out on the {config.backend} backend: "
+                "evaluations run as Batch jobs on the experiment's own queue (backend=batch).",
+            )
         groups = ExperimentSecurityGroups(self, "Network", vpc_id=platform.vpc_id)
         rollout_groups = [
             groups.rollouts.security_group_id,
@@ -90,13 +103,31 @@ class ExperimentStack(Stack):
                 job_role=roles.rollout_role,
                 subnet_ids=platform.rollout_subnets,
                 security_group_ids=rollout_groups,
-                max_vcpus=spec.rollouts.count * spec.rollouts.vcpus,
+                # Its N rollouts, or the legs of an evaluation when it has more of them.
+                max_vcpus=spec.rollouts.vcpus * max(spec.rollouts.count, evaluation_legs(spec)),
                 spot=config.spot,
                 assign_public_ip=config.egress == "public",
                 log_retention=retention,
                 log_key=log_key,
             )
             job_queue_arn, job_definition_arn = compute.job_queue_arn, compute.job_definition_arn
+            if spec.evaluation is not None:
+                AutoEvaluation(
+                    self,
+                    "Evaluation",
+                    experiment=spec.name,
+                    experiment_prefix=prefix,
+                    evaluation=spec.evaluation,
+                    bucket_name=platform.bucket_name,
+                    key_arn=platform.key_arn,
+                    job_queue_arn=job_queue_arn,
+                    job_definition_arn=job_definition_arn,
+                    vcpus=spec.rollouts.vcpus,
+                    memory_mib=spec.rollouts.memory_mib,
+                    tags=spec.tags,
+                    log_retention=retention,
+                    log_key=log_key,
+                )
         jobs = ExperimentResources(
             trainer_role_arn=roles.trainer_role.role_arn,
             rollout_role_arn=roles.rollout_role.role_arn,
@@ -148,6 +179,13 @@ class ExperimentStack(Stack):
         }
         if config.backend == "batch":
             outputs["JobQueue"] = job_queue_arn
+            # What `rollouts evaluate` submits with: the experiment's own job definition and size.
+            outputs["RolloutJobDefinition"] = job_definition_arn
+            outputs["RolloutVcpus"] = str(spec.rollouts.vcpus)
+            outputs["RolloutMemoryMib"] = str(spec.rollouts.memory_mib)
+            outputs["AutoEvaluation"] = (
+                ",".join(spec.evaluation.tracks) if spec.evaluation is not None else ""
+            )
             outputs["RolloutsConsole"] = (
                 f"https://{region}.console.aws.amazon.com/batch/home?region={region}#jobs"
             )
