@@ -44,6 +44,9 @@ COUNT_KEYS = (
     "reset_count",
 )
 
+# What each leg of an evaluation writes (lambda/evaluation/plan.py: METRICS_S3_OBJECT_KEY).
+EVALUATION_LEG_FILE = "metrics.json"
+
 # TrainingMetrics.json, TrainingMetrics_3.json, training_metrics.json (workshop), any case.
 METRICS_NAME = re.compile(r"^training_?metrics(?:_(\d+))?\.json$", re.IGNORECASE)
 
@@ -425,7 +428,8 @@ def hyperparameter_episodes(data: bytes | str, source: str) -> int:
 def local_metrics_files(paths: Iterable[Path]) -> list[tuple[int, Path]]:
     """Resolve files and directories to (worker, file) pairs.
 
-    A directory contributes the metrics files in it and in its ``metrics/`` folder. A file
+    A directory contributes the metrics files in it and in its ``metrics/`` folder, or, for an
+    evaluation's folder (``<run>/evaluations/<id>/``), each leg's ``<leg>/metrics.json``. A file
     named like a metrics file gets the worker of its name; other files (e.g. a download
     renamed ``console-training-metrics.json``) take the lowest free worker index in the order
     given. Two files for the same worker are an error.
@@ -446,13 +450,15 @@ def local_metrics_files(paths: Iterable[Path]) -> list[tuple[int, Path]]:
                 raise MetricsError(
                     f"{error.filename or path}: cannot be listed: {error.strerror}"
                 ) from None
-            if not found:
+            legs = [] if found else sorted(path.glob(f"*/{EVALUATION_LEG_FILE}"))
+            if not found and not legs:
                 raise MetricsError(
                     f"{path}: no metrics files (TrainingMetrics.json, "
                     "TrainingMetrics_<i>.json, training_metrics.json) in it or in "
-                    "its metrics/ folder"
+                    f"its metrics/ folder, and no evaluation legs (*/{EVALUATION_LEG_FILE})"
                 )
             named.extend((worker_index(p.name) or 0, p) for p in found)
+            unnamed.extend(legs)
         elif path.is_file():
             index = worker_index(path.name)
             if index is None:

@@ -548,6 +548,11 @@ def collect_status(aws: Aws, experiment: str, run: str | None = None) -> dict[st
         for rollout in rollouts:
             rollout["last_episode"] = last.get(rollout["worker"])
         saved = checkpoints(aws, deployed.bucket, deployed.data_prefix)
+    evaluations: list[dict[str, Any]] = []
+    if deployed.bucket:
+        from rollouts.evaluations import evaluation_status  # noqa: PLC0415 (it imports this module)
+
+        evaluations = evaluation_status(aws, deployed.bucket, deployed.data_prefix)
     states: dict[str, int] = {}
     for rollout in rollouts:
         states[rollout["state"]] = states.get(rollout["state"], 0) + 1
@@ -563,6 +568,7 @@ def collect_status(aws: Aws, experiment: str, run: str | None = None) -> dict[st
         "trainer": trainer,
         "rollouts": rollouts,
         "rollout_states": dict(sorted(states.items())),
+        "evaluations": evaluations,
         "video_streams": deployed.video_streams,
         "checked_at": _time(datetime.now(tz=UTC)),
     }
@@ -613,6 +619,28 @@ def format_status(status: Mapping[str, Any]) -> str:
     for r in status["rollouts"]:
         if r["reason"]:
             lines.append(f"  worker {r['worker']}: {r['reason']}")
+    if status.get("evaluations"):
+        lines.append("\nevaluations:")
+        lines.append(
+            table(
+                ["evaluation", "checkpoint", "legs", "state", "children", "job"],
+                [
+                    [
+                        e["evaluation"],
+                        e["checkpoint"],
+                        ", ".join(e["legs"]),
+                        e["state"],
+                        ", ".join(f"{n} {s}" for s, n in e["children"].items()) or "-",
+                        e["job_id"] or "-",
+                    ]
+                    for e in status["evaluations"]
+                ],
+                indent="  ",
+            )
+        )
+        for e in status["evaluations"]:
+            if e["reason"]:
+                lines.append(f"  {e['evaluation']}: {e['reason']}")
     if status["video_streams"]:
         lines.append(f"\nvideo: {', '.join(status['video_streams'])}")
     return "\n".join(lines)
@@ -672,6 +700,8 @@ class StopTarget:
     simulation_batch: str | None
     rollout_count: int
     stack: str
+    bucket: str | None = None
+    run_prefix: str | None = None
 
 
 def stop_target(aws: Aws, experiment: str) -> StopTarget:
@@ -684,6 +714,8 @@ def stop_target(aws: Aws, experiment: str) -> StopTarget:
         deployed.output("SimulationJobBatchArn"),
         deployed.rollout_count,
         deployed.stack,
+        deployed.bucket,
+        deployed.data_prefix,
     )
 
 
@@ -703,6 +735,7 @@ def describe_stop(target: StopTarget) -> str:
         f"(stack {target.stack}):\n"
         f"  trainer:  SageMaker training job {target.run_id}\n"
         f"  rollouts: {rollouts}\n"
+        f"  and the run's evaluations that are still running\n"
         "Data in S3 is kept; the stack stays until `cdk destroy`."
     )
 
@@ -741,6 +774,18 @@ def stop(aws: Aws, target: StopTarget, *, budget_seconds: float = 120.0) -> dict
         report["trainer"] = fanout["trainer"].stop(aws.client("sagemaker"), retrier, target.run_id)
     except failures as error:
         report["errors"].append(f"trainer: {_describe(error)}")
+    report["evaluations"] = []
+    if target.backend == "batch" and target.queue and target.bucket and target.run_prefix:
+        try:
+            from rollouts.evaluations import records  # noqa: PLC0415 (it imports this module)
+
+            for record in records(aws, target.bucket, target.run_prefix):
+                if record.get("jobName"):
+                    report["evaluations"] += fanout["batch"].stop(
+                        aws.client("batch"), retrier, target.queue, record["jobName"]
+                    )
+        except failures as error:
+            report["errors"].append(f"evaluations: {_describe(error)}")
     return report
 
 
@@ -761,6 +806,9 @@ def format_stop(report: Mapping[str, Any]) -> str:
         f"  rollouts: {len(rollouts)} active job(s) stopped"
         + (f" ({', '.join(rollouts)})" if rollouts else " (none were running)"),
     ]
+    evaluations = report.get("evaluations") or []
+    if evaluations:
+        lines.append(f"  evaluations: {len(evaluations)} job(s) stopped ({', '.join(evaluations)})")
     for error in report["errors"]:
         lines.append(f"  error: {error}")
     return "\n".join(lines)
@@ -844,11 +892,27 @@ def _load_s3(  # noqa: PLR0917
                         if index is not None and all(i != index for i, _ in keys):
                             keys.append((index, item["Key"]))
 
+        def list_legs() -> None:
+            # An evaluation's prefix: one folder per leg, each with its metrics.json.
+            paginator = s3.get_paginator("list_objects_v2")
+            folders = [
+                common["Prefix"]
+                for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/", Delimiter="/")
+                for common in page.get("CommonPrefixes", [])
+            ]
+            for folder in sorted(folders):
+                key = f"{folder}{m.EVALUATION_LEG_FILE}"
+                if s3.list_objects_v2(Bucket=bucket, Prefix=key).get("KeyCount", 0):
+                    keys.append((len(keys), key))
+
         _aws_call("s3:ListObjectsV2", list_keys)
+        if not keys and prefix:
+            _aws_call("s3:ListObjectsV2", list_legs)
         if not keys:
             raise m.MetricsError(
                 f"s3://{bucket}/{prefix}: no metrics files yet (looked for "
-                "metrics/TrainingMetrics*.json and training_metrics.json)"
+                "metrics/TrainingMetrics*.json, training_metrics.json and evaluation legs "
+                f"*/{m.EVALUATION_LEG_FILE})"
             )
         workers = []
         for n, (index, key) in enumerate(sorted(keys), start=1):

@@ -127,3 +127,16 @@ def test_training_and_evaluation_files_together_stay_apart(run):
     assert len(both["race"]["trials"]) == 3
     text = run("metrics", TRAINING, EVALUATION, "--episodes-per-iteration", 20)
     assert "Evaluation files (scored apart from the training iterations)" in text.out
+
+
+def test_an_evaluation_folder_is_read_leg_by_leg(run, tmp_path: Path):
+    """What `rollouts evaluate` leaves under <run>/evaluations/<id>/: one folder per leg."""
+    folder = tmp_path / "eval-1234abcd"
+    write(folder / "Spain_track" / "metrics.json", [row(1, "Lap complete", 12000)])
+    write(folder / "Spain_track-reverse" / "metrics.json", [row(1, "Lap complete", 12500)])
+    (folder / "model").mkdir()
+    doc = run("metrics", folder, "--json").json()
+    assert [t["track"] for t in doc["race"]["tracks"]] == ["Spain_track", "Spain_track-reverse"]
+    assert doc["race"]["rankings"]["best_lap"] == ["Spain_track", "Spain_track-reverse"]
+    empty = run("metrics", tmp_path / "nothing-here")
+    assert empty.code == 2

@@ -24,6 +24,7 @@ QUEUE = "arn:aws:batch:us-east-1:123456789012:job-queue/rollouts"
 SIM_BATCH = "arn:aws:robomaker:us-east-1:123456789012:simulation-job-batch/sjb-1"
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 BUCKET = "platform-data"
+JOB_DEFINITION = "arn:aws:batch:us-east-1:123456789012:job-definition/rollouts-x:1"
 PREFIX = f"experiments/{EXP}"
 # Each run keeps its data under the experiment prefix's runs/<run id>/ (README).
 RUN_PREFIX = f"{PREFIX}/runs/{RUN}"
@@ -68,6 +69,9 @@ class World:
         }
         if backend == "batch":
             outputs["JobQueue"] = QUEUE
+            outputs["RolloutJobDefinition"] = JOB_DEFINITION
+            outputs["RolloutVcpus"] = "4"
+            outputs["RolloutMemoryMib"] = "8192"
         else:
             outputs["SimulationJobBatchArn"] = SIM_BATCH
         self.stubs["cloudformation"].add_response(
@@ -410,6 +414,7 @@ def test_stop_json_already_finished(run, world):
         "backend": "batch",
         "trainer": "Completed",
         "rollouts": [],
+        "evaluations": [],
         "errors": [],
     }
 
