@@ -3,12 +3,15 @@ test may reach AWS)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aws_world import World
 from cli_support import Result
+from moto import mock_aws
 
+from rollouts import cli
 from rollouts.cli import main
 
 
@@ -34,3 +37,12 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """Stubbed AWS clients and moto S3, handed to the CLI in place of real ones."""
+    with mock_aws():
+        w = World()
+        monkeypatch.setattr(cli, "_aws", lambda _args: w.aws)
+        yield w

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from botocore.stub import ANY
-from test_cli_status_stop import (  # noqa: F401 (world is a fixture)
+from aws_world import (
     BUCKET,
     EXP,
     JOB_DEFINITION,
@@ -17,8 +16,8 @@ from test_cli_status_stop import (  # noqa: F401 (world is a fixture)
     RUN,
     RUN_PREFIX,
     World,
-    world,
 )
+from botocore.stub import ANY
 
 CHECKPOINTS = {
     "best_checkpoint": {"name": "2_Step-4000.ckpt", "avg_eval_metric": 70.0},

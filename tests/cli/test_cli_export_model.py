@@ -7,7 +7,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from test_cli_status_stop import BUCKET, PREFIX, RUN, World, world  # noqa: F401 (fixture)
+from aws_world import BUCKET, PREFIX, RUN, World
 
 METADATA = b'{"action_space": [], "sensor": ["FRONT_FACING_CAMERA"], "neural_network": "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW"}'
 CHECKPOINTS = {
@@ -72,7 +72,7 @@ def test_a_checkpoint_without_a_frozen_graph_is_a_clear_error(run, tmp_path: Pat
     assert missing.code == 2 and "give a checkpoint number instead" in missing.err
 
 
-def test_from_the_deployed_run_in_s3(run, world: World, tmp_path: Path):  # noqa: F811
+def test_from_the_deployed_run_in_s3(run, world: World, tmp_path: Path):
     world.stack()
     s3 = world.aws.clients["s3"]
     for key, data in run_copy(tmp_path / "local").items():
