@@ -634,6 +634,11 @@ def _race_output(scored: Any, args: argparse.Namespace, description: str) -> int
     return EXIT_OK
 
 
+def _lap_time(value: float | None) -> str:
+    """Lap times as race results show them: to the millisecond."""
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _print_race(scored: Any) -> None:
     print(
         table(
@@ -654,7 +659,7 @@ def _print_race(scored: Any) -> None:
                     t.trial,
                     t.status,
                     t.completion_percentage,
-                    t.lap_seconds,
+                    _lap_time(t.lap_seconds),
                     t.off_track,
                     t.crashes,
                     t.resets,
@@ -687,9 +692,9 @@ def _print_race(scored: Any) -> None:
                     s.trials,
                     s.completed,
                     s.mean_completion_percentage,
-                    s.best_lap_seconds,
-                    s.best_consecutive_seconds,
-                    s.total_seconds,
+                    _lap_time(s.best_lap_seconds),
+                    _lap_time(s.best_consecutive_seconds),
+                    _lap_time(s.total_seconds),
                     s.off_track,
                     s.crashes,
                     s.penalty_seconds,

@@ -51,7 +51,7 @@ def test_the_console_evaluation_needs_no_flags(run):
     assert track["penalty_seconds"] == 0
     assert "rows" not in doc, "no training iterations are made up from evaluation trials"
     text = run("metrics", EVALUATION)
-    assert text.code == 0 and "16.27" in text.out and "best 3 consecutive" in text.out
+    assert text.code == 0 and "16.267" in text.out and "best 3 consecutive" in text.out
 
 
 def test_penalties_consecutive_laps_and_rankings(run, tmp_path: Path):

@@ -32,7 +32,7 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 ANY_LINES = "..."
 ANY_TEXT = "…"
-OFFLINE = ("validate", "plan", "render", "metrics", "import-drfc")
+OFFLINE = ("validate", "plan", "render", "metrics", "import-drfc", "export-model")
 BAD_YAML = (
     "name: broken\ntrack: reInvent2019_trak\nrace: {type: DRAG_RACE}\n"
     "model_metadata: experiments/models/discrete-5-actions.json\n"
@@ -115,8 +115,11 @@ def needs_aws(command: str) -> str | None:
         return "deploys to an AWS account"
     if words[0] == "source":
         return "changes the interactive shell only"
-    if words[0] == "rollouts" and words[1] in ("status", "stop"):
+    if words[0] == "rollouts" and words[1] in ("status", "stop", "evaluate"):
         return "reads a deployed stack"
+    if words[0] == "rollouts" and words[1] == "export-model" and not Path(words[2]).suffix:
+        if re.fullmatch(r"[a-z][a-z0-9-]{0,39}", words[2]):
+            return "reads a deployed experiment's data"
     if words[0] == "rollouts" and words[1] == "metrics":
         source = words[2]
         if source.startswith("s3://") or re.fullmatch(r"[a-z][a-z0-9-]{0,39}", source):
@@ -163,9 +166,17 @@ def scratch(tmp_path: Path) -> Path:
     )
     metrics = FIXTURES / "metrics" / "console-training-metrics.json"
     shutil.copy(metrics, root / "console-training-metrics.json")
+    evaluation = FIXTURES / "metrics" / "console-evaluation-metrics.json"
+    shutil.copy(evaluation, root / "console-evaluation-metrics.json")
     for folder in ("download/metrics", "metrics"):
         (root / folder).mkdir(parents=True)
         shutil.copy(metrics, root / folder / "TrainingMetrics.json")
+    # A local copy of a run's prefix, as the trainer leaves its model/ folder.
+    model = root / "run-copy" / "model"
+    model.mkdir(parents=True)
+    shutil.copy(drfc / "model_metadata.json", model / "model_metadata.json")
+    (model / "model_12.pb").write_bytes(b"frozen graph 12")
+    (model / "12_Step-2400.ckpt.index").write_bytes(b"index")
     (root / "tmp").mkdir()
     return root
 
