@@ -117,9 +117,12 @@ def needs_aws(command: str) -> str | None:
         return "changes the interactive shell only"
     if words[0] == "rollouts" and words[1] in ("status", "stop", "evaluate"):
         return "reads a deployed stack"
-    if words[0] == "rollouts" and words[1] == "export-model" and not Path(words[2]).suffix:
-        if re.fullmatch(r"[a-z][a-z0-9-]{0,39}", words[2]):
-            return "reads a deployed experiment's data"
+    if (
+        words[0] == "rollouts"
+        and words[1] == "export-model"
+        and re.fullmatch(r"[a-z][a-z0-9-]{0,39}", words[2])
+    ):
+        return "reads a deployed experiment's data"
     if words[0] == "rollouts" and words[1] == "metrics":
         source = words[2]
         if source.startswith("s3://") or re.fullmatch(r"[a-z][a-z0-9-]{0,39}", source):
