@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
@@ -245,9 +246,10 @@ def plot_laps(report: RaceReport, out: Any, *, title: str | None = None) -> dict
             rows = [t for t in report.trials if t.track == track]
             done = [t for t in rows if t.completed and t.lap_seconds is not None]
             color = colors(n % 10)
+            # A trial that did not finish breaks the line: no lap time to join across it.
             ax.plot(
-                [t.trial for t in done],
-                [t.lap_seconds or 0.0 for t in done],
+                [t.trial for t in rows],
+                [t.lap_seconds if t in done else math.nan for t in rows],
                 marker="o",
                 color=color,
                 label=f"{track} (best {min(t.lap_seconds or 0 for t in done):.3f} s)"
