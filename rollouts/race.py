@@ -249,7 +249,10 @@ def plot_laps(report: RaceReport, out: Any, *, title: str | None = None) -> dict
             # A trial that did not finish breaks the line: no lap time to join across it.
             ax.plot(
                 [t.trial for t in rows],
-                [t.lap_seconds if t in done else math.nan for t in rows],
+                [
+                    t.lap_seconds if t in done and t.lap_seconds is not None else math.nan
+                    for t in rows
+                ],
                 marker="o",
                 color=color,
                 label=f"{track} (best {min(t.lap_seconds or 0 for t in done):.3f} s)"
