@@ -11,8 +11,7 @@ from aws_world import World
 from cli_support import Result
 from moto import mock_aws
 
-from rollouts import cli
-from rollouts.cli import main
+from rollouts.cli import common, main
 
 
 @pytest.fixture
@@ -44,5 +43,5 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     """Stubbed AWS clients and moto S3, handed to the CLI in place of real ones."""
     with mock_aws():
         w = World()
-        monkeypatch.setattr(cli, "_aws", lambda _args: w.aws)
+        monkeypatch.setattr(common, "aws", lambda _args: w.aws)
         yield w

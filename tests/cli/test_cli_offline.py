@@ -388,13 +388,13 @@ def test_render_values_are_read_back_exactly(run, tmp_path):
 def test_checked_fill_refuses_values_that_change_the_yaml():
     """The guard behind the flag checks: a value that would break out of its YAML scalar (here
     given directly, as no flag accepts one) is refused instead of written."""
-    from rollouts import cli
+    from rollouts.cli import common, render
 
     template = worker_yaml(load_experiment(EXPERIMENTS / "head-to-bot.yaml"), 0)
-    assert "{{bucket}}" in cli._checked_fill(template, {"region": "us-east-1"})
+    assert "{{bucket}}" in render._checked_fill(template, {"region": "us-east-1"})
     for values in ({"bucket": "it's"}, {"prefix": "a\nAWS_REGION: x"}, {"video_stream": "a'"}):
-        with pytest.raises(cli.UsageError, match="quotes and line breaks"):
-            cli._checked_fill(template, values)
+        with pytest.raises(common.UsageError, match="quotes and line breaks"):
+            render._checked_fill(template, values)
 
 
 def test_render_unwritable_out_is_a_clear_failure(run, tmp_path):

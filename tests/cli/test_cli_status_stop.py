@@ -24,6 +24,8 @@ from botocore.stub import ANY
 from cli_support import FIXTURES
 
 from rollouts import cli, operate
+from rollouts.cli import common
+from rollouts.cli import status as status_command
 
 
 def test_status_batch(run, world):
@@ -169,7 +171,7 @@ def test_status_text_and_watch(run, world, monkeypatch):
     def interrupt(_seconds: float) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli.time, "sleep", interrupt)
+    monkeypatch.setattr(status_command.time, "sleep", interrupt)
     result = run("status", EXP, "--watch", "5")
     world.done()
     assert result.code == 0
@@ -455,7 +457,7 @@ def test_bad_experiment_name_exit_2_before_aws(run, monkeypatch, command, name):
     def no_prompt(_prompt: str) -> str:
         raise AssertionError("no confirmation must be asked for a bad name")
 
-    monkeypatch.setattr(cli, "_aws", no_aws)
+    monkeypatch.setattr(common, "aws", no_aws)
     monkeypatch.setattr(cli.sys.stdin, "isatty", lambda: True, raising=False)
     monkeypatch.setattr("builtins.input", no_prompt)
     result = run(command, name)

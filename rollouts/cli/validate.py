@@ -1,0 +1,82 @@
+"""``rollouts validate``: check experiment files offline."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rollouts.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    _problem_dict,
+    emit_json,
+    err,
+    print_problems,
+)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from rollouts.spec import SpecError, load_experiment  # noqa: PLC0415
+
+    results = []
+    names: dict[str, str] = {}
+    for path in args.files:
+        entry: dict[str, Any] = {
+            "file": str(path),
+            "valid": True,
+            "experiment": None,
+            "problems": [],
+        }
+        try:
+            spec = load_experiment(path)
+        except SpecError as error:
+            entry["valid"] = False
+            entry["problems"] = [_problem_dict(p) for p in error.problems]
+        else:
+            entry["experiment"] = spec.name
+            entry["summary"] = (
+                f"{spec.rollouts.count} worker(s), {spec.race.type} on "
+                f"{spec.track}, {spec.episodes_per_iteration} episodes/iteration"
+            )
+            if spec.name in names:
+                entry["valid"] = False
+                entry["problems"] = [
+                    {
+                        "file": str(path),
+                        "field": "name",
+                        "value": spec.name,
+                        "missing": False,
+                        "message": f"is already used by {names[spec.name]}: experiment names must "
+                        "be unique (they name the stack)",
+                    }
+                ]
+            names.setdefault(spec.name, str(path))
+        results.append(entry)
+    valid = all(r["valid"] for r in results)
+    if args.json:
+        emit_json({"valid": valid, "files": results})
+    else:
+        for r in results:
+            if r["valid"]:
+                print(f"ok       {r['file']}  ({r['experiment']}: {r['summary']})")
+            else:
+                print(f"INVALID  {r['file']}  ({len(r['problems'])} problem(s))")
+                print_problems(r["problems"])
+        bad = sum(not r["valid"] for r in results)
+        if bad:
+            err(f"{bad} of {len(results)} file(s) invalid")
+    return EXIT_OK if valid else EXIT_USAGE
+
+
+def register(sub: Any, fmt: Any) -> None:
+    p = sub.add_parser(
+        "validate",
+        help="check experiment files offline",
+        description="Check experiment files offline. Every problem is listed "
+        "with file, field, value and what is allowed; exit 2 if any.",
+        formatter_class=fmt,
+    )
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="experiment YAML file(s)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_validate)
