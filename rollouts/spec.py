@@ -11,7 +11,7 @@ import difflib
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -197,6 +197,10 @@ class ExperimentSpec:
     pretrained: Pretrained | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     evaluation: Evaluation | None = None
+    # A variant of a sweep: the base name and the values it differs in (dotted path -> value).
+    sweep_base: str | None = None
+    variant: Mapping[str, Any] = field(default_factory=dict)
+    budget_usd: float | None = None
 
     @property
     def episodes_per_iteration(self) -> int:
@@ -351,10 +355,54 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def load_experiment(path: str | Path, *, display_root: Path | None = None) -> ExperimentSpec:
-    """Load and validate one experiment file; raise ``SpecError`` listing every problem."""
+    """Load one experiment file; a file with ``sweep:`` is refused here (it is many
+    experiments: ``load_variants``)."""
+    specs = load_variants(path, display_root=display_root)
+    if len(specs) != 1 or specs[0].sweep_base is not None:
+        shown = _display(Path(path), display_root)
+        raise SpecError(
+            [
+                Problem(
+                    shown,
+                    "sweep",
+                    f"{len(specs)} variants",
+                    "is a sweep: load it with load_variants (rollouts validate/plan list them)",
+                )
+            ]
+        )
+    return specs[0]
+
+
+def load_variants(path: str | Path, *, display_root: Path | None = None) -> list[ExperimentSpec]:
+    """Load an experiment file: one experiment, or one per variant of its ``sweep:``."""
+    from rollouts.sweep import expand  # noqa: PLC0415 (sweep builds on this module)
+
     path = Path(path)
     shown = _display(path, display_root)
-    problems: list[Problem] = []
+    document = read_document(path, shown)
+    variants, problems = expand(document, file=shown, base=path.parent)
+    if problems:
+        raise SpecError(problems)
+    specs = []
+    for variant in variants:
+        try:
+            spec = experiment_from_document(variant.document, path, variant.file)
+        except SpecError as error:  # every variant's problems, all at once
+            problems.extend(error.problems)
+            continue
+        specs.append(
+            replace(spec, sweep_base=variant.base, variant=variant.values) if variant.base else spec
+        )
+    from rollouts.cost import budget_problems  # noqa: PLC0415 (cost builds on this module)
+
+    problems += budget_problems(specs, shown)
+    if problems:
+        raise SpecError(problems)
+    return specs
+
+
+def read_document(path: Path, shown: str) -> Any:
+    """The YAML document of an experiment file (duplicate keys refused)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -366,7 +414,7 @@ def load_experiment(path: str | Path, *, display_root: Path | None = None) -> Ex
             [Problem(shown, "(file)", str(path), f"is not UTF-8 text (byte {error.start})")]
         ) from None
     try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -374,6 +422,11 @@ def load_experiment(path: str | Path, *, display_root: Path | None = None) -> Ex
         raise SpecError(
             [Problem(shown, "(file)", str(path), f"is not valid YAML{where}: {problem}")]
         ) from None
+
+
+def experiment_from_document(document: Any, path: Path, shown: str) -> ExperimentSpec:
+    """Validate one experiment's document (paths in it relative to ``path``'s folder)."""
+    problems: list[Problem] = []
     top = _Section(document, file=shown, path="", problems=problems)
     spec = _read_experiment(top, path)
     top.finish()
@@ -391,7 +444,7 @@ def load_experiments(
     problems: list[Problem] = []
     for path in paths:
         try:
-            specs.append(load_experiment(path, display_root=display_root))
+            specs.extend(load_variants(path, display_root=display_root))
         except SpecError as error:
             problems.extend(error.problems)
     seen: dict[str, Path] = {}
@@ -448,6 +501,7 @@ def _read_experiment(top: _Section, path: Path) -> ExperimentSpec | None:
         top.seen.add("pretrained")
     evaluation = _evaluation(top.section("evaluation"), track) if "evaluation" in top.data else None
     top.seen.add("evaluation")
+    budget = top.number("budget_usd", None, low=0.01, high=1_000_000)
     tags = _tags(top)
     if model_metadata.get("training_algorithm") == "sac" and (
         model_metadata.get("action_space_type") != "continuous"
@@ -476,6 +530,7 @@ def _read_experiment(top: _Section, path: Path) -> ExperimentSpec | None:
         pretrained=pretrained,
         tags=tags,
         evaluation=evaluation,
+        budget_usd=budget,
     )
 
 

@@ -133,16 +133,27 @@ def _show_value(problem: dict[str, Any]) -> str:
 
 
 def print_problems(problems: Sequence[dict[str, Any]], out: TextIO | None = None) -> None:
+    """Each problem's field, value and message; a sweep's problems under the variant they are
+    of (their ``file`` names it)."""
     out = out or sys.stdout
+    shown = None
     for p in problems:
+        if " (sweep variant " in p["file"] and p["file"] != shown:
+            shown = p["file"]
+            print(f"  in{p['file'][p['file'].index(' (sweep variant ') :]}", file=out)
         print(f"  {p['field']}: {_show_value(p)}\n      {p['message']}", file=out)
 
 
 def _load_spec(path: Path) -> Any:
-    from rollouts.spec import SpecError, load_experiment  # noqa: PLC0415
+    return _load_variants(path)[0]
+
+
+def _load_variants(path: Path) -> list[Any]:
+    """The experiment of a file, or each variant of its sweep; exit 2 on any problem."""
+    from rollouts.spec import SpecError, load_variants  # noqa: PLC0415
 
     try:
-        return load_experiment(path)
+        return load_variants(path)
     except SpecError as error:
         err(f"{path}: invalid experiment ({len(error.problems)} problem(s)):")
         print_problems([_problem_dict(p) for p in error.problems], out=sys.stderr)

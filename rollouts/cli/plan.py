@@ -15,7 +15,7 @@ from rollouts.cli.common import (
     _account,
     _bucket,
     _existing_file,
-    _load_spec,
+    _load_variants,
     _region,
     _run_id,
     _write_error,
@@ -37,18 +37,30 @@ def _context_overrides(pairs: Sequence[str]) -> dict[str, str]:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from rollouts import plan  # noqa: PLC0415
+    from rollouts.cost import run_cost  # noqa: PLC0415
 
-    spec = _load_spec(args.file)
+    variants = _load_variants(args.file)
+    spec = variants[0]
     cdk_json = args.cdk_json or plan.find_cdk_json(Path.cwd())
     try:
         context = plan.load_context(cdk_json, _context_overrides(args.context))
         platform = plan.platform_summary(context)
-        problems = plan.compute_problems(spec, context, file=str(args.file))
+        problems = [
+            problem
+            for variant in variants
+            for problem in plan.compute_problems(variant, context, file=str(args.file))
+        ]
     except ValueError as error:
         raise CliError(str(error), EXIT_USAGE) from None
     if problems:
         raise CliError("\n".join(problems), EXIT_USAGE)
+    spot = bool(platform.get("spot", True)) and platform.get("backend") == "batch"
+    if spec.sweep_base is not None:
+        if args.requests is not None:
+            raise UsageError("--requests is for one experiment: plan a sweep's variants one by one")
+        return _plan_sweep(args, variants, platform, spot, cdk_json)
     document = plan.build_plan(spec, platform)
+    document["cost"] = run_cost(spec, spot=spot).as_dict()
     document["platform_context"] = str(cdk_json) if cdk_json else None
     if args.requests is not None:
         document["requests"] = _write_requests(args, spec, context)
@@ -57,6 +69,107 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return EXIT_OK
     _print_plan(document)
     return EXIT_OK
+
+
+def _plan_sweep(
+    args: argparse.Namespace,
+    variants: list[Any],
+    platform: dict[str, Any],
+    spot: bool,
+    cdk_json: Any,
+) -> int:
+    from rollouts import plan  # noqa: PLC0415
+    from rollouts.cost import run_cost  # noqa: PLC0415
+    from rollouts.sweep import shown_values  # noqa: PLC0415
+
+    rows = []
+    for variant in variants:
+        cost = run_cost(variant, spot=spot)
+        rows.append(
+            {
+                "name": variant.name,
+                "stack": plan.stack_name(variant.name),
+                "values": dict(variant.variant),
+                "cost": cost.as_dict(),
+                "plan": plan.build_plan(variant, platform),
+            }
+        )
+    known = all(r["cost"]["worst_case_usd"] is not None for r in rows)
+    total = {
+        "worst_case_usd": round(sum(r["cost"]["worst_case_usd"] for r in rows), 2)
+        if known
+        else None,
+        "estimate_usd": round(sum(r["cost"]["estimate_usd"] for r in rows), 2) if known else None,
+    }
+    document = {
+        "sweep": variants[0].sweep_base,
+        "source": str(args.file),
+        "variants": rows,
+        "total_cost": total,
+        "platform_context": str(cdk_json) if cdk_json else None,
+    }
+    if args.json:
+        emit_json(document)
+        return EXIT_OK
+    print(f"Sweep {document['sweep']} ({args.file}): {len(rows)} variants, one stack each")
+    print(
+        table(
+            ["variant", "values", "estimate $", "worst case $"],
+            [
+                [
+                    r["name"],
+                    shown_values(r["values"]),
+                    r["cost"]["estimate_usd"],
+                    r["cost"]["worst_case_usd"],
+                ]
+                for r in rows
+            ],
+            indent="  ",
+        )
+    )
+    print(
+        f"\ntotal: estimate ${_money(total['estimate_usd'])}, worst case "
+        f"${_money(total['worst_case_usd'])} (worst case: every trainer's full max_run_minutes on "
+        "demand)"
+    )
+    print(
+        f"\nFirst variant in full ({rows[0]['name']}); the others differ only in the values above:\n"
+    )
+    first = rows[0]["plan"]
+    first["cost"] = rows[0]["cost"]
+    _print_plan(first)
+    return EXIT_OK
+
+
+def _money(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f}"
+
+
+def _print_cost(cost: dict[str, Any]) -> None:
+    print(
+        f"\nCost of one run (prices {cost['prices_region']}, {cost['prices_as_of']}, "
+        "rollouts/data/prices.json):"
+    )
+    print(
+        table(
+            ["item", "quantity", "unit", "on demand $", "estimate $"],
+            [
+                [
+                    line["item"],
+                    line["quantity"],
+                    line["unit"],
+                    line["on_demand_usd"],
+                    line["estimate_usd"],
+                ]
+                for line in cost["lines"]
+            ],
+            indent="  ",
+        )
+    )
+    print(
+        f"  estimate ${_money(cost['estimate_usd'])}, worst case ${_money(cost['worst_case_usd'])}"
+        + (f"; no price for {', '.join(cost['missing_prices'])}" if cost["missing_prices"] else "")
+    )
 
 
 def _write_requests(args: argparse.Namespace, spec: Any, context: dict[str, Any]) -> list[str]:
@@ -157,6 +270,8 @@ def _print_plan(p: dict[str, Any]) -> None:
     for key, value in s3["keys"].items():
         shown = ", ".join(value) if isinstance(value, list) else value
         print(f"  {key:<16} {shown}")
+    if "cost" in p:
+        _print_cost(p["cost"])
     if p["warnings"]:
         print()
         for warning in p["warnings"]:

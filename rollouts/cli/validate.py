@@ -17,7 +17,8 @@ from rollouts.cli.common import (
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from rollouts.spec import SpecError, load_experiment  # noqa: PLC0415
+    from rollouts.spec import SpecError, load_variants  # noqa: PLC0415
+    from rollouts.sweep import shown_values  # noqa: PLC0415
 
     results = []
     names: dict[str, str] = {}
@@ -29,12 +30,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
             "problems": [],
         }
         try:
-            spec = load_experiment(path)
+            specs = load_variants(path)
         except SpecError as error:
             entry["valid"] = False
             entry["problems"] = [_problem_dict(p) for p in error.problems]
         else:
-            entry["experiment"] = spec.name
+            spec = specs[0]
+            if spec.sweep_base is not None:
+                entry["sweep"] = {
+                    "base": spec.sweep_base,
+                    "variants": [{"name": v.name, "values": dict(v.variant)} for v in specs],
+                }
+            entry["experiment"] = spec.sweep_base or spec.name
             entry["summary"] = (
                 f"{spec.rollouts.count} worker(s), {spec.race.type} on "
                 f"{spec.track}, {spec.episodes_per_iteration} episodes/iteration"
@@ -58,7 +65,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         emit_json({"valid": valid, "files": results})
     else:
         for r in results:
-            if r["valid"]:
+            if r["valid"] and "sweep" in r:
+                variants = r["sweep"]["variants"]
+                print(f"ok       {r['file']}  (sweep {r['experiment']}: {len(variants)} variants)")
+                for v in variants:
+                    print(f"           {v['name']}: {shown_values(v['values'])}")
+            elif r["valid"]:
                 print(f"ok       {r['file']}  ({r['experiment']}: {r['summary']})")
             else:
                 print(f"INVALID  {r['file']}  ({len(r['problems'])} problem(s))")
