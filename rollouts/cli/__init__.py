@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from rollouts import __version__
 from rollouts.cli import (
+    compare,
     evaluate,
     export_model,
     import_drfc,
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.register(sub, fmt)
     render.register(sub, fmt)
     metrics.register(sub, fmt)
+    compare.register(sub, fmt)
     status.register(sub, fmt)
     evaluate.register(sub, fmt)
     export_model.register(sub, fmt)
