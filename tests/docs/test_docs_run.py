@@ -32,7 +32,7 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 ANY_LINES = "..."
 ANY_TEXT = "…"
-OFFLINE = ("validate", "plan", "render", "metrics", "import-drfc", "export-model")
+OFFLINE = ("validate", "plan", "render", "metrics", "import-drfc", "export-model", "compare")
 BAD_YAML = (
     "name: broken\ntrack: reInvent2019_trak\nrace: {type: DRAG_RACE}\n"
     "model_metadata: experiments/models/discrete-5-actions.json\n"
@@ -119,6 +119,14 @@ def needs_aws(command: str) -> str | None:
         return "reads a deployed stack"
     if (
         words[0] == "rollouts"
+        and words[1] == "compare"
+        and any(
+            re.fullmatch(r"[a-z][a-z0-9-]{0,39}", w) for w in words[2:] if not w.startswith("-")
+        )
+    ):
+        return "reads deployed experiments' data"
+    if (
+        words[0] == "rollouts"
         and words[1] == "export-model"
         and re.fullmatch(r"[a-z][a-z0-9-]{0,39}", words[2])
     ):
@@ -174,6 +182,13 @@ def scratch(tmp_path: Path) -> Path:
     for folder in ("download/metrics", "metrics"):
         (root / folder).mkdir(parents=True)
         shutil.copy(metrics, root / folder / "TrainingMetrics.json")
+    # Two local copies of run prefixes, differing in their learning rate.
+    for name, lr in (("run-a", 0.0003), ("run-b", 0.0001)):
+        (root / name / "metrics").mkdir(parents=True)
+        shutil.copy(metrics, root / name / "metrics" / "TrainingMetrics.json")
+        (root / name / "hyperparameters.json").write_text(
+            f'{{"num_episodes_between_training": 20, "lr": {lr}}}'
+        )
     # A local copy of a run's prefix, as the trainer leaves its model/ folder.
     model = root / "run-copy" / "model"
     model.mkdir(parents=True)

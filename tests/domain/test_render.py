@@ -13,7 +13,7 @@ import yaml
 
 from rollouts import contract
 from rollouts.render import PLACEHOLDERS, placeholder, render_files, worker_params
-from rollouts.spec import ExperimentSpec, load_experiment
+from rollouts.spec import ExperimentSpec, load_experiment, load_variants
 
 DRFC = (
     Path(
@@ -131,7 +131,7 @@ def test_only_known_placeholders_and_deterministic_output(tmp_path: Path) -> Non
 
 def test_shipped_experiments_are_valid() -> None:
     experiments = Path(__file__).resolve().parents[2] / "experiments"
-    names = [load_experiment(p).name for p in sorted(experiments.glob("*.yaml"))]
+    names = [s.name for p in sorted(experiments.glob("*.yaml")) for s in load_variants(p)]
     assert len(names) == len(set(names)) >= 3
 
 

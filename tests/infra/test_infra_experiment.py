@@ -8,7 +8,7 @@ import pytest
 from synth_support import Synthesis
 from tests_paths import EXPERIMENTS
 
-from rollouts.spec import load_experiment
+from rollouts.spec import load_variants
 
 
 def by_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -24,7 +24,7 @@ def run_properties(template: dict[str, Any]) -> dict[str, Any]:
     "experiment_file", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.stem
 )
 def test_one_encrypted_video_stream_per_rollout(experiment_file: Any, batch: Synthesis) -> None:
-    spec = load_experiment(experiment_file)
+    spec = load_variants(experiment_file)[0]
     template = batch.experiment(spec.name)
     streams = by_type(template, "AWS::KinesisVideo::Stream")
     expected = spec.rollouts.count if spec.video else 0

@@ -204,9 +204,14 @@ def test_cfn_lint_passes_on_every_template(
         else variant(synthesis_id)
     )
     templates = [str(p) for p in sorted(synthesis.outdir.glob("*.template.json"))]
-    # The platform and one stack per experiment synthesized (all files, or the default one).
+    # The platform and one stack per experiment (a sweep: per variant) synthesized (all files,
+    # or the default one).
+    from rollouts.spec import load_variants
+
     experiments = (
-        len(list(EXPERIMENTS.glob("*.yaml"))) if synthesis_id in ("batch", "robomaker") else 1
+        sum(len(load_variants(p)) for p in EXPERIMENTS.glob("*.yaml"))
+        if synthesis_id in ("batch", "robomaker")
+        else 1
     )
     assert len(templates) == 1 + experiments
     result = subprocess.run(
