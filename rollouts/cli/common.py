@@ -6,7 +6,6 @@ import argparse
 import json
 import re
 import sys
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,30 +77,16 @@ def err(message: str) -> None:
 def progress(message: str) -> Iterator[Callable[[str], None]]:
     """A spinner on stderr while a slow step runs (only on a terminal; silent when piped).
 
-    Yields a function to update the message (e.g. "3/8 files")."""
+    Yields a function to update the message (e.g. "3/8 files"). rich draws it: its status
+    spinner handles terminal width, redraws and clean-up, which a hand-written one got wrong on
+    narrow terminals."""
     if not sys.stderr.isatty():
         yield lambda _text: None
         return
-    state = {"text": message}
-    done = threading.Event()
+    from rich.console import Console  # noqa: PLC0415 (only on a terminal)
 
-    def spin() -> None:
-        frames = "|/-\\"
-        i = 0
-        while not done.wait(0.1):
-            sys.stderr.write(f"\r{frames[i % 4]} {state['text']}\x1b[K")
-            sys.stderr.flush()
-            i += 1
-
-    thread = threading.Thread(target=spin, daemon=True)
-    thread.start()
-    try:
-        yield lambda text: state.update(text=f"{message}: {text}")
-    finally:
-        done.set()
-        thread.join()
-        sys.stderr.write("\r\x1b[K")
-        sys.stderr.flush()
+    with Console(stderr=True).status(message) as status:
+        yield lambda text: status.update(f"{message}: {text}")
 
 
 def _problem_dict(problem: Any) -> dict[str, Any]:

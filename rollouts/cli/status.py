@@ -28,6 +28,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     aws = common.aws(args)
     interval = args.watch
+    if interval and not args.json and sys.stdout.isatty():
+        return _watch(aws, args, interval)
     first = True
     try:
         while True:
@@ -41,16 +43,38 @@ def cmd_status(args: argparse.Namespace) -> int:
             if args.json:
                 emit_json(status)
             else:
-                text = format_status(status)
-                if interval and sys.stdout.isatty():
-                    sys.stdout.write("\x1b[H\x1b[2J")  # refresh in place
-                print(text)
+                print(format_status(status))
                 if interval:
                     print(f"\n(refreshing every {interval:g} s; Ctrl-C to stop)")
             sys.stdout.flush()
             if not interval:
                 return EXIT_OK
             time.sleep(interval)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except operate.OperateError as error:
+        raise CliError(str(error), error.code) from None
+
+
+def _watch(aws: Any, args: argparse.Namespace, interval: float) -> int:
+    """``--watch`` on a terminal: rich redraws the status in place (piped, each refresh is
+    printed after the last, so a log keeps them all)."""
+    from rich.console import Console  # noqa: PLC0415 (only on a terminal)
+    from rich.live import Live  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+
+    from rollouts import operate  # noqa: PLC0415
+
+    try:
+        with Live(console=Console(), auto_refresh=False, transient=False) as live:
+            while True:
+                status = operate.collect_status(aws, args.experiment, args.run)
+                shown = format_status(status)
+                live.update(
+                    Text(f"{shown}\n\n(refreshing every {interval:g} s; Ctrl-C to stop)"),
+                    refresh=True,
+                )
+                time.sleep(interval)
     except KeyboardInterrupt:
         return EXIT_OK
     except operate.OperateError as error:

@@ -412,3 +412,18 @@ def test_plan_cdk_json_that_is_not_an_object(run, tmp_path):
         result = run("plan", EXPERIMENTS / "default.yaml", "--cdk-json", cdk)
         assert result.code == 2 and str(cdk) in result.err, text
         assert "Traceback" not in result.err
+
+
+def test_progress_spins_on_a_terminal_only(monkeypatch, capsys):
+    import sys
+
+    from rollouts.cli.common import progress
+
+    with progress("loading") as update:
+        update("1/2 files")
+    assert capsys.readouterr().err == "", "piped: no spinner"
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    with progress("loading") as update:
+        update("2/2 files")
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\x1b[") >= 1  # drawn, then cleared

@@ -139,7 +139,8 @@ def test_metrics_of_an_earlier_run(run, world):
     assert run("metrics", "a/b.json", "--run", EARLIER).code == 2
 
 
-def test_status_text_and_watch(run, world, monkeypatch):
+@pytest.mark.parametrize("terminal", [False, True], ids=["piped", "terminal"])
+def test_status_text_and_watch(run, world, monkeypatch, terminal):
     world.stack(count=1)
     world.trainer("Stopped")
     world.stubs["batch"].add_response(
@@ -172,11 +173,14 @@ def test_status_text_and_watch(run, world, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(status_command.time, "sleep", interrupt)
+    # Piped, each refresh is printed after the last; on a terminal rich redraws it in place.
+    monkeypatch.setattr(status_command.sys.stdout, "isatty", lambda: terminal, raising=False)
     result = run("status", EXP, "--watch", "5")
     world.done()
     assert result.code == 0
     assert "trainer  Stopped" in result.out and "SUCCEEDED" in result.out
     assert "no metrics yet" in result.out and "refreshing every 5 s" in result.out
+    assert ("\x1b[" in result.out) == terminal  # rich's cursor control only on a terminal
 
 
 def test_status_not_deployed(run, world):
