@@ -31,7 +31,13 @@ class UsageError(CliError):
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, indent: str = "") -> str:
-    """A plain aligned text table; numbers are right-aligned, None shows as '-'."""
+    """A plain aligned text table; numbers are right-aligned, None shows as '-'.
+
+    Kept by hand on purpose: its output is compared byte for byte with the examples in the docs
+    and read by scripts. rich tables draw box characters and wrap to the terminal's width (a
+    piped table would change with the caller's terminal), and tabulate's "simple" format pads
+    headers through a module-wide setting (MIN_PADDING); neither gives these 20 lines' stable,
+    ASCII, column-per-rule layout without working around it."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
