@@ -117,14 +117,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         except OSError as error:
             raise _write_error(error, args.plot) from None
     if args.csv:
-        text = m.to_csv(rows)
-        if str(args.csv) == "-":
-            sys.stdout.write(text)
-        else:
-            try:
-                args.csv.write_text(text, encoding="utf-8")
-            except OSError as error:
-                raise _write_error(error, args.csv) from None
+        _write_csv(m.to_csv(rows), args.csv)
     if args.json:
         emit_json(document)
     elif str(args.csv) != "-":
@@ -133,6 +126,17 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             print("\nEvaluation files (scored apart from the training iterations):")
             _print_race(scored)
     return EXIT_OK
+
+
+def _write_csv(text: str, path: Path) -> None:
+    """CSV to a file, or to stdout for ``-``."""
+    if str(path) == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise _write_error(error, path) from None
 
 
 def _race_output(scored: Any, args: argparse.Namespace, description: str) -> int:
@@ -147,14 +151,7 @@ def _race_output(scored: Any, args: argparse.Namespace, description: str) -> int
         except OSError as error:
             raise _write_error(error, args.plot) from None
     if args.csv:
-        text = race.trials_csv(scored)
-        if str(args.csv) == "-":
-            sys.stdout.write(text)
-        else:
-            try:
-                args.csv.write_text(text, encoding="utf-8")
-            except OSError as error:
-                raise _write_error(error, args.csv) from None
+        _write_csv(race.trials_csv(scored), args.csv)
     if args.json:
         emit_json(document)
     elif str(args.csv) != "-":

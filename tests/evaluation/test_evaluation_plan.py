@@ -201,3 +201,15 @@ def test_the_rendered_training_params_read_back():
         assert flat_yaml(text) == {
             k: [str(x) for x in v] if isinstance(v, list) else str(v) for k, v in loaded.items()
         }, name
+
+
+def test_the_race_keys_kept_are_the_simapps_race_keys():
+    """The Lambda cannot import rollouts.contract: its copy of the race keys must stay in step."""
+    from evaluation.plan import RACE_KEYS
+
+    from rollouts import contract
+
+    assert set(contract.OBJECT_AVOIDANCE_KEYS + contract.HEAD_TO_BOT_KEYS) <= set(RACE_KEYS)
+    assert set(RACE_KEYS) - set(contract.OBJECT_AVOIDANCE_KEYS + contract.HEAD_TO_BOT_KEYS) == {
+        "OBJECT_POSITIONS"  # rendered only when an experiment places its obstacles
+    }
