@@ -32,7 +32,7 @@ from fanout_world import World
 
 from rollouts import contract
 from rollouts.render import render_files
-from rollouts.spec import load_experiment
+from rollouts.spec import load_variants
 
 # --------------------------------------------------------------------------- files
 
@@ -218,8 +218,9 @@ ROOT = Path(__file__).resolve().parents[2]
     "experiment", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.stem
 )
 def test_rollouts_render_output_is_filled_completely(experiment: Path) -> None:
-    """The real synthesized bundle of each example experiment (rollouts.render) fills completely."""
-    spec = load_experiment(experiment)
+    """The real synthesized bundle of each example experiment (rollouts.render) fills completely
+    (a sweep: its first variant)."""
+    spec = load_variants(experiment)[0]
     bundle = render_files(spec)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
