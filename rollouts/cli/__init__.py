@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Operate DeepRacer Rollouts experiments: check and preview experiment files "
-        "offline, watch and stop deployed runs, plot their metrics.",
+        "(and sweeps, with their cost) offline, watch, evaluate and stop deployed runs, score "
+        "and compare them, export a model for the car.",
         epilog="Exit codes: 0 ok, 1 failure, 2 bad usage or input. "
         "See docs/cli.md for examples and the --json formats.",
         formatter_class=fmt,
