@@ -3,12 +3,18 @@
 The record ``<evaluation>/evaluation.json`` is created first with ``If-None-Match: *``, so two
 deliveries of one event (EventBridge delivers at least once) cannot both submit: the second
 finds the record and stops. The job id is written back once Batch answers.
+
+A record still ``PLANNED`` long after the function's own time limit belongs to an invocation that
+died before it submitted (or before it wrote the answer down). A later delivery takes it over
+with ``If-Match`` on the record's ETag, so only one does, and starts the evaluation again: at
+worst one evaluation runs twice (its results are written to the same keys), never not at all.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -16,6 +22,9 @@ from botocore.exceptions import ClientError
 from .plan import Plan, Target, flat_yaml
 
 TRAINING_PARAMS = ("training_params.yaml", "training_params_0.yaml")
+# The function stops after 2 minutes (constructs_lib/auto_evaluation.py); a PLANNED record older
+# than this was left by an invocation that is no longer running.
+STALE_SECONDS = 600
 
 
 def _code(error: ClientError) -> str:
@@ -49,10 +58,10 @@ def run_inputs(s3: Any, target: Target) -> tuple[list[str], bytes | None, dict[s
     return keys, checkpoints, params
 
 
-def start(s3: Any, batch: Any, target: Target, plan: Plan) -> Mapping[str, Any]:
-    """Start the planned evaluation; return its record (``status`` ALREADY_STARTED when another
-    delivery got there first)."""
-    body = json.dumps(plan.record, sort_keys=True).encode()
+def _claim(s3: Any, target: Target, plan: Plan, now: float) -> Mapping[str, Any] | None:
+    """Create the record, or take over a stale one; the existing record when neither is ours."""
+    record = {**plan.record, "plannedAt": int(now)}
+    body = json.dumps(record, sort_keys=True).encode()
     try:
         s3.put_object(
             Bucket=target.bucket,
@@ -61,11 +70,43 @@ def start(s3: Any, batch: Any, target: Target, plan: Plan) -> Mapping[str, Any]:
             IfNoneMatch="*",
             ContentType="application/json",
         )
+        return None
+    except ClientError as error:
+        if _code(error) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+            raise
+    answer = s3.get_object(Bucket=target.bucket, Key=plan.record_key)
+    existing = json.loads(answer["Body"].read() or b"{}")
+    stale = (
+        existing.get("status") == "PLANNED"
+        and not existing.get("jobId")
+        and now - float(existing.get("plannedAt", now)) > STALE_SECONDS
+    )
+    if not stale:
+        return existing
+    try:
+        s3.put_object(
+            Bucket=target.bucket,
+            Key=plan.record_key,
+            Body=body,
+            IfMatch=answer["ETag"],
+            ContentType="application/json",
+        )
     except ClientError as error:
         if _code(error) in ("PreconditionFailed", "ConditionalRequestConflict"):
-            existing = read(s3, target.bucket, plan.record_key)
-            return {**json.loads(existing or b"{}"), "status": "ALREADY_STARTED"}
+            return existing  # another delivery took it over first
         raise
+    return None
+
+
+def start(
+    s3: Any, batch: Any, target: Target, plan: Plan, *, clock: Callable[[], float] = time.time
+) -> Mapping[str, Any]:
+    """Start the planned evaluation; return its record (``status`` ALREADY_STARTED when another
+    delivery has it)."""
+    now = clock()
+    existing = _claim(s3, target, plan, now)
+    if existing is not None:
+        return {**existing, "status": "ALREADY_STARTED"}
     for source, destination in plan.copies:
         s3.copy_object(
             Bucket=target.bucket,
@@ -74,7 +115,7 @@ def start(s3: Any, batch: Any, target: Target, plan: Plan) -> Mapping[str, Any]:
         )
     for key, text in sorted(plan.objects.items()):
         s3.put_object(Bucket=target.bucket, Key=key, Body=text.encode())
-    record = dict(plan.record)
+    record = {**plan.record, "plannedAt": int(now)}
     try:
         answer = batch.submit_job(**plan.submit)
     except ClientError as error:

@@ -143,3 +143,52 @@ def test_a_refused_submit_is_recorded_with_its_reason(cloud):
         s3.get_object(Bucket=BUCKET, Key=f"{prefix}/evaluation.json")["Body"].read()
     )
     assert "queue is disabled" in record["reason"]
+
+
+class StarterDiedError(Exception):
+    """The Lambda ended (timeout, crash) right after recording the evaluation."""
+
+
+def test_an_evaluation_whose_starter_died_is_taken_over_once(cloud):
+    from evaluation import start as starting
+    from evaluation.plan import Settings, Target, plan
+
+    s3, stub = cloud
+    target = Target(
+        experiment="reinvent-time-trial",
+        run_id=RUN,
+        bucket=BUCKET,
+        run_prefix=RUN_PREFIX,
+        region="us-east-1",
+        job_queue=CONFIG["jobQueue"],
+        job_definition=CONFIG["jobDefinition"],
+        vcpus=4,
+        memory_mib=8192,
+    )
+    keys, checkpoints, params = starting.run_inputs(s3, target)
+    planned = plan(
+        target,
+        Settings(tracks=("Spain_track",)),
+        evaluation_id="eval-0000dead",
+        model_keys=keys,
+        checkpoints_json=checkpoints,
+        training_params=params,
+    )
+
+    class DyingBatch:
+        def submit_job(self, **_request: Any) -> dict:
+            raise StarterDiedError
+
+    with pytest.raises(StarterDiedError):
+        starting.start(s3, DyingBatch(), target, planned, clock=lambda: 1000.0)
+    # Soon after: the dead starter might still be running, so nobody takes over.
+    soon = starting.start(s3, DyingBatch(), target, planned, clock=lambda: 1000.0 + 60)
+    assert soon["status"] == "ALREADY_STARTED"
+    # Long after the function's time limit: one later delivery takes it over and submits.
+    stub.add_response("submit_job", {"jobName": "x", "jobId": "job-late"}, None)
+    batch = handler.clients()[1]
+    late = starting.start(s3, batch, target, planned, clock=lambda: 1000.0 + 601)
+    assert late["status"] == "SUBMITTED" and late["jobId"] == "job-late"
+    again = starting.start(s3, batch, target, planned, clock=lambda: 1000.0 + 5000)
+    assert again["status"] == "ALREADY_STARTED" and again["jobId"] == "job-late"
+    stub.assert_no_pending_responses()
