@@ -10,23 +10,28 @@ import ast
 import difflib
 import json
 import re
+import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+import annotated_types
 import yaml
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
-from rollouts import contract
+from rollouts import contract, spec_models
 
-MAX_ROLLOUTS = 64
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
-TRAINER_INSTANCE_PATTERN = re.compile(r"^ml\.[a-z][a-z0-9]*\.(?:[0-9]+)?x?large$")
+# Declared in rollouts.spec_models; compiled here for the code that checks names elsewhere.
+MAX_ROLLOUTS = spec_models.MAX_ROLLOUTS
+NAME_PATTERN = re.compile(spec_models.NAME)
+TRAINER_INSTANCE_PATTERN = re.compile(spec_models.TRAINER_INSTANCE)
 # The characters every tagged service accepts (RoboMaker's tag pattern is the narrowest).
 TAG_KEY_PATTERN = re.compile(r"^[A-Za-z0-9 _.:/=+\-]{1,128}$")
 TAG_VALUE_PATTERN = re.compile(r"^[A-Za-z0-9 _.:/=+\-]{0,256}$")
-PRETRAINED_PREFIX_PATTERN = re.compile(r"^experiments/[a-z][a-z0-9-]{0,39}$")
-RUN_REF_PATTERN = re.compile(r"^(latest|[a-z][a-z0-9-]{0,39}-[0-9a-f]{8})$")
+PRETRAINED_PREFIX_PATTERN = re.compile(spec_models.PRETRAINED_PREFIX)
+RUN_REF_PATTERN = re.compile(spec_models.RUN_REF)
 MAX_USER_TAGS = 40  # jobs take 50 tags; the project adds its own
 
 T = TypeVar("T")
@@ -62,59 +67,64 @@ def _show(value: Any) -> str:
 
 
 _MISSING: Any = object()
+_FROM_MODEL: Any = object()  # a reader's default: take the field's from the section's model
 
 
 # ----------------------------------------------------------------------------- typed spec
 
 
+# The typed results of reading a file. Their fields' defaults, bounds and choices are declared
+# once, in rollouts.spec_models; these classes hold what was read.
+
+
 @dataclass(frozen=True)
 class ObjectAvoidance:
-    number_of_obstacles: int = 3
-    min_distance_between_obstacles: float = 2.0
-    randomize_obstacle_locations: bool = False
-    is_obstacle_bot_car: bool = False
-    obstacle_type: str = "box_obstacle"
+    number_of_obstacles: int
+    min_distance_between_obstacles: float
+    randomize_obstacle_locations: bool
+    is_obstacle_bot_car: bool
+    obstacle_type: str
     object_positions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class HeadToBot:
-    number_of_bot_cars: int = 3
-    is_lane_change: bool = False
-    lower_lane_change_time: float = 3.0
-    upper_lane_change_time: float = 5.0
-    lane_change_distance: float = 1.0
-    min_distance_between_bot_cars: float = 2.0
-    randomize_bot_car_locations: bool = False
-    bot_car_speed: float = 0.2
-    penalty_seconds: float = 2.0
+    number_of_bot_cars: int
+    is_lane_change: bool
+    lower_lane_change_time: float
+    upper_lane_change_time: float
+    lane_change_distance: float
+    min_distance_between_bot_cars: float
+    randomize_bot_car_locations: bool
+    bot_car_speed: float
+    penalty_seconds: float
 
 
 @dataclass(frozen=True)
 class Race:
-    type: str = "TIME_TRIAL"
+    type: str
     object_avoidance: ObjectAvoidance | None = None
     head_to_bot: HeadToBot | None = None
 
 
 @dataclass(frozen=True)
 class Car:
-    name: str = "DeepRacer"
-    color: str = "Black"
-    shell: str = "deepracer"
+    name: str
+    color: str
+    shell: str
 
 
 @dataclass(frozen=True)
 class Training:
-    change_start_position: bool = True
-    alternate_driving_direction: bool = False
-    reverse_direction: bool = False
-    start_position_offset: float = 0.0
-    round_robin_advance_dist: float = 0.05
-    enable_domain_randomization: bool = False
-    min_eval_trials: int = 5
-    best_model_metric: str = "progress"
-    number_of_resets: int = 0
+    change_start_position: bool
+    alternate_driving_direction: bool
+    reverse_direction: bool
+    start_position_offset: float
+    round_robin_advance_dist: float
+    enable_domain_randomization: bool
+    min_eval_trials: int
+    best_model_metric: str
+    number_of_resets: int
 
 
 @dataclass(frozen=True)
@@ -130,17 +140,17 @@ class WorkerOverride:
 
 @dataclass(frozen=True)
 class Rollouts:
-    count: int = 1
-    vcpus: int = 4
-    memory_mib: int = 8192
+    count: int
+    vcpus: int
+    memory_mib: int
     overrides: tuple[WorkerOverride, ...] = ()
 
 
 @dataclass(frozen=True)
 class Trainer:
-    instance_type: str = "ml.c5.2xlarge"
-    max_run_minutes: int = 120
-    volume_gb: int = 30
+    instance_type: str
+    max_run_minutes: int
+    volume_gb: int
 
 
 @dataclass(frozen=True)
@@ -148,13 +158,13 @@ class Evaluation:
     """Evaluate every run once its training job has trained (``evaluation:``)."""
 
     tracks: tuple[str, ...]
-    both_directions: bool = False
-    trials: int = 3
-    checkpoint: str = "best"  # best | last | a checkpoint number
-    continuous: bool = False
-    resets: int = 0
-    off_track_penalty: float = 2.0
-    collision_penalty: float = 5.0
+    both_directions: bool
+    trials: int
+    checkpoint: str  # best | last | a checkpoint number
+    continuous: bool
+    resets: int
+    off_track_penalty: float
+    collision_penalty: float
 
 
 @dataclass(frozen=True)
@@ -224,15 +234,27 @@ class ExperimentSpec:
 
 
 class _Section:
-    """Reads one mapping of the file, recording problems instead of raising on the first."""
+    """Reads one mapping of the file, recording problems instead of raising on the first.
+
+    Its rules come from the section's model (``rollouts.spec_models``): a field's default,
+    bounds, choices and pattern are taken from there unless a call gives them (for the few that
+    depend on other fields)."""
 
     def __init__(
-        self, data: Any, *, file: str, path: str, problems: list[Problem], required: bool = False
+        self,
+        data: Any,
+        *,
+        file: str,
+        path: str,
+        problems: list[Problem],
+        required: bool = False,
+        model: type[BaseModel] | None = None,
     ) -> None:
         self.file = file
         self.path = path
         self.problems = problems
         self.seen: set[str] = set()
+        self.model = model
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
@@ -251,14 +273,52 @@ class _Section:
         self.seen.add(key)
         return self.data.get(key, _MISSING)
 
-    def section(self, key: str) -> _Section:
+    def section(self, key: str, model: type[BaseModel] | None = None) -> _Section:
         raw = self.raw(key)
         return _Section(
             None if raw is _MISSING else raw,
             file=self.file,
             path=self.name(key),
             problems=self.problems,
+            model=model or self._nested_model(key),
         )
+
+    # -- rules from the model
+
+    def _field(self, key: str) -> FieldInfo:
+        if self.model is None or key not in self.model.model_fields:
+            raise KeyError(f"{self.path or 'experiment'}.{key} is not declared in spec_models")
+        return self.model.model_fields[key]
+
+    def _nested_model(self, key: str) -> type[BaseModel] | None:
+        if self.model is None or key not in self.model.model_fields:
+            return None
+        annotation = self.model.model_fields[key].annotation
+        for candidate in (annotation, *typing.get_args(annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                return candidate
+        return None
+
+    def declared_default(self, key: str) -> Any:
+        return self._default(key, _FROM_MODEL)
+
+    def _default(self, key: str, default: Any) -> Any:
+        if default is not _FROM_MODEL:
+            return default
+        field_info = self._field(key)
+        return _MISSING if field_info.is_required() else field_info.default
+
+    def _extra(self, key: str) -> dict[str, Any]:
+        extra = self._field(key).json_schema_extra
+        return dict(extra) if isinstance(extra, Mapping) else {}
+
+    def _bounds(self, key: str, low: Any, high: Any, why: str | None) -> tuple[Any, Any, str]:
+        for item in self._field(key).metadata if low is None or high is None else ():
+            low = item.ge if low is None and isinstance(item, annotated_types.Ge) else low
+            high = item.le if high is None and isinstance(item, annotated_types.Le) else high
+        return low, high, why if why is not None else str(self._extra(key).get("why", ""))
+
+    # -- readers
 
     def _value(self, key: str, default: T, convert: Callable[[Any], T | None], allowed: str) -> T:
         raw = self.raw(key)
@@ -275,11 +335,30 @@ class _Section:
     def string(
         self,
         key: str,
-        default: Any = _MISSING,
+        default: Any = _FROM_MODEL,
         *,
         pattern: re.Pattern[str] | None = None,
-        allowed: str = "a string",
+        allowed: str | None = None,
     ) -> str:
+        if pattern is None and self.model is not None and key in self.model.model_fields:
+            declared = next(
+                (
+                    getattr(m, "pattern", None)
+                    for m in self._field(key).metadata
+                    if getattr(m, "pattern", None)
+                ),
+                None,
+            )
+            pattern = re.compile(declared) if declared else None
+        if allowed is None:
+            declared_allowed = (
+                self._extra(key).get("allowed")
+                if self.model is not None and key in self.model.model_fields
+                else None
+            )
+            allowed = str(declared_allowed or "a string")
+        default = self._default(key, default)
+
         def convert(raw: Any) -> str | None:
             if not isinstance(raw, str) or not raw.strip():
                 return None
@@ -287,7 +366,12 @@ class _Section:
 
         return self._value(key, default, convert, allowed)
 
-    def choice(self, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> str:
+    def choice(
+        self, key: str, choices: tuple[str, ...] | None = None, default: Any = _FROM_MODEL
+    ) -> str:
+        if choices is None:
+            choices = tuple(self._extra(key)["enum"])
+        default = self._default(key, default)
         raw = self.raw(key)
         self.seen.discard(key)
         value = self.string(key, default, allowed="one of " + ", ".join(choices))
@@ -300,14 +384,26 @@ class _Section:
             return default if default is not _MISSING else choices[0]
         return value
 
-    def boolean(self, key: str, default: Any = _MISSING) -> bool:
+    def boolean(self, key: str, default: Any = _FROM_MODEL) -> bool:
         return self._value(
-            key, default, lambda raw: raw if isinstance(raw, bool) else None, "true or false"
+            key,
+            self._default(key, default),
+            lambda raw: raw if isinstance(raw, bool) else None,
+            "true or false",
         )
 
     def integer(
-        self, key: str, default: Any = _MISSING, *, low: int, high: int, why: str = ""
+        self,
+        key: str,
+        default: Any = _FROM_MODEL,
+        *,
+        low: int | None = None,
+        high: int | None = None,
+        why: str | None = None,
     ) -> int:
+        low, high, why = self._bounds(key, low, high, why)
+        default = self._default(key, default)
+
         def convert(raw: Any) -> int | None:
             if isinstance(raw, bool) or not isinstance(raw, int):
                 return None
@@ -315,7 +411,17 @@ class _Section:
 
         return self._value(key, default, convert, f"an integer from {low} to {high}{why}")
 
-    def number(self, key: str, default: Any = _MISSING, *, low: float, high: float) -> float:
+    def number(
+        self,
+        key: str,
+        default: Any = _FROM_MODEL,
+        *,
+        low: float | None = None,
+        high: float | None = None,
+    ) -> float:
+        low, high, _why = self._bounds(key, low, high, "")
+        default = self._default(key, default)
+
         def convert(raw: Any) -> float | None:
             if isinstance(raw, bool) or not isinstance(raw, int | float):
                 return None
@@ -427,7 +533,9 @@ def read_document(path: Path, shown: str) -> Any:
 def experiment_from_document(document: Any, path: Path, shown: str) -> ExperimentSpec:
     """Validate one experiment's document (paths in it relative to ``path``'s folder)."""
     problems: list[Problem] = []
-    top = _Section(document, file=shown, path="", problems=problems)
+    top = _Section(
+        document, file=shown, path="", problems=problems, model=spec_models.ExperimentFile
+    )
     spec = _read_experiment(top, path)
     top.finish()
     if problems:
@@ -476,12 +584,7 @@ def _display(path: Path, root: Path | None) -> str:
 
 def _read_experiment(top: _Section, path: Path) -> ExperimentSpec | None:
     base = path.parent
-    name = top.string(
-        "name",
-        pattern=NAME_PATTERN,
-        allowed="lowercase letters, digits and '-', starting with a letter, "
-        "at most 40 characters (it names the stack, jobs and S3 prefix)",
-    )
+    name = top.string("name")
     track = _track(top, "track", None)
     race = _race(top.section("race"))
     car = _car(top.section("car"))
@@ -491,7 +594,7 @@ def _read_experiment(top: _Section, path: Path) -> ExperimentSpec | None:
     model_metadata = _model_metadata(top, base)
     reward_path, reward_source = _reward_function(top, base)
     rollouts = _rollouts(top.section("rollouts"), hyperparameters)
-    video = top.boolean("video", True)
+    video = top.boolean("video")
     pretrained = (
         _pretrained(top.section("pretrained"), name if isinstance(name, str) else "")
         if "pretrained" in top.data
@@ -501,7 +604,7 @@ def _read_experiment(top: _Section, path: Path) -> ExperimentSpec | None:
         top.seen.add("pretrained")
     evaluation = _evaluation(top.section("evaluation"), track) if "evaluation" in top.data else None
     top.seen.add("evaluation")
-    budget = top.number("budget_usd", None, low=0.01, high=1_000_000)
+    budget = top.number("budget_usd")
     tags = _tags(top)
     if model_metadata.get("training_algorithm") == "sac" and (
         model_metadata.get("action_space_type") != "continuous"
@@ -551,18 +654,16 @@ def _evaluation(section: _Section, track: str) -> Evaluation:
         tracks = [_track(items, str(i), "") for i in range(len(raw))]
         if len(set(tracks)) != len(tracks):
             section.fail(section.name("tracks"), raw, "is not allowed: a track is listed twice")
-    directions = section.choice("directions", ("forward", "both"), "forward")
+    directions = section.choice("directions")
     raw_checkpoint = section.raw("checkpoint")
     section.seen.discard("checkpoint")
     checkpoint = "best"
     if isinstance(raw_checkpoint, int) and not isinstance(raw_checkpoint, bool):
         checkpoint = str(section.integer("checkpoint", low=0, high=100000))
     elif raw_checkpoint is not _MISSING:
-        checkpoint = section.choice("checkpoint", ("best", "last"), "best")
+        checkpoint = section.choice("checkpoint", ("best", "last"))
     section.seen.add("checkpoint")
-    resets = section.integer(
-        "resets", 0, low=0, high=10000, why=" (0: an off-track ends the trial; else at least 2)"
-    )
+    resets = section.integer("resets")
     if resets == 1:
         section.fail(
             section.name("resets"), 1, "is not allowed: 0 or at least 2 (the simapp's minimum)"
@@ -570,12 +671,12 @@ def _evaluation(section: _Section, track: str) -> Evaluation:
     evaluation = Evaluation(
         tracks=tuple(t for t in tracks if t),
         both_directions=directions == "both",
-        trials=section.integer("trials", 3, low=1, high=100),
+        trials=section.integer("trials"),
         checkpoint=checkpoint,
-        continuous=section.boolean("continuous", False),
+        continuous=section.boolean("continuous"),
         resets=resets,
-        off_track_penalty=section.number("off_track_penalty", 2.0, low=0, high=60),
-        collision_penalty=section.number("collision_penalty", 5.0, low=0, high=60),
+        off_track_penalty=section.number("off_track_penalty"),
+        collision_penalty=section.number("collision_penalty"),
     )
     section.finish()
     return evaluation
@@ -606,7 +707,7 @@ def _track(section: _Section, key: str, default: Any = _MISSING) -> str:
 
 
 def _race(section: _Section) -> Race:
-    race_type = section.choice("type", contract.RACE_TYPES, "TIME_TRIAL")
+    race_type = section.choice("type")
     oa_section = section.section("object_avoidance")
     h2b_section = section.section("head_to_bot")
     object_avoidance = head_to_bot = None
@@ -634,7 +735,6 @@ _POSITION = re.compile(r"^\s*(0(?:\.\d+)?|1(?:\.0+)?)\s*,\s*(-1|1)\s*$")
 
 
 def _object_avoidance(section: _Section) -> ObjectAvoidance:
-    defaults = ObjectAvoidance()
     positions_raw = section.raw("object_positions")
     positions: list[str] = []
     if positions_raw is not _MISSING:
@@ -660,22 +760,14 @@ def _object_avoidance(section: _Section) -> ObjectAvoidance:
                 else:
                     positions.append(f"{match.group(1)},{match.group(2)}")
     result = ObjectAvoidance(
+        # Listed positions set the count unless it is given.
         number_of_obstacles=section.integer(
-            "number_of_obstacles", len(positions) or defaults.number_of_obstacles, low=1, high=10
+            "number_of_obstacles", len(positions) or section.declared_default("number_of_obstacles")
         ),
-        min_distance_between_obstacles=section.number(
-            "min_distance_between_obstacles",
-            defaults.min_distance_between_obstacles,
-            low=0.5,
-            high=10,
-        ),
-        randomize_obstacle_locations=section.boolean(
-            "randomize_obstacle_locations", defaults.randomize_obstacle_locations
-        ),
-        is_obstacle_bot_car=section.boolean("is_obstacle_bot_car", defaults.is_obstacle_bot_car),
-        obstacle_type=section.choice(
-            "obstacle_type", contract.OBSTACLE_TYPES, defaults.obstacle_type
-        ),
+        min_distance_between_obstacles=section.number("min_distance_between_obstacles"),
+        randomize_obstacle_locations=section.boolean("randomize_obstacle_locations"),
+        is_obstacle_bot_car=section.boolean("is_obstacle_bot_car"),
+        obstacle_type=section.choice("obstacle_type"),
         object_positions=tuple(positions),
     )
     if (
@@ -694,29 +786,16 @@ def _object_avoidance(section: _Section) -> ObjectAvoidance:
 
 
 def _head_to_bot(section: _Section) -> HeadToBot:
-    d = HeadToBot()
     result = HeadToBot(
-        number_of_bot_cars=section.integer(
-            "number_of_bot_cars", d.number_of_bot_cars, low=1, high=6
-        ),
-        is_lane_change=section.boolean("is_lane_change", d.is_lane_change),
-        lower_lane_change_time=section.number(
-            "lower_lane_change_time", d.lower_lane_change_time, low=0.5, high=60
-        ),
-        upper_lane_change_time=section.number(
-            "upper_lane_change_time", d.upper_lane_change_time, low=0.5, high=60
-        ),
-        lane_change_distance=section.number(
-            "lane_change_distance", d.lane_change_distance, low=0.1, high=5
-        ),
-        min_distance_between_bot_cars=section.number(
-            "min_distance_between_bot_cars", d.min_distance_between_bot_cars, low=0.5, high=10
-        ),
-        randomize_bot_car_locations=section.boolean(
-            "randomize_bot_car_locations", d.randomize_bot_car_locations
-        ),
-        bot_car_speed=section.number("bot_car_speed", d.bot_car_speed, low=0.1, high=4),
-        penalty_seconds=section.number("penalty_seconds", d.penalty_seconds, low=0, high=60),
+        number_of_bot_cars=section.integer("number_of_bot_cars"),
+        is_lane_change=section.boolean("is_lane_change"),
+        lower_lane_change_time=section.number("lower_lane_change_time"),
+        upper_lane_change_time=section.number("upper_lane_change_time"),
+        lane_change_distance=section.number("lane_change_distance"),
+        min_distance_between_bot_cars=section.number("min_distance_between_bot_cars"),
+        randomize_bot_car_locations=section.boolean("randomize_bot_car_locations"),
+        bot_car_speed=section.number("bot_car_speed"),
+        penalty_seconds=section.number("penalty_seconds"),
     )
     if result.lower_lane_change_time > result.upper_lane_change_time:
         section.fail(
@@ -730,79 +809,43 @@ def _head_to_bot(section: _Section) -> HeadToBot:
 
 
 def _car(section: _Section) -> Car:
-    d = Car()
     car = Car(
-        name=section.string(
-            "name",
-            d.name,
-            pattern=re.compile(r"^[A-Za-z0-9_-]{1,32}$"),
-            allowed="1-32 letters, digits, '_' or '-'",
-        ),
-        color=section.choice("color", contract.CAR_COLORS, d.color),
-        shell=section.choice("shell", contract.BODY_SHELL_TYPES, d.shell),
+        name=section.string("name"),
+        color=section.choice("color"),
+        shell=section.choice("shell"),
     )
     section.finish()
     return car
 
 
 def _training(section: _Section) -> Training:
-    d = Training()
     training = Training(
-        change_start_position=section.boolean("change_start_position", d.change_start_position),
-        alternate_driving_direction=section.boolean(
-            "alternate_driving_direction", d.alternate_driving_direction
-        ),
-        reverse_direction=section.boolean("reverse_direction", d.reverse_direction),
-        start_position_offset=section.number(
-            "start_position_offset", d.start_position_offset, low=0, high=1
-        ),
-        round_robin_advance_dist=section.number(
-            "round_robin_advance_dist", d.round_robin_advance_dist, low=0, high=1
-        ),
-        enable_domain_randomization=section.boolean(
-            "enable_domain_randomization", d.enable_domain_randomization
-        ),
-        min_eval_trials=section.integer("min_eval_trials", d.min_eval_trials, low=1, high=100),
-        best_model_metric=section.choice(
-            "best_model_metric", contract.BEST_MODEL_METRICS, d.best_model_metric
-        ),
-        number_of_resets=section.integer("number_of_resets", d.number_of_resets, low=0, high=1000),
+        change_start_position=section.boolean("change_start_position"),
+        alternate_driving_direction=section.boolean("alternate_driving_direction"),
+        reverse_direction=section.boolean("reverse_direction"),
+        start_position_offset=section.number("start_position_offset"),
+        round_robin_advance_dist=section.number("round_robin_advance_dist"),
+        enable_domain_randomization=section.boolean("enable_domain_randomization"),
+        min_eval_trials=section.integer("min_eval_trials"),
+        best_model_metric=section.choice("best_model_metric"),
+        number_of_resets=section.integer("number_of_resets"),
     )
     section.finish()
     return training
 
 
 def _trainer(section: _Section) -> Trainer:
-    d = Trainer()
     trainer = Trainer(
-        instance_type=section.string(
-            "instance_type",
-            d.instance_type,
-            pattern=TRAINER_INSTANCE_PATTERN,
-            allowed="a SageMaker training instance type such as ml.c5.2xlarge or ml.g4dn.xlarge",
-        ),
-        max_run_minutes=section.integer(
-            "max_run_minutes",
-            d.max_run_minutes,
-            low=10,
-            high=7200,
-            why=" (SageMaker stops the trainer after this)",
-        ),
-        volume_gb=section.integer("volume_gb", d.volume_gb, low=10, high=1024),
+        instance_type=section.string("instance_type"),
+        max_run_minutes=section.integer("max_run_minutes"),
+        volume_gb=section.integer("volume_gb"),
     )
     section.finish()
     return trainer
 
 
 def _rollouts(section: _Section, hyperparameters: Mapping[str, Any]) -> Rollouts:
-    d = Rollouts()
-    count = section.integer(
-        "count",
-        d.count,
-        low=1,
-        high=MAX_ROLLOUTS,
-        why=" (workers share one trainer's Redis; more rarely helps)",
-    )
+    count = section.integer("count")
     episodes = hyperparameters.get("num_episodes_between_training")
     if isinstance(episodes, int) and count > episodes and "count" in section.data:
         section.fail(
@@ -813,8 +856,8 @@ def _rollouts(section: _Section, hyperparameters: Mapping[str, Any]) -> Rollouts
             f"{episodes}..{count - 1} would exit at once and waste their compute; "
             f"use at most {episodes} rollouts or raise num_episodes_between_training",
         )
-    vcpus = section.integer("vcpus", d.vcpus, low=1, high=96)
-    memory = section.integer("memory_mib", d.memory_mib, low=2048, high=393216)
+    vcpus = section.integer("vcpus")
+    memory = section.integer("memory_mib")
     overrides_raw = section.raw("overrides")
     overrides: list[WorkerOverride] = []
     if overrides_raw is not _MISSING:
@@ -832,6 +875,7 @@ def _rollouts(section: _Section, hyperparameters: Mapping[str, Any]) -> Rollouts
                     file=section.file,
                     path=f"{section.name('overrides')}[{i}]",
                     problems=section.problems,
+                    model=spec_models.WorkerOverride,
                 )
                 worker = sub.integer(
                     "worker",
@@ -872,14 +916,7 @@ def _pretrained(section: _Section, experiment: str) -> Pretrained:
     has = {key for key in ("prefix", "experiment", "run") if key in section.data}
     prefix = None
     if "prefix" in has:
-        prefix = section.string(
-            "prefix",
-            None,
-            pattern=PRETRAINED_PREFIX_PATTERN,
-            allowed="the prefix of an earlier experiment in the platform bucket, "
-            "experiments/<name> (the trainer may read nothing else; copy a model from "
-            "elsewhere there first)",
-        )
+        prefix = section.string("prefix", None)
         if has & {"experiment", "run"}:
             section.fail(
                 section.name("prefix"),
@@ -887,26 +924,15 @@ def _pretrained(section: _Section, experiment: str) -> Pretrained:
                 "is not allowed together with experiment or run: name a model prefix, or an "
                 "experiment's run",
             )
-    other = section.string(
-        "experiment",
-        experiment,
-        pattern=NAME_PATTERN,
-        allowed="an experiment name (lowercase letters, digits, '-'; default: this experiment)",
-    )
-    run = section.string(
-        "run",
-        "latest",
-        pattern=RUN_REF_PATTERN,
-        allowed="latest, or a run id such as reinvent-time-trial-1a2b3c4d (rollouts status "
-        "shows them)",
-    )
+    other = section.string("experiment", experiment)
+    run = section.string("run")
     if prefix is None and "run" in has and run != "latest" and not run.startswith(f"{other}-"):
         section.fail(
             section.name("run"),
             run,
             f"is not a run of experiment {other!r} (its ids start {other}-)",
         )
-    checkpoint = section.choice("checkpoint", ("last", "best"), "last")
+    checkpoint = section.choice("checkpoint")
     section.finish()
     if prefix is not None or not has:
         if not has:
@@ -989,25 +1015,17 @@ def _hyperparameters(top: _Section, base: Path) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         top.fail(label, raw, "is not allowed: a JSON object of hyperparameters")
         return values
-    section = _Section(raw, file=top.file, path="hyperparameters", problems=top.problems)
-    rules: dict[str, Callable[[str, Any], Any]] = {
-        "batch_size": lambda k, d: section.integer(k, d, low=32, high=512),
-        "beta_entropy": lambda k, d: section.number(k, d, low=0, high=1),
-        "discount_factor": lambda k, d: section.number(k, d, low=0, high=1),
-        "e_greedy_value": lambda k, d: section.number(k, d, low=0, high=1),
-        "epsilon_steps": lambda k, d: section.integer(k, d, low=1, high=10_000_000),
-        "exploration_type": lambda k, d: section.choice(k, contract.EXPLORATION_TYPES, d),
-        "loss_type": lambda k, d: section.choice(k, contract.LOSS_TYPES, d),
-        "lr": lambda k, d: section.number(k, d, low=1e-8, high=1e-2),
-        "num_episodes_between_training": lambda k, d: section.integer(k, d, low=1, high=1000),
-        "num_epochs": lambda k, d: section.integer(k, d, low=1, high=100),
-        "stack_size": lambda k, d: section.integer(k, d, low=1, high=10),
-        "term_cond_avg_score": lambda k, d: section.number(k, d, low=0, high=1e6),
-        "term_cond_max_episodes": lambda k, d: section.integer(k, d, low=1, high=10_000_000),
-        "sac_alpha": lambda k, d: section.number(k, d, low=0, high=1),
-    }
-    for key, rule in rules.items():
-        values[key] = rule(key, values[key])
+    section = _Section(
+        raw,
+        file=top.file,
+        path="hyperparameters",
+        problems=top.problems,
+        model=spec_models.Hyperparameters,
+    )
+    # Each key read as its model field declares it (rollouts.spec_models.Hyperparameters).
+    readers = {int: section.integer, float: section.number, str: section.choice}
+    for key, declared in spec_models.Hyperparameters.model_fields.items():
+        values[key] = readers[declared.annotation](key)  # type: ignore[index, operator]
     if values["batch_size"] not in contract.BATCH_SIZES and "batch_size" in raw:
         section.fail(
             "hyperparameters.batch_size",
@@ -1030,16 +1048,20 @@ def _model_metadata(top: _Section, base: Path) -> dict[str, Any]:
         return {}
     if raw is None:
         return {}
-    section = _Section(raw, file=top.file, path="model_metadata", problems=top.problems)
-    space_type = section.choice("action_space_type", contract.ACTION_SPACE_TYPES)
+    section = _Section(
+        raw,
+        file=top.file,
+        path="model_metadata",
+        problems=top.problems,
+        model=spec_models.ModelMetadata,
+    )
+    space_type = section.choice("action_space_type")
     space = section.raw("action_space")
     _check_action_space(section, space_type, space)
     sensors = section.raw("sensor")
     _check_sensors(section, sensors)
-    network = section.choice(
-        "neural_network", contract.NEURAL_NETWORKS, "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW"
-    )
-    algorithm = section.choice("training_algorithm", contract.TRAINING_ALGORITHMS, "clipped_ppo")
+    network = section.choice("neural_network")
+    algorithm = section.choice("training_algorithm")
     version = section.raw("version")
     if version is not _MISSING and not (
         isinstance(version, str | int) and not isinstance(version, bool) and str(version).isdigit()
