@@ -604,6 +604,8 @@ def _read_experiment(top: _Section, path: Path) -> ExperimentSpec | None:
         top.seen.add("pretrained")
     evaluation = _evaluation(top.section("evaluation"), track) if "evaluation" in top.data else None
     top.seen.add("evaluation")
+    # Read (and removed) before this, by rollouts.sweep: allowed keys all the same.
+    top.seen.update(("sweep", "sweep_mode"))
     budget = top.number("budget_usd")
     tags = _tags(top)
     if model_metadata.get("training_algorithm") == "sac" and (
@@ -914,6 +916,7 @@ def _optional_bool(section: _Section, key: str) -> bool | None:
 
 def _pretrained(section: _Section, experiment: str) -> Pretrained:
     has = {key for key in ("prefix", "experiment", "run") if key in section.data}
+    section.seen.add("prefix")  # read below only when given; allowed all the same
     prefix = None
     if "prefix" in has:
         prefix = section.string("prefix", None)

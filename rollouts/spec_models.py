@@ -239,9 +239,21 @@ class ExperimentFile(_Section):
     tags: dict[str, str] | None = None
 
 
+# Message texts for the reader, not schema keywords.
+READER_ONLY = ("allowed", "why")
+
+
+def _without_reader_keys(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_reader_keys(v) for k, v in node.items() if k not in READER_ONLY}
+    if isinstance(node, list):
+        return [_without_reader_keys(v) for v in node]
+    return node
+
+
 def json_schema() -> dict[str, Any]:
     """The experiment file's JSON Schema (2020-12), tracks listed by name."""
-    schema = ExperimentFile.model_json_schema()
+    schema = _without_reader_keys(ExperimentFile.model_json_schema())
     worlds = list(contract.world_names())
     schema["properties"]["track"]["enum"] = worlds
     return {"$schema": SCHEMA_DIALECT, "$id": "experiment.schema.json", **schema}

@@ -24,6 +24,7 @@ from rollouts.cli import (
     metrics,
     plan,
     render,
+    schema,
     status,
     stop,
     validate,
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_model.register(sub, fmt)
     stop.register(sub, fmt)
     import_drfc.register(sub, fmt)
+    schema.register(sub, fmt)
     return parser
 
 

@@ -32,7 +32,16 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 ANY_LINES = "..."
 ANY_TEXT = "…"
-OFFLINE = ("validate", "plan", "render", "metrics", "import-drfc", "export-model", "compare")
+OFFLINE = (
+    "validate",
+    "plan",
+    "render",
+    "metrics",
+    "import-drfc",
+    "export-model",
+    "compare",
+    "schema",
+)
 BAD_YAML = (
     "name: broken\ntrack: reInvent2019_trak\nrace: {type: DRAG_RACE}\n"
     "model_metadata: experiments/models/discrete-5-actions.json\n"
