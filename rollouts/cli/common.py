@@ -30,33 +30,44 @@ class UsageError(CliError):
         super().__init__(message, EXIT_USAGE)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, indent: str = "") -> str:
-    """A plain aligned text table; numbers are right-aligned, None shows as '-'.
+# A rule of dashes under the header and nothing else: plain ASCII that diffs well in the docs'
+# examples and reads the same in a log as on a terminal.
+_PLAIN_RULE = "    \n    \n -  \n    \n    \n    \n    \n    \n"
 
-    Kept by hand on purpose: its output is compared byte for byte with the examples in the docs
-    and read by scripts. rich tables draw box characters and wrap to the terminal's width (a
-    piped table would change with the caller's terminal), and tabulate's "simple" format pads
-    headers through a module-wide setting (MIN_PADDING); neither gives these 20 lines' stable,
-    ASCII, column-per-rule layout without working around it."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, indent: str = "") -> str:
+    """An aligned text table (rich lays it out); numbers are right-aligned, None shows as '-'.
+
+    Rendered without colour and at a fixed, wide width, so a table reads the same on a terminal,
+    in a pipe and in the docs (a table wider than the terminal wraps as any long line does)."""
+    import io  # noqa: PLC0415
+
+    from rich import box  # noqa: PLC0415
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
     numeric = [
         all(isinstance(row[i], int | float) or row[i] is None for row in rows)
         and any(isinstance(row[i], int | float) and not isinstance(row[i], bool) for row in rows)
         for i in range(len(headers))
     ]
-
-    def line(values: Sequence[str]) -> str:
-        parts = [
-            v.rjust(w) if num else v.ljust(w)
-            for v, w, num in zip(values, widths, numeric, strict=True)
-        ]
-        return (indent + "  ".join(parts)).rstrip()
-
-    rule = indent + "  ".join("-" * w for w in widths)
-    return "\n".join([line(list(headers)), rule, *(line(r) for r in cells)])
+    layout = Table(
+        box=box.Box(_PLAIN_RULE),
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+        header_style=None,
+        highlight=False,
+    )
+    for header, is_number in zip(headers, numeric, strict=True):
+        layout.add_column(header, justify="right" if is_number else "left", no_wrap=True)
+    for row in rows:
+        layout.add_row(*(_cell(value) for value in row))
+    out = io.StringIO()
+    Console(
+        file=out, width=10_000, color_system=None, markup=False, emoji=False, highlight=False
+    ).print(layout)
+    return "\n".join((indent + line).rstrip() for line in out.getvalue().rstrip("\n").split("\n"))
 
 
 def _cell(value: Any) -> str:
