@@ -13,10 +13,13 @@ import json
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rollouts.problems import Problem
 from rollouts.run_properties import ROLLOUT_MARGIN_SECONDS
-from rollouts.spec import ExperimentSpec, Problem
+
+if TYPE_CHECKING:  # the spec imports this module for its budget check
+    from rollouts.spec import ExperimentSpec
 
 # The rollouts' ephemeral storage (constructs_lib/rollout_compute.py, EPHEMERAL_STORAGE_GIB).
 ROLLOUT_STORAGE_GB = 60

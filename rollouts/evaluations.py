@@ -1,5 +1,5 @@
-"""Evaluations of a deployed run from the operator's side: start one (``rollouts evaluate``), list
-them with their Batch state (``rollouts status``) and find them to stop (``rollouts stop``).
+"""Evaluations of a deployed run from the operator's side: start one (``rollouts evaluate``).
+Listing them (``rollouts status``, ``rollouts stop``) is in ``rollouts.operate``.
 
 Planning and starting are the evaluation Lambda's own modules (``lambda/evaluation``), so an
 evaluation started by hand is the same as one the experiment stack starts by itself.
@@ -7,7 +7,6 @@ evaluation started by hand is the same as one the experiment stack starts by its
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -20,7 +19,6 @@ from rollouts.operate import (
     Deployed,
     OperateError,
     _aws_call,
-    _s3_get,
     find_stack,
 )
 
@@ -106,61 +104,3 @@ def start_evaluation(
         "results": f"s3://{target.bucket}/{planned.prefix}/",
         "queue": target.job_queue,
     }
-
-
-def records(aws: Aws, bucket: str, run_prefix: str) -> list[dict[str, Any]]:
-    """Every evaluation record of a run (``<run>/evaluations/<id>/evaluation.json``)."""
-    s3 = aws.client("s3")
-
-    def folders() -> list[str]:
-        found = []
-        for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=f"{run_prefix}/evaluations/", Delimiter="/"
-        ):
-            found += [c["Prefix"] for c in page.get("CommonPrefixes", [])]
-        return sorted(found)
-
-    result = []
-    for folder in _aws_call("s3:ListObjectsV2", folders):
-        data = _s3_get(s3, bucket, f"{folder}evaluation.json")
-        if data is None:
-            continue
-        try:
-            result.append(json.loads(data))
-        except ValueError:
-            result.append({"evaluationId": folder.rstrip("/").rsplit("/", 1)[-1], "status": "?"})
-    return result
-
-
-def evaluation_status(aws: Aws, bucket: str, run_prefix: str) -> list[dict[str, Any]]:
-    """Each evaluation with its Batch job's state and, for an array job, its children's."""
-    found = records(aws, bucket, run_prefix)
-    ids = [r["jobId"] for r in found if r.get("jobId")]
-    jobs: dict[str, Any] = {}
-    if ids:
-        batch = aws.client("batch")
-        for start in range(0, len(ids), 100):
-            chunk = ids[start : start + 100]
-
-            def describe(chunk: list[str] = chunk) -> Any:
-                return batch.describe_jobs(jobs=chunk)
-
-            answer = _aws_call("batch:DescribeJobs", describe)
-            jobs.update({j["jobId"]: j for j in answer.get("jobs", [])})
-    rows = []
-    for record in found:
-        job = jobs.get(record.get("jobId") or "", {})
-        summary = job.get("arrayProperties", {}).get("statusSummary", {})
-        rows.append(
-            {
-                "evaluation": record.get("evaluationId"),
-                "checkpoint": record.get("checkpoint"),
-                "legs": [leg.get("name") for leg in record.get("legs", [])],
-                "job_id": record.get("jobId"),
-                "job_name": record.get("jobName"),
-                "state": job.get("status") or record.get("status"),
-                "children": {k: v for k, v in sorted(summary.items()) if v},
-                "reason": job.get("statusReason") or record.get("reason"),
-            }
-        )
-    return rows

@@ -550,8 +550,6 @@ def collect_status(aws: Aws, experiment: str, run: str | None = None) -> dict[st
         saved = checkpoints(aws, deployed.bucket, deployed.data_prefix)
     evaluations: list[dict[str, Any]] = []
     if deployed.bucket:
-        from rollouts.evaluations import evaluation_status  # noqa: PLC0415 (it imports this module)
-
         evaluations = evaluation_status(aws, deployed.bucket, deployed.data_prefix)
     states: dict[str, int] = {}
     for rollout in rollouts:
@@ -572,6 +570,67 @@ def collect_status(aws: Aws, experiment: str, run: str | None = None) -> dict[st
         "video_streams": deployed.video_streams,
         "checked_at": _time(datetime.now(tz=UTC)),
     }
+
+
+# ----------------------------------------------------------------------------- evaluations
+
+
+def evaluation_records(aws: Aws, bucket: str, run_prefix: str) -> list[dict[str, Any]]:
+    """Every evaluation record of a run (``<run>/evaluations/<id>/evaluation.json``)."""
+    s3 = aws.client("s3")
+
+    def folders() -> list[str]:
+        found = []
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=f"{run_prefix}/evaluations/", Delimiter="/"
+        ):
+            found += [c["Prefix"] for c in page.get("CommonPrefixes", [])]
+        return sorted(found)
+
+    result = []
+    for folder in _aws_call("s3:ListObjectsV2", folders):
+        data = _s3_get(s3, bucket, f"{folder}evaluation.json")
+        if data is None:
+            continue
+        try:
+            result.append(json.loads(data))
+        except ValueError:
+            result.append({"evaluationId": folder.rstrip("/").rsplit("/", 1)[-1], "status": "?"})
+    return result
+
+
+def evaluation_status(aws: Aws, bucket: str, run_prefix: str) -> list[dict[str, Any]]:
+    """Each evaluation with its Batch job's state and, for an array job, its children's."""
+    found = evaluation_records(aws, bucket, run_prefix)
+    ids = [r["jobId"] for r in found if r.get("jobId")]
+    jobs: dict[str, Any] = {}
+    if ids:
+        batch = aws.client("batch")
+        for start in range(0, len(ids), 100):
+            chunk = ids[start : start + 100]
+
+            def describe(chunk: list[str] = chunk) -> Any:
+                return batch.describe_jobs(jobs=chunk)
+
+            answer = _aws_call("batch:DescribeJobs", describe)
+            jobs.update({j["jobId"]: j for j in answer.get("jobs", [])})
+    rows = []
+    for record in found:
+        job = jobs.get(record.get("jobId") or "", {})
+        summary = job.get("arrayProperties", {}).get("statusSummary", {})
+        rows.append(
+            {
+                "evaluation": record.get("evaluationId"),
+                "checkpoint": record.get("checkpoint"),
+                "legs": [leg.get("name") for leg in record.get("legs", [])],
+                "job_id": record.get("jobId"),
+                "job_name": record.get("jobName"),
+                "state": job.get("status") or record.get("status"),
+                "children": {k: v for k, v in sorted(summary.items()) if v},
+                "reason": job.get("statusReason") or record.get("reason"),
+            }
+        )
+    return rows
 
 
 # ----------------------------------------------------------------------------- stop
@@ -705,9 +764,7 @@ def stop(aws: Aws, target: StopTarget, *, budget_seconds: float = 120.0) -> dict
     report["evaluations"] = []
     if target.backend == "batch" and target.queue and target.bucket and target.run_prefix:
         try:
-            from rollouts.evaluations import records  # noqa: PLC0415 (it imports this module)
-
-            for record in records(aws, target.bucket, target.run_prefix):
+            for record in evaluation_records(aws, target.bucket, target.run_prefix):
                 if record.get("jobName"):
                     report["evaluations"] += fanout["batch"].stop(
                         aws.client("batch"), retrier, target.queue, record["jobName"]

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rollouts.naming import experiment_prefix, video_stream_name
-from rollouts.spec import ExperimentSpec
+
+if TYPE_CHECKING:  # annotations only: the spec's cost check imports this module
+    from rollouts.spec import ExperimentSpec
 
 # Rollouts stop with the trainer; the margin covers simulator start-up.
 ROLLOUT_MARGIN_SECONDS = 1800

@@ -21,7 +21,9 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from rollouts import contract, spec_models
+from rollouts import contract, spec_models, sweep
+from rollouts.cost import budget_problems
+from rollouts.problems import MISSING, Problem, SpecError
 
 # Declared in rollouts.spec_models; compiled here for the code that checks names elsewhere.
 MAX_ROLLOUTS = spec_models.MAX_ROLLOUTS
@@ -37,36 +39,8 @@ MAX_USER_TAGS = 40  # jobs take 50 tags; the project adds its own
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with an experiment file."""
-
-    file: str
-    field: str
-    value: Any
-    message: str
-
-    def __str__(self) -> str:
-        shown = _show(self.value)
-        return f"{self.file}: {self.field}: {shown} {self.message}"
-
-
-class SpecError(ValueError):
-    """An experiment file is invalid; ``problems`` lists every finding."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(problem) for problem in problems))
-
-
-def _show(value: Any) -> str:
-    if value is _MISSING:
-        return "(missing)"
-    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-_MISSING: Any = object()
+# Problems and their error live in rollouts.problems (sweeps and the cost check report them too).
+_MISSING: Any = MISSING
 _FROM_MODEL: Any = object()  # a reader's default: take the field's from the section's model
 
 
@@ -481,12 +455,10 @@ def load_experiment(path: str | Path, *, display_root: Path | None = None) -> Ex
 
 def load_variants(path: str | Path, *, display_root: Path | None = None) -> list[ExperimentSpec]:
     """Load an experiment file: one experiment, or one per variant of its ``sweep:``."""
-    from rollouts.sweep import expand  # noqa: PLC0415 (sweep builds on this module)
-
     path = Path(path)
     shown = _display(path, display_root)
     document = read_document(path, shown)
-    variants, problems = expand(document, file=shown, base=path.parent)
+    variants, problems = sweep.expand(document, file=shown, base=path.parent)
     if problems:
         raise SpecError(problems)
     specs = []
@@ -499,8 +471,6 @@ def load_variants(path: str | Path, *, display_root: Path | None = None) -> list
         specs.append(
             replace(spec, sweep_base=variant.base, variant=variant.values) if variant.base else spec
         )
-    from rollouts.cost import budget_problems  # noqa: PLC0415 (cost builds on this module)
-
     problems += budget_problems(specs, shown)
     if problems:
         raise SpecError(problems)

@@ -16,12 +16,16 @@ import copy
 import hashlib
 import itertools
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollouts.spec import NAME_PATTERN, Problem
+from rollouts.problems import Problem
+from rollouts.spec_models import NAME
+
+NAME_PATTERN = re.compile(NAME)
 
 SWEEP_KEYS = ("sweep", "sweep_mode")
 MODES = ("product", "zip")

@@ -51,14 +51,14 @@ def _local_run(folder: Path, episodes: int | None) -> Any:
 
 
 def _deployed_run(aws: Any, name: str, episodes: int | None) -> Any:
-    from rollouts import compare, evaluations, operate, race  # noqa: PLC0415
+    from rollouts import compare, operate, race  # noqa: PLC0415
 
     loaded = operate.load_metrics([name], lambda: aws, lambda _t: None)
     report = _report(loaded, episodes, name)
     read, _list, where = operate.s3_run_reader(aws, name, None)
     bucket, _, prefix = where.removeprefix("s3://").partition("/")
     scored = None
-    found = evaluations.records(aws, bucket, prefix)
+    found = operate.evaluation_records(aws, bucket, prefix)
     if found:
         latest = found[-1]["evaluationId"]
         legs = operate.load_metrics(

@@ -1,0 +1,39 @@
+"""What is wrong with an experiment file: one ``Problem`` per finding, all of a file in one
+``SpecError``. Its own module, so that the spec, sweeps and the cost check can all report
+problems without importing one another in a circle."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+MISSING: Any = object()  # a key the file does not have
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an experiment file."""
+
+    file: str
+    field: str
+    value: Any
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.field}: {show(self.value)} {self.message}"
+
+
+class SpecError(ValueError):
+    """An experiment file is invalid; ``problems`` lists every finding."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(problem) for problem in problems))
+
+
+def show(value: Any) -> str:
+    if value is MISSING:
+        return "(missing)"
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
