@@ -880,15 +880,14 @@ def _load_s3(  # noqa: PLR0917
         def list_legs() -> None:
             # An evaluation's prefix: one folder per leg, each with its metrics.json.
             paginator = s3.get_paginator("list_objects_v2")
-            folders = [
-                common["Prefix"]
-                for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/", Delimiter="/")
-                for common in page.get("CommonPrefixes", [])
-            ]
-            for folder in sorted(folders):
-                key = f"{folder}{m.EVALUATION_LEG_FILE}"
-                if s3.list_objects_v2(Bucket=bucket, Prefix=key).get("KeyCount", 0):
-                    keys.append((len(keys), key))
+            legs = sorted(
+                item["Key"]
+                for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/")
+                for item in page.get("Contents", [])
+                if item["Key"].count("/") == prefix.count("/") + 2
+                and item["Key"].endswith(f"/{m.EVALUATION_LEG_FILE}")
+            )
+            keys.extend(enumerate(legs, start=len(keys)))
 
         _aws_call("s3:ListObjectsV2", list_keys)
         if not keys and prefix:

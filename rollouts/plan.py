@@ -70,14 +70,6 @@ def platform_summary(context: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def compute_problems(spec: ExperimentSpec, context: Mapping[str, Any], *, file: str) -> list[str]:
-    """Why the platform cannot run this experiment's rollouts (as synth would refuse it)."""
-    from rollouts.fargate import rollout_compute_problems  # noqa: PLC0415
-    from rollouts.platform import load_platform_config  # noqa: PLC0415
-
-    return rollout_compute_problems(spec, load_platform_config(context), file=file)
-
-
 def build_plan(spec: ExperimentSpec, platform: Mapping[str, Any]) -> dict[str, Any]:
     """The deploy plan as plain data (the ``--json`` document of ``rollouts plan``)."""
     name = spec.name

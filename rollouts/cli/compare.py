@@ -40,9 +40,7 @@ def _local_run(folder: Path, episodes: int | None) -> Any:
         return path.read_bytes() if path.is_file() else None
 
     scored = None
-    evaluations = (
-        sorted((folder / "evaluations").glob("*/")) if (folder / "evaluations").is_dir() else []
-    )
+    evaluations = sorted((folder / "evaluations").glob("*/"))  # none: an empty list
     if evaluations:
         legs = sorted(evaluations[-1].glob(f"*/{m.EVALUATION_LEG_FILE}"))
         files = [m.parse(p.read_bytes(), source=str(p), worker=i) for i, p in enumerate(legs)]
@@ -112,6 +110,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from rollouts.spec import NAME_PATTERN  # noqa: PLC0415
 
     runs = []
+    clients: list[Any] = []
+
+    def aws() -> Any:  # one session and its clients for every source
+        if not clients:
+            clients.append(common.aws(args))
+        return clients[0]
+
     try:
         with progress("loading runs") as update:
             sources: list[str] = []
@@ -127,7 +132,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 and not Path(sources[0]).exists()
             ):
                 # One name: a sweep's base name when its variants are deployed.
-                variants = _sweep_variants(common.aws(args), sources[0])
+                variants = _sweep_variants(aws(), sources[0])
                 sources = variants or sources
             for n, source in enumerate(sources, start=1):
                 update(f"{n}/{len(sources)} {source}")
@@ -135,9 +140,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 if path.is_dir():
                     runs.append(_local_run(path, args.episodes_per_iteration))
                 elif NAME_PATTERN.match(source):
-                    runs.append(
-                        _deployed_run(common.aws(args), source, args.episodes_per_iteration)
-                    )
+                    runs.append(_deployed_run(aws(), source, args.episodes_per_iteration))
                 else:
                     raise CliError(
                         f"{source}: not a folder (a copy of a run's prefix), an experiment name, "

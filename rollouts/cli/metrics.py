@@ -69,8 +69,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     # a worker's iterations.
     from rollouts import race  # noqa: PLC0415
 
-    evaluations = [w for w in loaded.workers if race.is_evaluation_file(w)]
-    training = [w for w in loaded.workers if not race.is_evaluation_file(w)]
+    evaluations: list[m.WorkerMetrics] = []
+    training: list[m.WorkerMetrics] = []
+    for worker in loaded.workers:
+        (evaluations if race.is_evaluation_file(worker) else training).append(worker)
     scored = (
         race.score(
             evaluations,

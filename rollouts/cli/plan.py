@@ -38,6 +38,8 @@ def _context_overrides(pairs: Sequence[str]) -> dict[str, str]:
 def cmd_plan(args: argparse.Namespace) -> int:
     from rollouts import plan  # noqa: PLC0415
     from rollouts.cost import run_cost  # noqa: PLC0415
+    from rollouts.fargate import rollout_compute_problems  # noqa: PLC0415
+    from rollouts.platform import load_platform_config  # noqa: PLC0415
 
     variants = _load_variants(args.file)
     spec = variants[0]
@@ -45,10 +47,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     try:
         context = plan.load_context(cdk_json, _context_overrides(args.context))
         platform = plan.platform_summary(context)
+        config = load_platform_config(context)  # once for every variant
         problems = [
             problem
             for variant in variants
-            for problem in plan.compute_problems(variant, context, file=str(args.file))
+            for problem in rollout_compute_problems(variant, config, file=str(args.file))
         ]
     except ValueError as error:
         raise CliError(str(error), EXIT_USAGE) from None

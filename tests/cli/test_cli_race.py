@@ -140,3 +140,24 @@ def test_an_evaluation_folder_is_read_leg_by_leg(run, tmp_path: Path):
     assert doc["race"]["rankings"]["best_lap"] == ["Spain_track", "Spain_track-reverse"]
     empty = run("metrics", tmp_path / "nothing-here")
     assert empty.code == 2
+
+
+def test_an_evaluation_prefix_in_s3_is_read_leg_by_leg(run):
+    import boto3
+    from moto import mock_aws
+
+    prefix = "experiments/x/runs/x-0a1b2c3d/evaluations/eval-1234abcd"
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="data-bucket")
+        for leg, ms in (("Spain_track", 12000), ("Spain_track-reverse", 12500)):
+            body = json.dumps({"metrics": [row(1, "Lap complete", ms)]})
+            s3.put_object(Bucket="data-bucket", Key=f"{prefix}/{leg}/metrics.json", Body=body)
+        # Not legs: the checkpoint copy, a leg's video and its params.
+        s3.put_object(Bucket="data-bucket", Key=f"{prefix}/model/model_metadata.json", Body=b"{}")
+        s3.put_object(
+            Bucket="data-bucket", Key=f"{prefix}/Spain_track/mp4/metrics.json", Body=b"{}"
+        )
+        doc = run("metrics", f"s3://data-bucket/{prefix}", "--json").json()
+    assert [t["track"] for t in doc["race"]["tracks"]] == ["Spain_track", "Spain_track-reverse"]
+    assert [t["best_lap_seconds"] for t in doc["race"]["tracks"]] == [12.0, 12.5]

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from app_support import run_app
 
 from rollouts.cost import prices, run_cost
 from rollouts.spec import SpecError, load_experiment, load_variants
@@ -87,18 +88,7 @@ def test_budget_refuses_in_validate_plan_and_synth(tmp_path: Path) -> None:
         )
         assert result.returncode == 2, argv
         assert "budget_usd" in result.stdout + result.stderr
-    synth = subprocess.run(
-        [sys.executable, str(REPO / "app.py")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            "PATH": f"{REPO / 'node_modules' / '.bin'}:/usr/bin:/bin",
-            "CDK_OUTDIR": str(tmp_path / "out"),
-            "CDK_CONTEXT_JSON": json.dumps({"experiment": str(path)}),
-        },
-    )
+    synth = run_app(json.dumps({"experiment": str(path)}), cwd=REPO, outdir=tmp_path / "out")
     assert synth.returncode == 2 and "budget_usd" in synth.stderr
     assert not (tmp_path / "out").exists()
     assert load_experiment(write(tmp_path, "budget_usd: 50\n")).budget_usd == 50

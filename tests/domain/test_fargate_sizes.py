@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from app_support import run_app
 
 from rollouts.fargate import FARGATE_SIZES, fargate_memory_choices, rollout_compute_problems
 from rollouts.platform import load_platform_config
@@ -96,19 +97,7 @@ def test_robomaker_has_no_fargate_limits(tmp_path: Path) -> None:
 
 def test_synth_and_plan_refuse_a_size_fargate_does_not_have(tmp_path: Path) -> None:
     path = write(tmp_path, "{vcpus: 6, memory_mib: 12288}")
-    synth = subprocess.run(
-        [sys.executable, str(REPO / "app.py")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        env={
-            "PATH": f"{REPO / 'node_modules' / '.bin'}:/usr/bin:/bin",
-            "CDK_OUTDIR": str(tmp_path / "out"),
-            "CDK_CONTEXT_JSON": json.dumps({"experiment": str(path)}),
-        },
-    )
+    synth = run_app(json.dumps({"experiment": str(path)}), cwd=REPO, outdir=tmp_path / "out")
     assert synth.returncode == 2, synth.stderr
     assert "rollouts.vcpus: 6 is not allowed on the batch backend" in synth.stderr
     assert not (tmp_path / "out").exists()

@@ -3,12 +3,11 @@ and nothing is synthesized."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from app_support import run_app
 
 from rollouts.spec import SpecError, load_experiment
 
@@ -185,23 +184,6 @@ BAD_FILES: dict[str, tuple[str, list[str]]] = {
         ["pretrained.run: 'newest' is not allowed: latest, or a run id such as"],
     ),
 }
-
-
-def run_app(context_json: str, *, cwd: Path, outdir: Path) -> subprocess.CompletedProcess[str]:
-    """Run app.py the way `cdk synth` does: context and output directory from the environment."""
-    return subprocess.run(
-        [sys.executable, str(REPO / "app.py")],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        env={
-            "PATH": f"{REPO / 'node_modules' / '.bin'}:/usr/bin:/bin",
-            "CDK_OUTDIR": str(outdir),
-            "CDK_CONTEXT_JSON": context_json,
-        },
-    )
 
 
 @pytest.fixture
