@@ -33,6 +33,9 @@ need_file "${LAUNCH_DIR}/empty_world.launch.py" "Gazebo launch file"
 need_file "${MARKOV_DIR}/training_worker.py" "markov package (trainer)"
 need_file "${MARKOV_DIR}/rollout_worker.py" "markov package (rollouts)"
 need_file "${REAL_TASKSET}" "util-linux taskset (the wrapper runs it for other forms)"
+# run-finished.py (the entrypoint's "is the run over" check) runs on the image's python3.
+"${PYTHON_FOR_CHECK:-python3}" -c "import boto3" 2>/dev/null \
+  || problems+=("boto3 for python3: /opt/rollouts/run-finished.py imports it")
 
 # The core-pinning fix: the launch file's `taskset` must resolve to the wrapper on the PATH that
 # run.sh builds (it prepends /opt/ml and the ROS setup directories), and the wrapper must start a

@@ -39,6 +39,27 @@ case "${ROLLOUT_LAUNCH_FILE:=distributed_training.launch.py}" in
 esac
 command="${SIMAPP_ROLLOUT_COMMAND:-${SIMAPP_CODE_DIR:-/opt/ml/code}/run.sh run ${ROLLOUT_LAUNCH_FILE}}"
 
+# How a run that ended normally ends here with exit 0 (SUCCEEDED), not 143 (FAILED):
+# - The simapp ends a rollout or an evaluation leg itself through /opt/ml/code/shutdown.sh
+#   (`kill 1`, which the init process passes on as SIGTERM); before that, a normal end writes
+#   $HOME/STOP_NODE_MONITOR_FILE and an error also $HOME/EXCEPTION_HANDLER_SYNC_FILE
+#   (deepracer-simapp bundle/markov/utils.py stop_ros_node_monitor, cancel_simulation_job;
+#   bundle/markov/log_handler/constants.py; exception_handler.py).
+# - The run is over when the run's model/.finished exists: the trainer writes it in the finally of
+#   markov/training_worker.py, and the run supervisor writes it when the trainer was stopped (a
+#   time limit kills the trainer before that finally runs). The simapp's rollouts read only a local
+#   copy, refreshed with each new checkpoint (rl_coach rollout_worker.py), so a rollout waiting for
+#   a checkpoint would never see it: a watcher here looks every ROLLOUT_FINISHED_POLL_SECONDS and
+#   ends the simulation itself.
+# Any other SIGTERM (CancelJob/TerminateJob, a Spot reclaim) keeps 143.
+SIMAPP_HOME="${SIMAPP_HOME:-${HOME:-/root}}"
+finished_check="${ROLLOUT_FINISHED_CHECK:-python3 /opt/rollouts/run-finished.py}"
+poll_seconds="${ROLLOUT_FINISHED_POLL_SECONDS:-15}"
+
+simapp_ended_normally() {
+  [ -f "${SIMAPP_HOME}/STOP_NODE_MONITOR_FILE" ] && [ ! -f "${SIMAPP_HOME}/EXCEPTION_HANDLER_SYNC_FILE" ]
+}
+
 # CancelJob/TerminateJob send SIGTERM to the container's init (the job definition enables it),
 # which passes it to this script. run.sh starts ros2 launch in the background, so the signal goes
 # to the launcher's whole process group, not only to its first process.
@@ -49,12 +70,36 @@ forward() {
   echo "rollout ${ROLLOUT_IDX}: $1 received, stopping the simulation" >&2
   kill "-$1" -- "-${launcher}" 2>/dev/null || true
 }
+run_finished=0
+finished() {
+  run_finished=1
+  echo "rollout ${ROLLOUT_IDX}: the run finished (model/.finished): ending the simulation" >&2
+  kill -TERM -- "-${launcher}" 2>/dev/null || true
+}
 trap 'forward TERM' TERM
 trap 'forward INT' INT
+trap finished USR1
+# The watcher only asks; this shell decides (a check that fails or is unsure counts as "not yet").
+if [ "${ROLLOUT_LAUNCH_FILE}" = distributed_training.launch.py ] && [ "${poll_seconds}" != 0 ]; then
+  (
+    trap - TERM INT USR1
+    while sleep "${poll_seconds}"; do
+      if ${finished_check} >/dev/null 2>&1; then kill -USR1 $$ 2>/dev/null; exit 0; fi
+    done
+  ) &
+  watcher=$!
+else
+  watcher=""
+fi
 status=0
 wait "$launcher" || status=$?
 # A trapped signal interrupts `wait` (status > 128) while the launcher is still shutting down.
 while kill -0 "$launcher" 2>/dev/null; do
   wait "$launcher" || status=$?
 done
+if [ -n "${watcher}" ]; then kill "${watcher}" 2>/dev/null || true; fi
+if [ "$status" -ne 0 ] && { [ "${run_finished}" = 1 ] || simapp_ended_normally; }; then
+  echo "rollout ${ROLLOUT_IDX}: the simulation ended normally (launcher status ${status}): exit 0" >&2
+  status=0
+fi
 exit "$status"
