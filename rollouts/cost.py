@@ -64,6 +64,24 @@ def _r(value: float) -> float:
     return round(value, 2)
 
 
+def rollout_task_hourly(spec: ExperimentSpec, table: dict[str, Any] | None = None) -> float:
+    """One rollout task's on-demand price per hour (vCPU, memory, storage beyond the free part)."""
+    table = table or prices()
+    return float(
+        spec.rollouts.vcpus * table["fargate_vcpu_hourly"]
+        + spec.rollouts.memory_mib / 1024 * table["fargate_gb_hourly"]
+        + max(ROLLOUT_STORAGE_GB - table["fargate_free_storage_gb"], 0)
+        * table["fargate_storage_gb_hourly"]
+    )
+
+
+def trainer_hourly(spec: ExperimentSpec, table: dict[str, Any] | None = None) -> float | None:
+    """The trainer instance's price per hour (None: not in the table)."""
+    table = table or prices()
+    price = table["sagemaker_training_hourly"].get(spec.trainer.instance_type)
+    return None if price is None else float(price)
+
+
 def run_cost(spec: ExperimentSpec, *, spot: bool = True) -> RunCost:
     table = prices()
     hours = spec.trainer.max_run_minutes / 60
@@ -72,7 +90,7 @@ def run_cost(spec: ExperimentSpec, *, spot: bool = True) -> RunCost:
     rollout_hours = hours + ROLLOUT_MARGIN_SECONDS / 3600
     missing: list[str] = []
     lines: list[CostLine] = []
-    trainer_price = table["sagemaker_training_hourly"].get(spec.trainer.instance_type)
+    trainer_price = trainer_hourly(spec, table)
     if trainer_price is None:
         missing.append(f"SageMaker training {spec.trainer.instance_type}")
     trainer = None if trainer_price is None else trainer_price * hours
@@ -85,12 +103,7 @@ def run_cost(spec: ExperimentSpec, *, spot: bool = True) -> RunCost:
             None if trainer is None else _r(trainer),
         )
     )
-    task = (
-        spec.rollouts.vcpus * table["fargate_vcpu_hourly"]
-        + spec.rollouts.memory_mib / 1024 * table["fargate_gb_hourly"]
-        + max(ROLLOUT_STORAGE_GB - table["fargate_free_storage_gb"], 0)
-        * table["fargate_storage_gb_hourly"]
-    )
+    task = rollout_task_hourly(spec, table)
     discount = 1 - table["fargate_spot_discount"] if spot else 1.0
     count = spec.rollouts.count
     lines.append(

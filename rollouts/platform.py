@@ -29,7 +29,10 @@ SETTINGS = (
     "robomakerAppForm",
     "logRetentionDays",
     "waitFor",
+    "notifyEmail",
 )
+# An address the run supervisor's topic mails each run outcome and action to ("" for none).
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class PlatformConfigError(ValueError):
@@ -49,6 +52,7 @@ class PlatformConfig:
     robomaker_app_form: str
     log_retention_days: int
     wait_for: str
+    notify_email: str = ""
 
     @property
     def simapp_image_tag(self) -> str:
@@ -120,7 +124,16 @@ def load_platform_config(context: Mapping[str, Any]) -> PlatformConfig:
         ),
         log_retention_days=_int("logRetentionDays", values["logRetentionDays"], 1, 3653, problems),
         wait_for=_choice("waitFor", values["waitFor"], ("ACCEPTED", "RUNNING"), problems),
+        notify_email=str(values["notifyEmail"] or "").strip(),
     )
+    if config.notify_email and not EMAIL_PATTERN.match(config.notify_email):
+        problems.append(
+            _problem(
+                "notifyEmail",
+                config.notify_email,
+                "an e-mail address such as team@example.com, or \"\" for no e-mail",
+            )
+        )
     if not SIMAPP_VERSION_PATTERN.match(config.simapp_version):
         problems.append(
             _problem(

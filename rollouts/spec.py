@@ -117,6 +117,9 @@ class Rollouts:
     count: int
     vcpus: int
     memory_mib: int
+    on_failure: str
+    max_restarts: int
+    stall_minutes: int
     overrides: tuple[WorkerOverride, ...] = ()
 
 
@@ -868,12 +871,18 @@ def _rollouts(section: _Section, hyperparameters: Mapping[str, Any]) -> Rollouts
                 if isinstance(worker, int):  # a bad index is already reported above
                     seen.add(worker)
                     overrides.append(override)
+    on_failure = section.choice("on_failure")
+    max_restarts = section.integer("max_restarts")
+    stall_minutes = section.integer("stall_minutes")
     section.finish()
     return Rollouts(
         count=count,
         vcpus=vcpus,
         memory_mib=memory,
         overrides=tuple(sorted(overrides, key=lambda o: o.worker)),
+        on_failure=on_failure,
+        max_restarts=max_restarts,
+        stall_minutes=stall_minutes,
     )
 
 

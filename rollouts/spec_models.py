@@ -19,6 +19,7 @@ from pydantic.config import JsonDict
 from rollouts import contract
 
 MAX_ROLLOUTS = 64
+ON_FAILURE = ("restart", "stop", "ignore")
 NAME = r"^[a-z][a-z0-9-]{0,39}$"
 TRAINER_INSTANCE = r"^ml\.[a-z][a-z0-9]*\.(?:[0-9]+)?x?large$"
 PRETRAINED_PREFIX = r"^experiments/[a-z][a-z0-9-]{0,39}$"
@@ -120,6 +121,26 @@ class Rollouts(_Section):
     vcpus: int = bounded(4, 1, 96, "vCPUs of each rollout (batch: a Fargate size, 1 2 4 8 16)")
     memory_mib: int = bounded(8192, 2048, 393216, "memory of each rollout")
     overrides: list[WorkerOverride] | None = None
+    # The run supervisor's rules (README.md, "The run supervisor"; batch backend).
+    on_failure: str = choice(
+        "restart",
+        ON_FAILURE,
+        "when a rollout failed after Batch's retries: restart that worker, stop the whole run, "
+        "or ignore it (the trainer then waits for it until its time limit)",
+    )
+    max_restarts: int = bounded(
+        3,
+        0,
+        10,
+        "restarts of one worker before on_failure 'restart' stops the run",
+    )
+    stall_minutes: int = bounded(
+        30,
+        0,
+        1440,
+        "stop the run when no worker records a new episode for this long while the trainer "
+        "trains (0: never)",
+    )
 
 
 class Trainer(_Section):

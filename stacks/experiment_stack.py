@@ -22,8 +22,11 @@ from rollouts.naming import experiment_prefix, run_prefix
 from rollouts.platform import PlatformConfig
 from rollouts.run_properties import ExperimentResources, settings
 from rollouts.spec import ExperimentSpec
+from rollouts.supervision import OUTPUT_NAME, supervision_json
 
 EXPERIMENT_TAG = "rollouts:experiment"
+# The platform's run supervisor finds its experiment stacks (and their queues) by this tag.
+PLATFORM_TAG = "rollouts:platform"
 
 
 def evaluation_legs(spec: ExperimentSpec) -> int:
@@ -46,6 +49,7 @@ class ExperimentStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         Tags.of(self).add(EXPERIMENT_TAG, spec.name)
+        Tags.of(self).add(PLATFORM_TAG, platform_name)
         for key, value in sorted(spec.tags.items()):
             Tags.of(self).add(key, value)
         retention = log_retention(config.log_retention_days)
@@ -195,3 +199,10 @@ class ExperimentStack(Stack):
             outputs["VideoConsole"] = video.console_url(0)
         for key, value in outputs.items():
             CfnOutput(self, key, value=value or "-")
+        CfnOutput(
+            self,
+            OUTPUT_NAME,
+            value=supervision_json(spec),
+            description="The run supervisor's rules for this experiment (rollouts: on_failure, "
+            "max_restarts, stall_minutes; budget_usd) and its hourly rates",
+        )

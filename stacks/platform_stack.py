@@ -11,6 +11,7 @@ from constructs_lib.network import RolloutNetwork
 from constructs_lib.platform_parameters import PARAMETER_ROOT, PlatformParameters
 from constructs_lib.retention import log_retention
 from constructs_lib.robomaker_backend import RoboMakerRolloutBackend
+from constructs_lib.run_supervisor import RunSupervisor
 from constructs_lib.simapp_image import SimappImage
 from constructs_lib.storage import ExperimentDataStore
 from rollouts.platform import PlatformConfig
@@ -57,6 +58,17 @@ class PlatformStack(Stack):
             )
             simulation_application_arn = robomaker.application_arn
 
+        # Owns every run from its start to its last job, whatever the experiment stacks do.
+        supervisor = RunSupervisor(
+            self,
+            "Supervisor",
+            platform_name=platform_name,
+            bucket=data.bucket,
+            key=data.key,
+            notify_email=config.notify_email,
+            log_retention=retention,
+        )
+
         PlatformParameters(
             self,
             "Parameters",
@@ -84,6 +96,12 @@ class PlatformStack(Stack):
             description="Experiment data (retained when stacks are deleted)",
         )
         CfnOutput(self, "Backend", value=config.backend)
+        CfnOutput(
+            self,
+            "RunsTopic",
+            value=supervisor.topic.topic_arn,
+            description="One message per run outcome and per supervisor action (subscribe here)",
+        )
         CfnOutput(
             self,
             "ParameterPath",
