@@ -549,8 +549,10 @@ def collect_status(aws: Aws, experiment: str, run: str | None = None) -> dict[st
             rollout["last_episode"] = last.get(rollout["worker"])
         saved = checkpoints(aws, deployed.bucket, deployed.data_prefix)
     evaluations: list[dict[str, Any]] = []
+    supervision: dict[str, Any] | None = None
     if deployed.bucket:
         evaluations = evaluation_status(aws, deployed.bucket, deployed.data_prefix)
+        supervision = supervisor_record(aws, deployed.bucket, experiment, run_id)
     states: dict[str, int] = {}
     for rollout in rollouts:
         states[rollout["state"]] = states.get(rollout["state"], 0) + 1
@@ -567,9 +569,26 @@ def collect_status(aws: Aws, experiment: str, run: str | None = None) -> dict[st
         "rollouts": rollouts,
         "rollout_states": dict(sorted(states.items())),
         "evaluations": evaluations,
+        "outcome": (supervision or {}).get("outcome"),
+        "supervisor_actions": (supervision or {}).get("actions") or [],
+        "restarts": (supervision or {}).get("restarts") or {},
         "video_streams": deployed.video_streams,
         "checked_at": _time(datetime.now(tz=UTC)),
     }
+
+
+def supervisor_record(aws: Aws, bucket: str, experiment: str, run_id: str) -> dict[str, Any] | None:
+    """What the run supervisor recorded of the run (its outcome and actions with their reasons;
+    lambda/supervisor/records.py writes it). None: nothing yet; unreadable: said so."""
+    key = f"{experiment_prefix(experiment)}/supervisor/{run_id}.json"
+    body = _s3_get(aws.s3, bucket, key)
+    if body is None:
+        return None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return {"outcome": {"kind": "unknown", "reason": f"s3://{bucket}/{key} is not JSON"}}
+    return document if isinstance(document, dict) else None
 
 
 # ----------------------------------------------------------------------------- evaluations

@@ -102,8 +102,12 @@ def _stop(run: RunView, rule: str, reason: str, *, evaluations: bool) -> list[Ac
             trainer=trainer,
         )
     ]
-    if run.record.outcome is None and trainer is not None:
-        actions.append(_outcome(run, "stopped-by-supervisor", f"{rule}: {reason}"))
+    if run.record.outcome is None:
+        ended = trainer_outcome(run)
+        if trainer is not None or ended is None:
+            actions.append(_outcome(run, "stopped-by-supervisor", f"{rule}: {reason}"))
+        else:
+            actions.append(_outcome(run, *ended))
     return actions
 
 

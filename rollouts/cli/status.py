@@ -151,9 +151,40 @@ def format_status(status: Mapping[str, Any]) -> str:
         for e in status["evaluations"]:
             if e["reason"]:
                 lines.append(f"  {e['evaluation']}: {e['reason']}")
+    lines.extend(_supervision_lines(status))
     if status["video_streams"]:
         lines.append(f"\nvideo: {', '.join(status['video_streams'])}")
     return "\n".join(lines)
+
+
+def _supervision_lines(status: Mapping[str, Any]) -> list[str]:
+    """The run's outcome and the supervisor's actions, each with its reason."""
+    lines: list[str] = []
+    outcome = status.get("outcome")
+    if outcome:
+        lines.append(
+            f"\noutcome  {outcome.get('kind', '?')}"
+            + (f" at {outcome['at']}" if outcome.get("at") else "")
+            + (f": {outcome['reason']}" if outcome.get("reason") else "")
+        )
+    actions = status.get("supervisor_actions") or []
+    if actions:
+        lines.append("\nsupervisor:")
+        lines.append(
+            table(
+                ["at", "action", "rule", "reason"],
+                [
+                    [a.get("at", "-"), a.get("action", "-"), a.get("rule", "-"), a.get("reason", "")]
+                    for a in actions
+                ],
+                indent="  ",
+            )
+        )
+    restarts = status.get("restarts") or {}
+    if restarts:
+        used = ", ".join(f"worker {w}: {n}" for w, n in sorted(restarts.items(), key=lambda i: int(i[0])))
+        lines.append(f"  restarts: {used}")
+    return lines
 
 
 def register(sub: Any, fmt: Any) -> None:
