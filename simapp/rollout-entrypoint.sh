@@ -84,9 +84,9 @@ if [ "${ROLLOUT_LAUNCH_FILE}" = distributed_training.launch.py ] && [ "${poll_se
   (
     trap - TERM INT USR1
     while sleep "${poll_seconds}"; do
-      if ${finished_check} >/dev/null 2>&1; then kill -USR1 $$ 2>/dev/null; exit 0; fi
+      if ${finished_check}; then kill -USR1 $$ 2>/dev/null; exit 0; fi
     done
-  ) &
+  ) </dev/null >/dev/null 2>&1 &  # holds none of the job's output open
   watcher=$!
 else
   watcher=""
@@ -97,7 +97,8 @@ wait "$launcher" || status=$?
 while kill -0 "$launcher" 2>/dev/null; do
   wait "$launcher" || status=$?
 done
-if [ -n "${watcher}" ]; then kill "${watcher}" 2>/dev/null || true; fi
+# The watcher has a process group of its own (set -m): its sleep goes with it.
+if [ -n "${watcher}" ]; then kill -- "-${watcher}" 2>/dev/null || true; fi
 if [ "$status" -ne 0 ] && { [ "${run_finished}" = 1 ] || simapp_ended_normally; }; then
   echo "rollout ${ROLLOUT_IDX}: the simulation ended normally (launcher status ${status}): exit 0" >&2
   status=0

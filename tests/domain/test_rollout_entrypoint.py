@@ -250,3 +250,136 @@ def test_sigterm_reaches_the_whole_simulation(tmp_path: Path) -> None:
     assert (marks / "child").read_text().strip() == "child"
     assert (marks / "launcher").read_text().strip() == "launcher"
     assert "TERM received, stopping the simulation" in stderr
+
+
+# ------------------------------------------------------------------ a normal end exits 0
+
+
+def _start_simulation(
+    tmp_path: Path, body: str, **env: str
+) -> tuple[subprocess.Popen[str], Path]:
+    """The entrypoint with a fake run.sh that touches <marks>/started, then runs ``body``."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    home = tmp_path / "home"
+    home.mkdir()
+    code = _fake_code_dir(tmp_path, f"touch {marks}/started\n{body}")
+    process = subprocess.Popen(
+        ["bash", str(ENTRYPOINT)],
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(home),
+            "ROLLOUT_WORLD_NAMES": "reInvent2019_track",
+            "ROLLOUT_YAML_NAMES": "training_params.yaml",
+            "SIMAPP_CODE_DIR": str(code),
+            "ROLLOUT_FINISHED_CHECK": "false",
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 10
+    while not (marks / "started").exists():
+        assert time.monotonic() < deadline, "the fake simulation did not start"
+        time.sleep(0.05)
+    time.sleep(0.1)
+    return process, home
+
+
+LOOP = "trap 'exit 143' TERM; while true; do sleep 0.05; done"
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        # The simapp asked its node monitor to stop (a normal end) and then ran shutdown.sh.
+        (("STOP_NODE_MONITOR_FILE",), 0),
+        # ... after an exception: a failure.
+        (("STOP_NODE_MONITOR_FILE", "EXCEPTION_HANDLER_SYNC_FILE"), 143),
+        # A stop from outside (CancelJob/TerminateJob, a Spot reclaim).
+        ((), 143),
+    ],
+)
+def test_the_simapp_s_own_shutdown_exits_0_only_after_a_normal_end(
+    tmp_path: Path, files: tuple[str, ...], expected: int
+) -> None:
+    # Given a simulation whose simapp left these files in $HOME
+    process, home = _start_simulation(tmp_path, LOOP)
+    for name in files:
+        (home / name).write_text("{}")
+    # When the init process passes on shutdown.sh's `kill 1`
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=10)
+    # Then the job ends SUCCEEDED only when the simulation ended normally
+    assert process.returncode == expected, stderr
+    assert ("ended normally" in stderr) == (expected == 0)
+
+
+def test_a_finished_run_ends_the_simulation_and_exits_0(tmp_path: Path) -> None:
+    # Given a rollout whose run's model/.finished appears while it waits for a checkpoint
+    flag = tmp_path / "finished"
+    process, _ = _start_simulation(
+        tmp_path,
+        LOOP,
+        ROLLOUT_FINISHED_CHECK=f"test -f {flag}",
+        ROLLOUT_FINISHED_POLL_SECONDS="0.2",
+    )
+    time.sleep(0.5)
+    assert process.poll() is None  # no mark yet: it goes on
+    flag.write_text("")
+    # Then the watcher sees it and the rollout ends by itself, SUCCEEDED
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    assert "the run finished (model/.finished)" in stderr
+
+
+def test_a_failing_simulation_keeps_its_exit_code(tmp_path: Path) -> None:
+    process, _ = _start_simulation(tmp_path, "exit 3", ROLLOUT_FINISHED_CHECK="true")
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 3, stderr
+
+
+def test_an_evaluation_leg_is_not_watched(tmp_path: Path) -> None:
+    # The finish mark is about training: an evaluation of a finished run must run to its end.
+    process, _ = _start_simulation(
+        tmp_path,
+        "sleep 1; echo leg-done",
+        ROLLOUT_LAUNCH_FILE="evaluation.launch.py",
+        ROLLOUT_FINISHED_CHECK="true",
+        ROLLOUT_FINISHED_POLL_SECONDS="0.1",
+    )
+    stdout, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    assert "leg-done" in stdout
+    assert "the run finished" not in stderr
+
+
+def _finished_check(monkeypatch: pytest.MonkeyPatch, answer: dict | str) -> int:
+    """run-finished.py against a stubbed S3 (the request checked by the real model)."""
+    import importlib.util  # noqa: PLC0415
+
+    import boto3  # noqa: PLC0415
+    from botocore.stub import Stubber  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location("run_finished", SIMAPP / "run-finished.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    client = boto3.client("s3", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(client)
+    expected = {"Bucket": "data", "Key": "experiments/x/runs/x-0a1b2c3d/model/.finished"}
+    if isinstance(answer, str):
+        stub.add_client_error("head_object", service_error_code=answer, http_status_code=404 if answer == "404" else 500, expected_params=expected)
+    else:
+        stub.add_response("head_object", answer, expected)
+    stub.activate()
+    monkeypatch.setattr(module.boto3, "client", lambda *a, **k: client)
+    monkeypatch.setenv("SAGEMAKER_SHARED_S3_BUCKET", "data")
+    monkeypatch.setenv("SAGEMAKER_SHARED_S3_PREFIX", "experiments/x/runs/x-0a1b2c3d")
+    return int(module.main())
+
+
+@pytest.mark.parametrize(("answer", "code"), [({"ContentLength": 0}, 0), ("404", 1), ("InternalError", 2)])
+def test_the_finished_check_asks_s3_for_the_run_s_mark(monkeypatch: pytest.MonkeyPatch, answer: dict | str, code: int) -> None:
+    assert _finished_check(monkeypatch, answer) == code
