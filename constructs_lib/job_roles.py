@@ -26,7 +26,13 @@ ROLLOUT_SERVICE = {"batch": "ecs-tasks.amazonaws.com", "robomaker": "robomaker.a
 # checkpoints, metrics, simtraces and videos: reads, writes, the lock and ready files it deletes
 # again, multipart uploads.
 DATA_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
-RECORD_KEYS = (f"{EXPERIMENTS_PREFIX}/*/run.json", f"{EXPERIMENTS_PREFIX}/*/fanout/*")
+# The fan-out's and the run supervisor's records: no job (and so no reward function) may forge
+# or remove them.
+RECORD_KEYS = (
+    f"{EXPERIMENTS_PREFIX}/*/run.json",
+    f"{EXPERIMENTS_PREFIX}/*/fanout/*",
+    f"{EXPERIMENTS_PREFIX}/*/supervisor/*",
+)
 ECR_PULL = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
 
 

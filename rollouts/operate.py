@@ -581,7 +581,7 @@ def supervisor_record(aws: Aws, bucket: str, experiment: str, run_id: str) -> di
     """What the run supervisor recorded of the run (its outcome and actions with their reasons;
     lambda/supervisor/records.py writes it). None: nothing yet; unreadable: said so."""
     key = f"{experiment_prefix(experiment)}/supervisor/{run_id}.json"
-    body = _s3_get(aws.s3, bucket, key)
+    body = _s3_get(aws.client("s3"), bucket, key)
     if body is None:
         return None
     try:

@@ -90,10 +90,21 @@ def test_rollouts_stream_only_to_their_own_experiments_video(batch: Synthesis) -
             assert "kinesisvideo:PutMedia" not in as_list(s["Action"]), stack
 
 
+# The one role that writes across experiments: the platform's run supervisor, and only its own
+# records and the finish mark of a run.
+SUPERVISOR_WRITES = {"/experiments/*/supervisor/*", "/experiments/*/runs/*/model/.finished"}
+
+
 def test_no_write_statement_is_bucket_or_experiments_wide(each_backend: Synthesis) -> None:
+    supervisor_writes: set[str] = set()
     for stack, template in each_backend.templates.items():
         for policy, statement in statements(template):
             if not _writes(statement):
+                continue
+            if policy.startswith("SupervisorRole") and any("s3:" in a for a in as_list(statement["Action"])):
+                for resource in _resources(statement):
+                    supervisor_writes |= {w for w in SUPERVISOR_WRITES if w in resource}
+                    assert any(resource.endswith(f'{w}"]]}}') for w in SUPERVISOR_WRITES), resource
                 continue
             for resource in _resources(statement):
                 assert not resource.rstrip('"]}').endswith("/*") or "/experiments/" in resource, (
@@ -102,6 +113,7 @@ def test_no_write_statement_is_bucket_or_experiments_wide(each_backend: Synthesi
                     resource,
                 )
                 assert "/experiments/*" not in resource, (stack, policy, resource)
+    assert supervisor_writes == SUPERVISOR_WRITES
 
 
 def test_no_fanout_may_retag_another_experiments_job(each_backend: Synthesis) -> None:

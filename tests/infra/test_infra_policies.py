@@ -24,6 +24,10 @@ STAR_RESOURCE_ACTIONS = {
     "ecr:GetAuthorizationToken",
     "batch:ListJobs",
     "batch:DescribeJobs",
+    # The run supervisor's reads (DescribeStacks without a name lists the account's stacks).
+    "cloudformation:DescribeStacks",
+    "batch:DescribeJobQueues",
+    "sagemaker:Search",
     "robomaker:ListSimulationJobBatches",
     "robomaker:ListSimulationJobs",
     # CDK's Step Functions logging for the Provider framework's waiter.
