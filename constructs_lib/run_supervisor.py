@@ -318,4 +318,3 @@ class RunSupervisor(Construct):
                 ".finished]": "Only the finish mark of a run, which tells its rollouts the run is over.",
             },
         )
-

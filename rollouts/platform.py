@@ -131,7 +131,7 @@ def load_platform_config(context: Mapping[str, Any]) -> PlatformConfig:
             _problem(
                 "notifyEmail",
                 config.notify_email,
-                "an e-mail address such as team@example.com, or \"\" for no e-mail",
+                'an e-mail address such as team@example.com, or "" for no e-mail',
             )
         )
     if not SIMAPP_VERSION_PATTERN.match(config.simapp_version):

@@ -86,7 +86,11 @@ def restart_request(action: Action, failed: Mapping[str, Any]) -> dict[str, Any]
     }
     env["ROLLOUT_IDX"] = str(action.worker)
     tags = {
-        **{str(k): str(v) for k, v in (failed.get("tags") or {}).items() if not k.startswith("aws:")},
+        **{
+            str(k): str(v)
+            for k, v in (failed.get("tags") or {}).items()
+            if not k.startswith("aws:")
+        },
         TAG_EXPERIMENT: action.experiment,
         TAG_RUN: action.run_id,
         TAG_WORKER: str(action.worker),
@@ -174,7 +178,12 @@ def apply(clients: Any, settings: Settings, actions: list[Action], *, now: float
             report.errors.append(f"{action.kind} {action.run_id}: {type(error).__name__}: {error}")
             continue
         report.applied.append(
-            {"run": action.run_id, "action": action.kind, "rule": action.rule, "reason": action.reason}
+            {
+                "run": action.run_id,
+                "action": action.kind,
+                "rule": action.rule,
+                "reason": action.reason,
+            }
         )
         if new:
             try:
@@ -184,4 +193,3 @@ def apply(clients: Any, settings: Settings, actions: list[Action], *, now: float
                 LOG.exception("could not publish %s of %s", action.kind, action.run_id)
                 report.errors.append(f"notify {action.run_id}: {type(error).__name__}: {error}")
     return report
-

@@ -26,11 +26,11 @@ from botocore.exceptions import ClientError
 from . import records
 from .model import (
     BATCH_ACTIVE,
+    STABLE,
     JobView,
     Observed,
     Record,
     Rules,
-    STABLE,
     RunView,
     StackView,
     TrainerView,
@@ -63,8 +63,11 @@ class Settings:
     @classmethod
     def from_json(cls, text: str) -> Settings:
         raw = json.loads(text)
-        return cls(platform=str(raw["platform"]), bucket=str(raw["bucket"]),
-                   topic_arn=str(raw.get("topicArn", "")))
+        return cls(
+            platform=str(raw["platform"]),
+            bucket=str(raw["bucket"]),
+            topic_arn=str(raw.get("topicArn", "")),
+        )
 
 
 def experiment_prefix(experiment: str) -> str:
@@ -206,7 +209,9 @@ class Observer:
                     break
         return found
 
-    def _trainer_view(self, job: Mapping[str, Any], scope: frozenset[str] | None) -> TrainerView | None:
+    def _trainer_view(
+        self, job: Mapping[str, Any], scope: frozenset[str] | None
+    ) -> TrainerView | None:
         name = str(job.get("TrainingJobName", ""))
         tags = _tags(job.get("Tags"))
         experiment = tags.get(TAG_EXPERIMENT)
@@ -225,12 +230,17 @@ class Observer:
         try:
             job = self._call(self.clients.sagemaker.describe_training_job, TrainingJobName=run_id)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("ValidationException", "ResourceNotFound"):
+            if error.response.get("Error", {}).get("Code") in (
+                "ValidationException",
+                "ResourceNotFound",
+            ):
                 return None
             raise
         return trainer_view(job)
 
-    def failures(self, queue: str, run_id: str, record: Record, active: list[JobView]) -> list[WorkerFailure]:
+    def failures(
+        self, queue: str, run_id: str, record: Record, active: list[JobView]
+    ) -> list[WorkerFailure]:
         """Workers whose last job ended FAILED (not stopped by the project), for a run that
         trains: the array job's failed children, a single rollout that failed, and restarts."""
         found: dict[int, WorkerFailure] = {}
@@ -353,7 +363,9 @@ class Observer:
     def run_resource(self, stack_id: str) -> str | None:
         """The physical id of the stack's run resource (None: none, or not a run id)."""
         try:
-            page = self._call(self.clients.cloudformation.describe_stack_resources, StackName=stack_id)
+            page = self._call(
+                self.clients.cloudformation.describe_stack_resources, StackName=stack_id
+            )
         except ClientError as error:
             if "does not exist" in str(error):
                 return None
@@ -460,7 +472,9 @@ def _own_stop(job: Mapping[str, Any]) -> bool:
     return str(job.get("statusReason") or "").lower().startswith(OWN_STOP_REASONS)
 
 
-def observe(clients: Any, settings: Settings, *, now: float, scope: frozenset[str] | None = None) -> tuple[Observed, int]:
+def observe(
+    clients: Any, settings: Settings, *, now: float, scope: frozenset[str] | None = None
+) -> tuple[Observed, int]:
     """One observation (and the number of API calls it took)."""
     reader = Observer(clients, settings, now=now)
     queues = reader.queues(scope)
@@ -502,12 +516,16 @@ def observe(clients: Any, settings: Settings, *, now: float, scope: frozenset[st
         failures: tuple[WorkerFailure, ...] = ()
         last_episode: float | None = None
         finished = False
-        queue = queues.get(experiment)
-        if active_trainer and queue is not None:
-            failures = tuple(reader.failures(queue, run_id, record, list(jobs)))
+        run_queue = queues.get(experiment)
+        if active_trainer and run_queue is not None:
+            failures = tuple(reader.failures(run_queue, run_id, record, list(jobs)))
             if rules.get(experiment, Rules()).stall_minutes > 0:
                 last_episode = reader.last_episode_at(run_id, count)
-        if trainer is not None and not active_trainer and any(j.active and j.kind != "evaluation" for j in jobs):
+        if (
+            trainer is not None
+            and not active_trainer
+            and any(j.active and j.kind != "evaluation" for j in jobs)
+        ):
             finished = reader.finished_mark(run_id)
         runs.append(
             RunView(

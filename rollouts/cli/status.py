@@ -174,7 +174,12 @@ def _supervision_lines(status: Mapping[str, Any]) -> list[str]:
             table(
                 ["at", "action", "rule", "reason"],
                 [
-                    [a.get("at", "-"), a.get("action", "-"), a.get("rule", "-"), a.get("reason", "")]
+                    [
+                        a.get("at", "-"),
+                        a.get("action", "-"),
+                        a.get("rule", "-"),
+                        a.get("reason", ""),
+                    ]
                     for a in actions
                 ],
                 indent="  ",
@@ -182,7 +187,9 @@ def _supervision_lines(status: Mapping[str, Any]) -> list[str]:
         )
     restarts = status.get("restarts") or {}
     if restarts:
-        used = ", ".join(f"worker {w}: {n}" for w, n in sorted(restarts.items(), key=lambda i: int(i[0])))
+        used = ", ".join(
+            f"worker {w}: {n}" for w, n in sorted(restarts.items(), key=lambda i: int(i[0]))
+        )
         lines.append(f"  restarts: {used}")
     return lines
 

@@ -255,9 +255,7 @@ def test_sigterm_reaches_the_whole_simulation(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ a normal end exits 0
 
 
-def _start_simulation(
-    tmp_path: Path, body: str, **env: str
-) -> tuple[subprocess.Popen[str], Path]:
+def _start_simulation(tmp_path: Path, body: str, **env: str) -> tuple[subprocess.Popen[str], Path]:
     """The entrypoint with a fake run.sh that touches <marks>/started, then runs ``body``."""
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -357,20 +355,27 @@ def test_an_evaluation_leg_is_not_watched(tmp_path: Path) -> None:
 
 def _finished_check(monkeypatch: pytest.MonkeyPatch, answer: dict | str) -> int:
     """run-finished.py against a stubbed S3 (the request checked by the real model)."""
-    import importlib.util  # noqa: PLC0415
+    import importlib.util
 
-    import boto3  # noqa: PLC0415
-    from botocore.stub import Stubber  # noqa: PLC0415
+    import boto3
+    from botocore.stub import Stubber
 
     spec = importlib.util.spec_from_file_location("run_finished", SIMAPP / "run-finished.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    client = boto3.client("s3", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    client = boto3.client(
+        "s3", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
     stub = Stubber(client)
     expected = {"Bucket": "data", "Key": "experiments/x/runs/x-0a1b2c3d/model/.finished"}
     if isinstance(answer, str):
-        stub.add_client_error("head_object", service_error_code=answer, http_status_code=404 if answer == "404" else 500, expected_params=expected)
+        stub.add_client_error(
+            "head_object",
+            service_error_code=answer,
+            http_status_code=404 if answer == "404" else 500,
+            expected_params=expected,
+        )
     else:
         stub.add_response("head_object", answer, expected)
     stub.activate()
@@ -380,6 +385,10 @@ def _finished_check(monkeypatch: pytest.MonkeyPatch, answer: dict | str) -> int:
     return int(module.main())
 
 
-@pytest.mark.parametrize(("answer", "code"), [({"ContentLength": 0}, 0), ("404", 1), ("InternalError", 2)])
-def test_the_finished_check_asks_s3_for_the_run_s_mark(monkeypatch: pytest.MonkeyPatch, answer: dict | str, code: int) -> None:
+@pytest.mark.parametrize(
+    ("answer", "code"), [({"ContentLength": 0}, 0), ("404", 1), ("InternalError", 2)]
+)
+def test_the_finished_check_asks_s3_for_the_run_s_mark(
+    monkeypatch: pytest.MonkeyPatch, answer: dict | str, code: int
+) -> None:
     assert _finished_check(monkeypatch, answer) == code

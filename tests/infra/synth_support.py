@@ -20,7 +20,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "robomaker-nat": {"backend": "robomaker", "egress": "nat", "azCount": 3},
     "batch-endpoints": {"backend": "batch", "egress": "endpoints"},
     "robomaker-endpoints": {"backend": "robomaker", "egress": "endpoints"},
-    "batch-on-demand": {"backend": "batch", "spot": "false"},
+    "batch-on-demand": {"backend": "batch", "spot": "false", "notifyEmail": "team@example.com"},
     "robomaker-gpu": {"backend": "robomaker", "gpu": "true"},
     "robomaker-container": {"backend": "robomaker", "robomakerAppForm": "container"},
 }

@@ -101,7 +101,9 @@ def test_no_write_statement_is_bucket_or_experiments_wide(each_backend: Synthesi
         for policy, statement in statements(template):
             if not _writes(statement):
                 continue
-            if policy.startswith("SupervisorRole") and any("s3:" in a for a in as_list(statement["Action"])):
+            if policy.startswith("SupervisorRole") and any(
+                "s3:" in a for a in as_list(statement["Action"])
+            ):
                 for resource in _resources(statement):
                     supervisor_writes |= {w for w in SUPERVISOR_WRITES if w in resource}
                     assert any(resource.endswith(f'{w}"]]}}') for w in SUPERVISOR_WRITES), resource

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from supervisor import handler, observe
-
 from supervisor_world import BUCKET, PLATFORM, TOPIC, World
 
 SETTINGS = observe.Settings(platform=PLATFORM, bucket=BUCKET, topic_arn=TOPIC)
@@ -24,6 +23,11 @@ def supervise(world: World) -> Callable[..., dict[str, Any]]:
     aws = world.clients()
 
     def run(event: dict[str, Any] | None = None) -> dict[str, Any]:
-        return handler.run(event or {"source": "aws.events", "detail-type": "Scheduled Event"}, aws, SETTINGS, world.now)
+        return handler.run(
+            event or {"source": "aws.events", "detail-type": "Scheduled Event"},
+            aws,
+            SETTINGS,
+            world.now,
+        )
 
     return run

@@ -103,7 +103,11 @@ class World:
         return sum(1 for op, _ in self.calls if op in ops)
 
     def writes(self) -> list[str]:
-        return [op for op, _ in self.calls if not op.startswith(("Describe", "List", "Get", "Head", "Search"))]
+        return [
+            op
+            for op, _ in self.calls
+            if not op.startswith(("Describe", "List", "Get", "Head", "Search"))
+        ]
 
     # ------------------------------------------------------------------ test API: building
 
@@ -120,7 +124,9 @@ class World:
         platform: str = PLATFORM,
     ) -> str:
         uid = hashlib.sha256(f"{experiment}{next(self._ids)}".encode()).hexdigest()[:12]
-        stack_id = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/DeepRacerRollouts-{experiment}/{uid}"
+        stack_id = (
+            f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/DeepRacerRollouts-{experiment}/{uid}"
+        )
         self.stacks[stack_id] = {
             "StackId": stack_id,
             "StackName": f"DeepRacerRollouts-{experiment}",
@@ -145,7 +151,8 @@ class World:
         live = [
             s
             for s in self.stacks.values()
-            if s["StackName"] == f"DeepRacerRollouts-{experiment}" and s["StackStatus"] != "DELETE_COMPLETE"
+            if s["StackName"] == f"DeepRacerRollouts-{experiment}"
+            and s["StackStatus"] != "DELETE_COMPLETE"
         ]
         assert len(live) == 1, live
         return live[0]
@@ -153,7 +160,9 @@ class World:
     def queue_of(self, experiment: str) -> str:
         return f"arn:aws:batch:{REGION}:{ACCOUNT}:job-queue/{experiment}-queue"
 
-    def start_trainer(self, run_id: str, *, status: str = "InProgress", secondary: str = "Training") -> None:
+    def start_trainer(
+        self, run_id: str, *, status: str = "InProgress", secondary: str = "Training"
+    ) -> None:
         experiment = run_id.rsplit("-", 1)[0]
         self.trainers[run_id] = {
             "TrainingJobName": run_id,
@@ -163,17 +172,34 @@ class World:
             "CreationTime": self.stamp(),
             "TrainingStartTime": self.stamp(),
             "LastModifiedTime": self.stamp(),
-            "ResourceConfig": {"InstanceType": "ml.c5.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
-            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/experiments/{experiment}/runs/{run_id}/output"},
+            "ResourceConfig": {
+                "InstanceType": "ml.c5.2xlarge",
+                "InstanceCount": 1,
+                "VolumeSizeInGB": 30,
+            },
+            "OutputDataConfig": {
+                "S3OutputPath": f"s3://{BUCKET}/experiments/{experiment}/runs/{run_id}/output"
+            },
             "Tags": [
                 {"Key": "rollouts:experiment", "Value": experiment},
                 {"Key": "rollouts:run", "Value": run_id},
             ],
         }
 
-    def end_trainer(self, run_id: str, status: str = "Stopped", secondary: str = "MaxRuntimeExceeded", reason: str = "") -> None:
+    def end_trainer(
+        self,
+        run_id: str,
+        status: str = "Stopped",
+        secondary: str = "MaxRuntimeExceeded",
+        reason: str = "",
+    ) -> None:
         job = self.trainers[run_id]
-        job.update(TrainingJobStatus=status, SecondaryStatus=secondary, TrainingEndTime=self.stamp(), LastModifiedTime=self.stamp())
+        job.update(
+            TrainingJobStatus=status,
+            SecondaryStatus=secondary,
+            TrainingEndTime=self.stamp(),
+            LastModifiedTime=self.stamp(),
+        )
         if reason:
             job["FailureReason"] = reason
 
@@ -187,10 +213,16 @@ class World:
             "containerOverrides": {
                 "environment": [
                     {"name": "SAGEMAKER_SHARED_S3_BUCKET", "value": BUCKET},
-                    {"name": "SAGEMAKER_SHARED_S3_PREFIX", "value": f"experiments/{experiment}/runs/{run_id}"},
+                    {
+                        "name": "SAGEMAKER_SHARED_S3_PREFIX",
+                        "value": f"experiments/{experiment}/runs/{run_id}",
+                    },
                     {"name": "NUM_WORKERS", "value": str(count)},
                 ],
-                "resourceRequirements": [{"type": "VCPU", "value": "4"}, {"type": "MEMORY", "value": "8192"}],
+                "resourceRequirements": [
+                    {"type": "VCPU", "value": "4"},
+                    {"type": "MEMORY", "value": "8192"},
+                ],
             },
             "timeout": {"attemptDurationSeconds": 9000},
             "tags": {"rollouts:experiment": experiment, "rollouts:run": run_id},
@@ -199,7 +231,9 @@ class World:
             request["arrayProperties"] = {"size": count}
         return self._SubmitJob(request)["jobId"]
 
-    def set_job(self, job_id: str, status: str, reason: str = "", exit_code: int | None = None) -> None:
+    def set_job(
+        self, job_id: str, status: str, reason: str = "", exit_code: int | None = None
+    ) -> None:
         job = self.jobs[job_id]
         job["status"] = status
         if status in ("STARTING", "RUNNING") and job.get("startedAt") is None:
@@ -238,10 +272,12 @@ class World:
         ]
 
     def running_trainers(self) -> list[str]:
-        return sorted(n for n, j in self.trainers.items() if j["TrainingJobStatus"] in ("InProgress",))
+        return sorted(
+            n for n, j in self.trainers.items() if j["TrainingJobStatus"] in ("InProgress",)
+        )
 
     def put(self, key: str, body: bytes = b"{}", *, at: float | None = None) -> None:
-        etag = '"' + hashlib.md5(body).hexdigest() + '"'  # noqa: S324 (an ETag, not security)
+        etag = '"' + hashlib.md5(body).hexdigest() + '"'
         self.objects[key] = (body, etag, self.now if at is None else at)
 
     # ------------------------------------------------------------------ CloudFormation
@@ -294,7 +330,15 @@ class World:
     def _summary(self, job: dict[str, Any]) -> dict[str, Any]:
         summary = {
             k: job[k]
-            for k in ("jobId", "jobName", "status", "createdAt", "startedAt", "statusReason", "jobArn")
+            for k in (
+                "jobId",
+                "jobName",
+                "status",
+                "createdAt",
+                "startedAt",
+                "statusReason",
+                "jobArn",
+            )
             if job.get(k) is not None
         }
         if job.get("children"):
@@ -312,7 +356,11 @@ class World:
             if p.get("jobStatus"):
                 found = [j for j in found if j["status"] == p["jobStatus"]]
         else:
-            found = [j for j in self.jobs.values() if j["jobQueue"] == p["jobQueue"] and j.get("parent") is None]
+            found = [
+                j
+                for j in self.jobs.values()
+                if j["jobQueue"] == p["jobQueue"] and j.get("parent") is None
+            ]
             filters = p.get("filters")
             if filters:
                 names = set(filters[0]["values"])
@@ -354,7 +402,9 @@ class World:
             "timeout": p.get("timeout"),
             "container": {
                 "environment": list((p.get("containerOverrides") or {}).get("environment") or []),
-                "resourceRequirements": list((p.get("containerOverrides") or {}).get("resourceRequirements") or []),
+                "resourceRequirements": list(
+                    (p.get("containerOverrides") or {}).get("resourceRequirements") or []
+                ),
                 "logStreamName": f"rollouts/default/{job_id}",
             },
             "children": [],
@@ -387,7 +437,10 @@ class World:
                 elif name == "TrainingJobStatus":
                     ok &= (job["TrainingJobStatus"] == value) == (op == "Equals")
                 elif name == "LastModifiedTime":
-                    ok &= job["LastModifiedTime"].timestamp() > datetime.fromisoformat(value).timestamp()
+                    ok &= (
+                        job["LastModifiedTime"].timestamp()
+                        > datetime.fromisoformat(value).timestamp()
+                    )
             if ok:
                 found.append({"TrainingJob": copy.deepcopy(job)})
         return {"Results": found}
@@ -405,7 +458,12 @@ class World:
         job = self.trainers[p["TrainingJobName"]]
         if job["TrainingJobStatus"] != "InProgress":
             raise FakeError("ValidationException", "The job status is not InProgress")
-        job.update(TrainingJobStatus="Stopped", SecondaryStatus="Stopped", TrainingEndTime=self.stamp(), LastModifiedTime=self.stamp())
+        job.update(
+            TrainingJobStatus="Stopped",
+            SecondaryStatus="Stopped",
+            TrainingEndTime=self.stamp(),
+            LastModifiedTime=self.stamp(),
+        )
         return {}
 
     # ------------------------------------------------------------------ S3 and SNS
@@ -431,9 +489,17 @@ class World:
     def _PutObject(self, p: dict[str, Any]) -> dict[str, Any]:
         key = p["Key"]
         if p.get("IfNoneMatch") == "*" and key in self.objects:
-            raise FakeError("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412)
+            raise FakeError(
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+                412,
+            )
         if p.get("IfMatch") and (key not in self.objects or self.objects[key][1] != p["IfMatch"]):
-            raise FakeError("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412)
+            raise FakeError(
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+                412,
+            )
         body = p.get("Body", b"")
         if hasattr(body, "read"):
             body = body.read()
@@ -457,7 +523,9 @@ class World:
 
 
 def _public(job: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in job.items() if k not in ("children", "parent", "index") and v is not None}
+    out = {
+        k: v for k, v in job.items() if k not in ("children", "parent", "index") and v is not None
+    }
     if job.get("children"):
         out["arrayProperties"] = {"size": len(job["children"])}
     if job.get("index") is not None:

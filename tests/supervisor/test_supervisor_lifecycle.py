@@ -53,7 +53,9 @@ def test_a_trainer_at_its_time_limit_gets_its_rollouts_finished_then_stopped(
     assert reasons and all("trainer-ended" in r and RUN in r for r in reasons)
 
 
-def test_rollouts_that_end_by_themselves_are_not_stopped(world: World, supervise: Supervise) -> None:
+def test_rollouts_that_end_by_themselves_are_not_stopped(
+    world: World, supervise: Supervise
+) -> None:
     job = _deployed(world)
     world.end_trainer(RUN, "Completed", "Completed")
     supervise()
@@ -70,7 +72,9 @@ def test_rollouts_that_end_by_themselves_are_not_stopped(world: World, supervise
 # --------------------------------------------------------------- 2. one failed worker
 
 
-def test_a_failed_worker_is_restarted_as_the_same_worker(world: World, supervise: Supervise) -> None:
+def test_a_failed_worker_is_restarted_as_the_same_worker(
+    world: World, supervise: Supervise
+) -> None:
     job = _deployed(world)
     world.set_job(f"{job}:1", "FAILED", "Essential container in task exited", exit_code=137)
     supervise()
@@ -89,12 +93,16 @@ def test_a_failed_worker_is_restarted_as_the_same_worker(world: World, supervise
     assert "exit code 137" in record["actions"][-1]["reason"]
 
 
-def test_a_worker_that_keeps_failing_stops_the_run_naming_it(world: World, supervise: Supervise) -> None:
+def test_a_worker_that_keeps_failing_stops_the_run_naming_it(
+    world: World, supervise: Supervise
+) -> None:
     job = _deployed(world, maxRestarts=1)
     world.set_job(f"{job}:2", "FAILED", "OutOfMemoryError: Container killed due to memory usage")
     supervise()
     restart = next(j for j in world.jobs.values() if j["jobName"] == f"{RUN}-w2-r1")
-    world.set_job(restart["jobId"], "FAILED", "OutOfMemoryError: Container killed due to memory usage")
+    world.set_job(
+        restart["jobId"], "FAILED", "OutOfMemoryError: Container killed due to memory usage"
+    )
     supervise()
     assert world.active_jobs(RUN) == []
     assert world.trainers[RUN]["TrainingJobStatus"] == "Stopped"
@@ -121,7 +129,9 @@ def test_on_failure_ignore_leaves_the_run_alone(world: World, supervise: Supervi
     assert world.writes() == []
 
 
-def test_workers_stopped_by_the_project_are_not_failures(world: World, supervise: Supervise) -> None:
+def test_workers_stopped_by_the_project_are_not_failures(
+    world: World, supervise: Supervise
+) -> None:
     job = _deployed(world)
     world.set_job(f"{job}:0", "FAILED", "stopped by the experiment's fan-out custom resource")
     supervise()
@@ -131,7 +141,9 @@ def test_workers_stopped_by_the_project_are_not_failures(world: World, supervise
 # --------------------------------------------------------------- stall and budget
 
 
-def test_a_run_with_no_new_episode_is_stopped_after_stall_minutes(world: World, supervise: Supervise) -> None:
+def test_a_run_with_no_new_episode_is_stopped_after_stall_minutes(
+    world: World, supervise: Supervise
+) -> None:
     _deployed(world, stallMinutes=20)
     world.put(f"experiments/demo/runs/{RUN}/metrics/TrainingMetrics_1.json", at=world.now + 300)
     world.now += 300 + 19 * 60
@@ -153,7 +165,9 @@ def test_worker_zero_alone_does_not_count_as_progress(world: World, supervise: S
     assert world.trainers[RUN]["TrainingJobStatus"] == "Stopped"
 
 
-def test_a_run_is_stopped_when_its_cost_reaches_its_budget(world: World, supervise: Supervise) -> None:
+def test_a_run_is_stopped_when_its_cost_reaches_its_budget(
+    world: World, supervise: Supervise
+) -> None:
     # $1/h trainer + 3 rollouts at $0.5/h: $2.50 an hour
     _deployed(world, budgetUsd=5.0, trainerUsdPerHour=1.0, rolloutUsdPerHour=0.5, stallMinutes=0)
     world.now += 2 * 3600 - 60
@@ -183,7 +197,9 @@ def test_a_stale_waiter_s_run_after_a_rollback_is_stopped_and_the_old_one_kept(
     assert "runs demo-0a1b2c3d, not demo-9f8e7d6c" in _record(world, OTHER)["outcome"]["reason"]
 
 
-def test_nothing_is_decided_while_the_stack_is_in_an_operation(world: World, supervise: Supervise) -> None:
+def test_nothing_is_decided_while_the_stack_is_in_an_operation(
+    world: World, supervise: Supervise
+) -> None:
     _deployed(world)
     world.stack("demo")["StackStatus"] = "UPDATE_IN_PROGRESS"
     world.start_trainer(OTHER)
@@ -192,7 +208,9 @@ def test_nothing_is_decided_while_the_stack_is_in_an_operation(world: World, sup
     assert world.writes() == []
 
 
-def test_a_deleted_stack_s_run_and_evaluation_are_stopped(world: World, supervise: Supervise) -> None:
+def test_a_deleted_stack_s_run_and_evaluation_are_stopped(
+    world: World, supervise: Supervise
+) -> None:
     _deployed(world)
     evaluation = world._SubmitJob(
         {
@@ -221,13 +239,19 @@ def test_a_create_that_failed_with_a_made_up_id_leaves_nothing_running(
     assert world.active_jobs() == []
 
 
-def test_another_platform_s_jobs_and_untagged_jobs_are_never_touched(world: World, supervise: Supervise) -> None:
+def test_another_platform_s_jobs_and_untagged_jobs_are_never_touched(
+    world: World, supervise: Supervise
+) -> None:
     world.add_stack("theirs", platform="other", run_id="theirs-11112222")
     world.start_trainer("theirs-11112222")
     world.submit_rollouts("theirs-11112222", 2)
     # The other platform keeps its data in its own bucket
     world.trainers["theirs-11112222"]["OutputDataConfig"]["S3OutputPath"] = "s3://their-bucket/x"
-    world.trainers["untagged-33334444"] = {**world.trainers["theirs-11112222"], "TrainingJobName": "untagged-33334444", "Tags": []}
+    world.trainers["untagged-33334444"] = {
+        **world.trainers["theirs-11112222"],
+        "TrainingJobName": "untagged-33334444",
+        "Tags": [],
+    }
     supervise()
     assert world.writes() == []
 
@@ -238,7 +262,10 @@ def test_every_action_is_notified_once(world: World, supervise: Supervise) -> No
     supervise()
     supervise()
     subjects = [p["Subject"] for p in world.published]
-    assert subjects == [f"DeepRacer run {RUN} stopped", f"DeepRacer run {RUN} ended: stopped-by-supervisor"]
+    assert subjects == [
+        f"DeepRacer run {RUN} stopped",
+        f"DeepRacer run {RUN} ended: stopped-by-supervisor",
+    ]
     message = json.loads(world.published[0]["Message"])
     assert message["rule"] == "orphan" and "DELETE_IN_PROGRESS" in message["reason"]
 
@@ -251,7 +278,9 @@ def test_a_corrupt_record_is_named_and_replaced(world: World, supervise: Supervi
     assert _record(world)["outcome"]["kind"] == "completed"
 
 
-def test_a_sweep_reads_nothing_per_stack_when_nothing_runs(world: World, supervise: Supervise) -> None:
+def test_a_sweep_reads_nothing_per_stack_when_nothing_runs(
+    world: World, supervise: Supervise
+) -> None:
     for i in range(20):
         world.add_stack(f"idle-{i}", run_id=f"idle-{i}-0000000{i % 10}")
     supervise()

@@ -61,17 +61,25 @@ def _stop_run(world: World, run_id: str) -> None:
         world.end_trainer(run_id, "Stopped", "Stopped")
     for job in world.jobs.values():
         if job["jobName"].startswith(run_id) and job["status"] in ACTIVE:
-            world._TerminateJob({"jobId": job["jobId"], "reason": "stopped by the experiment's fan-out custom resource"})
+            world._TerminateJob(
+                {
+                    "jobId": job["jobId"],
+                    "reason": "stopped by the experiment's fan-out custom resource",
+                }
+            )
 
 
 def _live(world: World, experiment: str) -> dict[str, Any] | None:
     for s in world.stacks.values():
-        if s["StackName"] == f"DeepRacerRollouts-{experiment}" and s["StackStatus"] != "DELETE_COMPLETE":
+        if (
+            s["StackName"] == f"DeepRacerRollouts-{experiment}"
+            and s["StackStatus"] != "DELETE_COMPLETE"
+        ):
             return s
     return None
 
 
-def _apply(world: World, op: str, experiment: str) -> None:  # noqa: PLR0912 (one branch per op)
+def _apply(world: World, op: str, experiment: str) -> None:
     stack = _live(world, experiment)
     if op == "deploy" and stack is None:
         run_id = _new_run(experiment)
@@ -79,7 +87,9 @@ def _apply(world: World, op: str, experiment: str) -> None:  # noqa: PLR0912 (on
         _start(world, run_id)
     elif op == "failed_create" and stack is None:
         run_id = _new_run(experiment)
-        world.add_stack(experiment, status="ROLLBACK_COMPLETE", run_id=f"DeepRacerRollouts-{experiment}-Run-X1")
+        world.add_stack(
+            experiment, status="ROLLBACK_COMPLETE", run_id=f"DeepRacerRollouts-{experiment}-Run-X1"
+        )
         _start(world, run_id)  # the create's is_complete started it, its stop was lost
     elif stack is None:
         return
@@ -106,12 +116,17 @@ def _apply(world: World, op: str, experiment: str) -> None:  # noqa: PLR0912 (on
     elif op == "worker_fails" and stack["run"]:
         for job in world.jobs.values():
             if job["jobName"] == stack["run"] and job.get("parent") and job["status"] == "RUNNING":
-                world.set_job(job["jobId"], "FAILED", "Essential container in task exited", exit_code=1)
+                world.set_job(
+                    job["jobId"], "FAILED", "Essential container in task exited", exit_code=1
+                )
                 break
     elif op == "time_passes":
         world.now += 45
     elif op == "event":
-        _pass(world, {"source": "aws.sagemaker", "detail": {"TrainingJobName": f"{experiment}-00000000"}})
+        _pass(
+            world,
+            {"source": "aws.sagemaker", "detail": {"TrainingJobName": f"{experiment}-00000000"}},
+        )
 
 
 def _healthy_current_runs(world: World) -> set[str]:
@@ -119,7 +134,10 @@ def _healthy_current_runs(world: World) -> set[str]:
     healthy = set()
     for s in world.stacks.values():
         run_id = s.get("run")
-        if s["StackStatus"] in ("DELETE_COMPLETE", "UPDATE_IN_PROGRESS") or run_id not in world.trainers:
+        if (
+            s["StackStatus"] in ("DELETE_COMPLETE", "UPDATE_IN_PROGRESS")
+            or run_id not in world.trainers
+        ):
             continue
         if world.trainers[run_id]["TrainingJobStatus"] != "InProgress":
             continue
@@ -134,7 +152,11 @@ def _pass(world: World, event: dict[str, Any]) -> None:
     handler.run(event, _CLIENTS, SETTINGS, world.now)
     for run_id in healthy:
         assert world.trainers[run_id]["TrainingJobStatus"] == "InProgress", run_id
-        assert all(j["status"] == "RUNNING" for j in world.jobs.values() if j["jobName"] == run_id and j.get("parent")), run_id
+        assert all(
+            j["status"] == "RUNNING"
+            for j in world.jobs.values()
+            if j["jobName"] == run_id and j.get("parent")
+        ), run_id
 
 
 def _settle(world: World) -> None:
@@ -145,7 +167,9 @@ def _settle(world: World) -> None:
     world.now += FINISH_GRACE_SECONDS + 5
 
 
-@given(st.lists(st.tuples(st.sampled_from(OPS), st.sampled_from(EXPERIMENTS)), min_size=1, max_size=14))
+@given(
+    st.lists(st.tuples(st.sampled_from(OPS), st.sampled_from(EXPERIMENTS)), min_size=1, max_size=14)
+)
 def test_one_sweep_converges_whatever_happened_before(steps: list[tuple[str, str]]) -> None:
     world = _WORLD
     world.__init__()  # type: ignore[misc]  # a fresh account, the same clients
@@ -158,17 +182,31 @@ def test_one_sweep_converges_whatever_happened_before(steps: list[tuple[str, str
     for experiment in EXPERIMENTS:
         stack = _live(world, experiment)
         current = stack["run"] if stack else None
-        running = {n for n, t in world.trainers.items() if n.startswith(f"{experiment}-") and t["TrainingJobStatus"] == "InProgress"}
-        running |= {j["jobName"][: len(experiment) + 9] for j in world.jobs.values() if j["jobName"].startswith(f"{experiment}-") and j["status"] in ACTIVE}
+        running = {
+            n
+            for n, t in world.trainers.items()
+            if n.startswith(f"{experiment}-") and t["TrainingJobStatus"] == "InProgress"
+        }
+        running |= {
+            j["jobName"][: len(experiment) + 9]
+            for j in world.jobs.values()
+            if j["jobName"].startswith(f"{experiment}-") and j["status"] in ACTIVE
+        }
         assert running <= ({current} if current else set()), (experiment, running, current)
         assert len(running) <= 1
     # A run whose trainer ended has no rollout left.
     for name, trainer in world.trainers.items():
         if trainer["TrainingJobStatus"] != "InProgress":
-            assert not [j for j in world.jobs.values() if j["jobName"].startswith(name) and j["status"] in ACTIVE], name
+            assert not [
+                j
+                for j in world.jobs.values()
+                if j["jobName"].startswith(name) and j["status"] in ACTIVE
+            ], name
     # Every stop the supervisor made says why, and the run's record says how it ended.
     for job in world.jobs.values():
-        if job["status"] == "FAILED" and job.get("statusReason", "").startswith("rollouts supervisor"):
+        if job["status"] == "FAILED" and job.get("statusReason", "").startswith(
+            "rollouts supervisor"
+        ):
             assert len(job["statusReason"]) > len("rollouts supervisor: orphan: ")
     for name, trainer in world.trainers.items():
         if trainer["TrainingJobStatus"] != "InProgress":
