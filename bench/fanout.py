@@ -32,7 +32,7 @@ for _name, _value in {
     os.environ.setdefault(_name, _value)
 
 from fanout import clients as clients_mod  # noqa: E402
-from fanout import handler, robomaker_backend  # noqa: E402
+from fanout import common, handler, robomaker_backend  # noqa: E402
 from fanout.clients import Clients, new_session  # noqa: E402
 from fanout.naming import Place, robomaker_token  # noqa: E402
 from fanout.plan import RolloutPlan, Run  # noqa: E402
@@ -116,7 +116,7 @@ def _setup(
     for name in JOB_APIS:
         cloud.attach(getattr(built, name))
     rng = random.Random(seed)
-    handler.make_retrier = lambda budget: Retrier(  # type: ignore[assignment]
+    common.make_retrier = lambda budget: Retrier(  # type: ignore[assignment]
         budget_seconds=3600, sleep=cloud.sleep, rand=rng.random, clock=lambda: cloud.now
     )
     clients_mod.set_factory(lambda: built)
@@ -155,7 +155,7 @@ def run_baseline(n: int, latency: float, rate: float, seed: int) -> dict[str, An
             ("training_params.yaml",) * n,
             "model/model_metadata.json",
         )
-        retry = handler.make_retrier(3600)
+        retry = common.make_retrier(3600)
         robomaker = built.robomaker
         for i in range(n):
             request = {

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import pytest
 from fanout import clients as clients_mod
-from fanout import handler
+from fanout import common, handler
 from fanout.clients import Clients, new_session
 from fanout.retry import Retrier
 from fanout_builders import ASSET_BUCKET, BUCKET
@@ -86,10 +86,10 @@ def fake_world(monkeypatch: pytest.MonkeyPatch, shared: SharedClients) -> Iterat
         state = World(cloud=cloud, s3=s3)
         cloud.clock = lambda: state.now
         # Wall time (PlannedAt, the wait limit, the attempt horizon) runs on the fake clock.
-        monkeypatch.setattr(handler, "wall_clock", lambda: EPOCH + state.now)
+        monkeypatch.setattr(common, "wall_clock", lambda: EPOCH + state.now)
         previous = clients_mod.set_factory(lambda: built)
         monkeypatch.setattr(
-            handler,
+            common,
             "make_retrier",
             lambda budget: Retrier(
                 budget_seconds=budget, sleep=state.sleep, rand=lambda: 0.5, clock=lambda: state.now
