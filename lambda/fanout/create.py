@@ -7,9 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from . import (
-    common,
-)
+from . import common, current_request
 from .clients import get_clients
 from .common import (
     ON_EVENT_RESERVE_SECONDS,
@@ -59,7 +57,9 @@ def _create(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     props = parse_properties(event.get("ResourceProperties"))  # bad input: nothing starts
     run = _new_run(event, props)
     budget = _budget(context, ON_EVENT_TIMEOUT_SECONDS, ON_EVENT_RESERVE_SECONDS)
-    plan = _plan_start(get_clients(), budget.work, run)  # bad asset or payload: nothing starts
+    clients = get_clients()
+    plan = _plan_start(clients, budget.work, run)  # bad asset or payload: nothing starts
+    current_request.note(clients, budget.work, props, event, run.run_id)
     return _planned(run, plan)
 
 
@@ -71,6 +71,7 @@ def _update(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     retry = _budget(context, ON_EVENT_TIMEOUT_SECONDS, ON_EVENT_RESERVE_SECONDS).work
     if _comparable(raw) == _comparable(event.get("OldResourceProperties")):
         # Same run: no job is touched. Data is re-read so GetAtt keeps resolving.
+        current_request.note(clients, retry, props, event, old_id)
         return _no_op(old_id, _recorded_data(clients, retry, props, old_id))
     current = _current_run_data(clients, retry, props, raw, old_id)
     if current is not None:
@@ -78,6 +79,7 @@ def _update(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         # the rollback of an update that failed before it changed anything. is_complete stops
         # any other live run (an is_complete of the failed update may still be starting one).
         LOG.info("run %s already runs these properties: no-op", old_id)
+        current_request.note(clients, retry, props, event, old_id)
         return {**_no_op(old_id, current), "SweepOthers": True}
     old_raw = event.get("OldResourceProperties")
     old_backend = old_raw.get("Backend") if isinstance(old_raw, Mapping) else None
@@ -102,6 +104,7 @@ def _update(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
                 f"stopped while starting: run {run.run_id} replaced it",
                 common.wall_clock(),
             )
+    current_request.note(clients, retry, props, event, run.run_id)
     return result
 
 

@@ -15,6 +15,7 @@ from botocore.parsers import ResponseParserError
 from . import (
     batch_backend,
     common,
+    current_request,
     files,
     pretrained,
     robomaker_backend,
@@ -100,6 +101,7 @@ def _is_complete(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         planned_at=float(planned_at) if isinstance(planned_at, int | float | str) else None,
         shared_yaml=shared_yaml if isinstance(shared_yaml, bool) else None,
         pretrained_prefix=_text_or_none(event.get("PretrainedPrefix")),
+        request_id=_text_or_none(event.get("RequestId")),
     )
     try:
         _check_wait_limit(clients, budget.work, progress)  # first: also when all is throttled
@@ -162,6 +164,15 @@ def _advance(
 ) -> dict[str, Any]:
     run = progress.run
     _check_not_stopped(clients, retry, run)
+    latest = current_request.superseded_by(
+        clients, retry, run.props, {"RequestId": progress.request_id}
+    )
+    if latest is not None:
+        raise StartError(
+            f"request {progress.request_id} is stale: a later {latest.get('requestType')} "
+            f"({latest.get('requestId')}, run {latest.get('runId')}) replaced it, so this poll "
+            "starts nothing"
+        )
     job = trainer.describe(clients.sagemaker, retry, run.training_job_name)
     if job is None:
         _start_trainer(clients, retry, progress, old_props)

@@ -50,6 +50,7 @@ class Progress:
     plan: StartPlan | None = None
     known: dict[str, Any] = field(default_factory=dict)
     started: bool = False  # this invocation started something (the trainer or the rollouts)
+    request_id: str | None = None  # the CloudFormation request this poll belongs to
 
 
 def _read_record(clients: Clients, retry: Retrier, run: Run) -> records.Record:

@@ -72,8 +72,9 @@ class World:
         self, props: dict[str, Any], request_id: str = "req-1"
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """on_event of a Create and the first is_complete (which starts the run)."""
-        created = self.create(props, request_id)
-        return created, self.poll(props, created)
+        event = make_event("Create", props, request_id=request_id)
+        created = handler.on_event(event, None)
+        return created, self.poll(props, created, event=event)
 
 
 @dataclass

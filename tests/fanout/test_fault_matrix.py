@@ -67,7 +67,10 @@ def test_on_event_plans_but_starts_nothing(world: World, backend: str) -> None:
     assert set(created) == {"PhysicalResourceId", "PlannedAt", "SharedYaml"}, "small"
     assert created["PhysicalResourceId"].startswith("demo-")
     assert world.cloud.calls == [], "no SageMaker, Batch or RoboMaker call at all"
-    assert world.listing() == [], "no file written, ip/ untouched"
+    # Only the note of the latest request (fanout/request.json): no run file, ip/ untouched.
+    assert world.listing() == [f"{PREFIX}/fanout/request.json"]
+    latest = json.loads(world.read(f"{PREFIX}/fanout/request.json"))
+    assert (latest["requestId"], latest["runId"]) == ("req-1", created["PhysicalResourceId"])
 
 
 def test_batch_payload_over_the_quota_fails_on_event_and_starts_nothing(world: World) -> None:

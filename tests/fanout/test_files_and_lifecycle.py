@@ -50,6 +50,7 @@ def test_identical_workers_share_one_filled_yaml(world: World) -> None:
 
     assert world.listing() == [
         f"{PREFIX}/fanout/{run_id}.json",  # the start marker: the Batch job id once known
+        f"{PREFIX}/fanout/request.json",  # the latest CloudFormation request
         f"{PREFIX}/run.json",  # the experiment's record of its current run
         f"{data}/hyperparameters.json",
         f"{data}/model/model_metadata.json",

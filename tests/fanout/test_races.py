@@ -346,3 +346,29 @@ def test_readiness_is_judged_from_a_trainer_description_taken_after_the_starts(
     with pytest.raises(StartError, match=f"training job {rid} is Failed: capacity"):
         world.poll(props, created)
     assert world.running() == set()
+
+
+def test_a_cancelled_update_whose_first_poll_comes_after_a_rollback_naming_the_old_run(
+    world: World,
+) -> None:
+    """The rollback names only X (CloudFormation cancelled Y's update before Y's first poll) and
+    restarts the old properties; Y's waiter, polling for the first time after that, must neither
+    start Y nor stop what the rollback started."""
+    old = make_props(2, "batch")
+    world.put_asset(make_asset(old["Worlds"]))
+    x = world.deploy(old)[0]["PhysicalResourceId"]
+    new = {**old, "WaitFor": "RUNNING"}
+    to_y = make_update(new, old, x, "req-2")
+    y = handler.on_event(to_y, None)
+    back = make_update(old, new, x, "req-rollback")
+    z = handler.on_event(back, None)
+    while not world.poll(old, z, event=back)["IsComplete"]:
+        world.sleep(POLL_INTERVAL)
+    kept = world.running()
+    assert y["PhysicalResourceId"] not in kept and len(kept) == 1
+
+    with pytest.raises(StartError, match="request req-2 is stale: a later Update"):
+        world.poll(new, y, event=to_y)
+
+    assert world.running() == kept
+    assert world.cloud.count("CreateTrainingJob") == 1 + len(kept - {x})
