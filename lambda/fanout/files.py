@@ -232,8 +232,8 @@ def write_json(
 ) -> str | None:
     """Write ``document``; returns the new object's ETag. ``only_if`` makes it a conditional
     write: ``"absent"`` (the key must not exist yet) or an ETag the current object must still
-    have; a lost race raises ClientError ``PreconditionFailed`` (or
-    ``ConditionalRequestConflict``)."""
+    have; a lost race raises ClientError ``PreconditionFailed`` (a ``ConditionalRequestConflict``
+    is retried: retry.TRANSIENT_CODES)."""
     body = json.dumps(document, indent=1, sort_keys=True).encode("utf-8")
     condition = (
         {}

@@ -4,6 +4,7 @@ the stop mark checks and why a poll had to wait."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,8 @@ def _read_record(clients: Clients, retry: Retrier, run: Run) -> records.Record:
         return _store(clients, retry, run.props).read(run.run_id)
     except ThrottledTooLongError:
         raise
+    except (ValueError, UnicodeDecodeError) as error:
+        raise _corrupt(run, error) from error
     except Exception as error:
         raise PollAgainError(
             f"could not read the record of {run.run_id}: {error}",
@@ -152,12 +155,25 @@ def _update_record(
         return record
 
 
+def _corrupt(run: Run, error: Exception) -> StartError:
+    """A run record that does not parse: no later poll reads it better, so the run fails now,
+    naming it, instead of waiting out its limit."""
+    key = records.key(run.props.prefix, run.run_id)
+    return StartError(
+        f"the run record s3://{run.props.bucket}/{key} is not valid JSON "
+        f"({clip(str(error), 120)}); without it nothing more is started: delete the object "
+        "and deploy again"
+    )
+
+
 def _record_error(run: Run, error: Exception) -> FanoutError:
     """What a failed write of the run record means: a lost race or a server error is "poll
     again"; a refusal (AccessDenied, a bucket policy, KMS) fails the run now, since no later poll
     could write it either and nothing is ever started without it."""
     if isinstance(error, FanoutError):
         return error
+    if isinstance(error, ValueError | UnicodeDecodeError):
+        return _corrupt(run, error)
     if isinstance(error, ClientError) and records.lost_race(error):
         return PollAgainError(
             f"another invocation is starting {run.run_id}; checking again on the next poll",
@@ -179,12 +195,31 @@ def _claim(
     clients: Clients, retry: Retrier, run: Run, record: records.Record, attempt_key: str
 ) -> records.Record:
     """Record a start attempt with a conditional write: of two concurrent invocations only one
-    gets past here, and a Delete from now on watches for what the attempt starts."""
+    gets past here, and a Delete from now on watches for what the attempt starts.
+
+    The claim carries a nonce: when the write took effect but its answer was lost, the retry
+    finds the object changed (PreconditionFailed); the record read again then shows this
+    invocation's own nonce, and the claim is this invocation's, not another's."""
+    nonce = uuid.uuid4().hex
+    store = _store(clients, retry, run.props)
+    changes = {
+        "runId": run.run_id,
+        attempt_key: common.wall_clock(),
+        "startOutcome": None,
+        "claim": nonce,
+    }
     try:
-        return _store(clients, retry, run.props).update(
-            record, {"runId": run.run_id, attempt_key: common.wall_clock(), "startOutcome": None}
-        )
+        return store.update(record, changes)
     except Exception as error:
+        if isinstance(error, ClientError) and records.lost_race(error):
+            try:
+                again = store.read(run.run_id)
+            except Exception:
+                LOG.warning("could not read back the claim of %s", run.run_id, exc_info=True)
+            else:
+                if again.document.get("claim") == nonce:
+                    LOG.info("the claim of %s landed; its answer was lost", run.run_id)
+                    return again
         raise _record_error(run, error) from error
 
 

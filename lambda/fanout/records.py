@@ -36,7 +36,9 @@ RECORD, STOP, STOPPED = ".json", ".stop", ".stopped"
 # Ancestors kept in a record: a Delete spares the runs that replaced the one it deletes (the
 # cleanup after an update), which is always a short chain.
 MAX_ANCESTORS = 20
-LOST_RACE = ("PreconditionFailed", "ConditionalRequestConflict")
+# Only 412: the object exists or changed. A 409 ConditionalRequestConflict (a concurrent
+# conditional write in flight) is retried as transient (retry.TRANSIENT_CODES).
+LOST_RACE = ("PreconditionFailed",)
 
 
 def key(prefix: str, rid: str, suffix: str = RECORD) -> str:

@@ -44,6 +44,9 @@ TRANSIENT_CODES = frozenset(
         "ServiceUnavailable",
         "ServerException",
         "InternalFailure",
+        # S3's 409 on a conditional write: another conditional write of the key was in flight.
+        # It says nothing of who won: try again (the retry then meets the winner's object).
+        "ConditionalRequestConflict",
     }
 )
 

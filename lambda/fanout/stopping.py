@@ -19,7 +19,7 @@ from .clients import Clients
 from .errors import FanoutError, clip
 from .naming import is_run_id
 from .props import RunProps
-from .retry import Retrier, ThrottledTooLongError, describe_error
+from .retry import Retrier, ThrottledTooLongError, describe_error, is_throttle
 
 LOG = logging.getLogger(__name__)
 
@@ -209,7 +209,11 @@ def stop_recorded_run(
             mark = store.mark_stopped(rid, reason, now)
             report.reason = str(mark.get("reason") or reason)
         except Exception as error:
-            if mark_required:
+            if isinstance(error, ThrottledTooLongError) or is_throttle(error):
+                # S3 SlowDown until the deadline: the mark is written on the next call (the
+                # Delete's is_complete), which is no failure.
+                report.throttled = True
+            elif mark_required:
                 report.errors.append(f"stop mark: {clip(describe_error(error), 200)}")
             else:
                 LOG.warning("could not mark %s stopped", rid, exc_info=True)

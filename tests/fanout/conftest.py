@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import pytest
 from fanout import clients as clients_mod
-from fanout import common, handler
+from fanout import common
 from fanout.clients import Clients, new_session
 from fanout.retry import Retrier
 from fanout_builders import ASSET_BUCKET, BUCKET
