@@ -81,7 +81,8 @@ class AutoEvaluation(Construct):
             code=lambda_.Code.from_asset(str(LAMBDA_DIR), exclude=LAMBDA_EXCLUDES),
             handler="evaluation.handler.on_training_state",
             role=self.role,
-            timeout=Duration.minutes(2),
+            # lambda/evaluation/start.py FUNCTION_TIMEOUT_SECONDS: its staleness window follows it.
+            timeout=Duration.seconds(120),
             memory_size=256,
             log_group=log_group,
             environment={
@@ -140,6 +141,13 @@ class AutoEvaluation(Construct):
                 conditions={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
             ),
             iam.PolicyStatement(
+                sid="FindEvaluationJobs",
+                # Before a takeover resubmits: the dead invocation's job, by name. ListJobs has
+                # no resource types.
+                actions=["batch:ListJobs"],
+                resources=["*"],
+            ),
+            iam.PolicyStatement(
                 sid="SubmitEvaluation",
                 actions=["batch:SubmitJob"],
                 resources=[job_queue_arn, job_definition_arn],
@@ -160,6 +168,8 @@ class AutoEvaluation(Construct):
                 "the trained run's model/ folder and training params (run ids are random).",
                 f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<PlatformBucketName>/{runs}/*/evaluations/*]": "Writes only "
                 "under a run's own evaluations/ folder: the checkpoint copy, params and record.",
+                "AwsSolutions-IAM5[Resource::*]": "batch:ListJobs only (it has no resource "
+                "types): a takeover looks up the dead invocation's job by name before it submits.",
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job/*]": "Batch job ids "
                 f"are random; tagging is limited to new jobs tagged {EXPERIMENT_TAG}={experiment}.",
             },

@@ -4,10 +4,11 @@ The record ``<evaluation>/evaluation.json`` is created first with ``If-None-Matc
 deliveries of one event (EventBridge delivers at least once) cannot both submit: the second
 finds the record and stops. The job id is written back once Batch answers.
 
-A record still ``PLANNED`` long after the function's own time limit belongs to an invocation that
-died before it submitted (or before it wrote the answer down). A later delivery takes it over
-with ``If-Match`` on the record's ETag, so only one does, and starts the evaluation again: at
-worst one evaluation runs twice (its results are written to the same keys), never not at all.
+A record still ``PLANNED`` after the function's own time limit belongs to an invocation that
+died before it submitted (or before it wrote the answer down). A later delivery (Lambda's own
+retry of the killed invocation comes a minute after its time limit) takes it over with
+``If-Match`` on the record's ETag, so only one does. Before it submits, it looks the job up by its
+name: a job the dead invocation got accepted is recorded, not submitted a second time.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ from botocore.exceptions import ClientError
 from .plan import Plan, Target, flat_yaml
 
 TRAINING_PARAMS = ("training_params.yaml", "training_params_0.yaml")
-# The function stops after 2 minutes (constructs_lib/auto_evaluation.py); a PLANNED record older
-# than this was left by an invocation that is no longer running.
-STALE_SECONDS = 600
+# The function stops after FUNCTION_TIMEOUT_SECONDS (constructs_lib/auto_evaluation.py); a
+# PLANNED record older than that (plus a margin for clocks) was left by an invocation that no
+# longer runs. It must stay below the time limit plus Lambda's first retry delay (1 minute),
+# or the retry of a killed invocation would find the record fresh and give up.
+FUNCTION_TIMEOUT_SECONDS = 120
+STALE_SECONDS = FUNCTION_TIMEOUT_SECONDS + 30
 
 
 def _code(error: ClientError) -> str:
@@ -58,8 +62,11 @@ def run_inputs(s3: Any, target: Target) -> tuple[list[str], bytes | None, dict[s
     return keys, checkpoints, params
 
 
-def _claim(s3: Any, target: Target, plan: Plan, now: float) -> Mapping[str, Any] | None:
-    """Create the record, or take over a stale one; the existing record when neither is ours."""
+def _claim(
+    s3: Any, target: Target, plan: Plan, now: float
+) -> tuple[Mapping[str, Any] | None, bool]:
+    """Create the record, or take over a stale one: (None, took over); (the existing record,
+    False) when neither is ours."""
     record = {**plan.record, "plannedAt": int(now)}
     body = json.dumps(record, sort_keys=True).encode()
     try:
@@ -70,7 +77,7 @@ def _claim(s3: Any, target: Target, plan: Plan, now: float) -> Mapping[str, Any]
             IfNoneMatch="*",
             ContentType="application/json",
         )
-        return None
+        return None, False
     except ClientError as error:
         if _code(error) not in ("PreconditionFailed", "ConditionalRequestConflict"):
             raise
@@ -82,7 +89,7 @@ def _claim(s3: Any, target: Target, plan: Plan, now: float) -> Mapping[str, Any]
         and now - float(existing.get("plannedAt", now)) > STALE_SECONDS
     )
     if not stale:
-        return existing
+        return existing, False
     try:
         s3.put_object(
             Bucket=target.bucket,
@@ -93,9 +100,19 @@ def _claim(s3: Any, target: Target, plan: Plan, now: float) -> Mapping[str, Any]
         )
     except ClientError as error:
         if _code(error) in ("PreconditionFailed", "ConditionalRequestConflict"):
-            return existing  # another delivery took it over first
+            return existing, False  # another delivery took it over first
         raise
-    return None
+    return None, True
+
+
+def _submitted_before(batch: Any, plan: Plan) -> str | None:
+    """The id of a job of this evaluation's name already in the queue (the dead invocation's)."""
+    found = batch.list_jobs(
+        jobQueue=plan.submit["jobQueue"],
+        filters=[{"name": "JOB_NAME", "values": [plan.submit["jobName"]]}],
+    ).get("jobSummaryList", [])
+    jobs = [j for j in found if j.get("jobName") == plan.submit["jobName"]]
+    return str(max(jobs, key=lambda j: j.get("createdAt", 0))["jobId"]) if jobs else None
 
 
 def start(
@@ -104,7 +121,7 @@ def start(
     """Start the planned evaluation; return its record (``status`` ALREADY_STARTED when another
     delivery has it)."""
     now = clock()
-    existing = _claim(s3, target, plan, now)
+    existing, took_over = _claim(s3, target, plan, now)
     if existing is not None:
         return {**existing, "status": "ALREADY_STARTED"}
     for source, destination in plan.copies:
@@ -116,12 +133,16 @@ def start(
     for key, text in sorted(plan.objects.items()):
         s3.put_object(Bucket=target.bucket, Key=key, Body=text.encode())
     record = {**plan.record, "plannedAt": int(now)}
-    try:
-        answer = batch.submit_job(**plan.submit)
-    except ClientError as error:
-        record.update(status="FAILED", reason=f"SubmitJob: {_code(error)}: {error}"[:1000])
+    earlier = _submitted_before(batch, plan) if took_over else None
+    if earlier is not None:
+        record.update(status="SUBMITTED", jobId=earlier, note="submitted by an earlier invocation")
     else:
-        record.update(status="SUBMITTED", jobId=answer["jobId"])
+        try:
+            answer = batch.submit_job(**plan.submit)
+        except ClientError as error:
+            record.update(status="FAILED", reason=f"SubmitJob: {_code(error)}: {error}"[:1000])
+        else:
+            record.update(status="SUBMITTED", jobId=answer["jobId"])
     s3.put_object(
         Bucket=target.bucket,
         Key=plan.record_key,

@@ -181,14 +181,70 @@ def test_an_evaluation_whose_starter_died_is_taken_over_once(cloud):
 
     with pytest.raises(StarterDiedError):
         starting.start(s3, DyingBatch(), target, planned, clock=lambda: 1000.0)
-    # Soon after: the dead starter might still be running, so nobody takes over.
-    soon = starting.start(s3, DyingBatch(), target, planned, clock=lambda: 1000.0 + 60)
+    # Up to the staleness window the dead starter might still be running: nobody takes over.
+    soon = starting.start(
+        s3, DyingBatch(), target, planned, clock=lambda: 1000.0 + starting.STALE_SECONDS
+    )
     assert soon["status"] == "ALREADY_STARTED"
-    # Long after the function's time limit: one later delivery takes it over and submits.
+    # Lambda's own retry of the killed invocation (a minute after its time limit) takes it over,
+    # finds no job of that name and submits.
+    first_retry = starting.FUNCTION_TIMEOUT_SECONDS + 60
+    assert starting.STALE_SECONDS < first_retry
+    stub.add_response(
+        "list_jobs",
+        {"jobSummaryList": []},
+        {
+            "jobQueue": CONFIG["jobQueue"],
+            "filters": [{"name": "JOB_NAME", "values": [planned.submit["jobName"]]}],
+        },
+    )
     stub.add_response("submit_job", {"jobName": "x", "jobId": "job-late"}, None)
     batch = handler.clients()[1]
-    late = starting.start(s3, batch, target, planned, clock=lambda: 1000.0 + 601)
+    late = starting.start(s3, batch, target, planned, clock=lambda: 1000.0 + first_retry)
     assert late["status"] == "SUBMITTED" and late["jobId"] == "job-late"
     again = starting.start(s3, batch, target, planned, clock=lambda: 1000.0 + 5000)
     assert again["status"] == "ALREADY_STARTED" and again["jobId"] == "job-late"
     stub.assert_no_pending_responses()
+
+
+def test_a_starter_killed_after_batch_accepted_its_job_is_not_submitted_twice(cloud):
+    from evaluation import start as starting
+    from evaluation.plan import Settings, Target, plan
+
+    s3, stub = cloud
+    target = Target(
+        experiment="reinvent-time-trial",
+        run_id=RUN,
+        bucket=BUCKET,
+        run_prefix=RUN_PREFIX,
+        region="us-east-1",
+        job_queue=CONFIG["jobQueue"],
+        job_definition=CONFIG["jobDefinition"],
+        vcpus=4,
+        memory_mib=8192,
+    )
+    keys, checkpoints, params = starting.run_inputs(s3, target)
+    planned = plan(
+        target,
+        Settings(tracks=("Spain_track",)),
+        evaluation_id="eval-0000beef",
+        model_keys=keys,
+        checkpoints_json=checkpoints,
+        training_params=params,
+    )
+
+    class AcceptedThenDied:
+        def submit_job(self, **_request: Any) -> dict:
+            raise StarterDiedError  # Batch accepted the job; the answer never got written down
+
+    with pytest.raises(StarterDiedError):
+        starting.start(s3, AcceptedThenDied(), target, planned, clock=lambda: 1000.0)
+    stub.add_response(
+        "list_jobs",
+        {"jobSummaryList": [{"jobId": "job-first", "jobName": planned.submit["jobName"], "createdAt": 1}]},
+        None,
+    )
+    batch = handler.clients()[1]
+    late = starting.start(s3, batch, target, planned, clock=lambda: 1000.0 + 200)
+    assert late["status"] == "SUBMITTED" and late["jobId"] == "job-first"
+    stub.assert_no_pending_responses()  # no second submit_job

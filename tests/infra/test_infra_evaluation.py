@@ -98,6 +98,24 @@ def test_the_evaluation_role_is_least_privilege(batch: Synthesis) -> None:
         "StringEquals": {"aws:RequestTag/rollouts:experiment": "reinvent-time-trial"}
     }
     assert not any("iam:PassRole" in _list(s["Action"]) for s in statements)
+    # The one read without a resource type: a takeover finds the dead starter's job by name.
+    assert _list(by_sid["FindEvaluationJobs"]["Action"]) == ["batch:ListJobs"]
+
+
+def test_the_staleness_window_outlasts_the_function_and_not_its_first_retry(
+    batch: Synthesis,
+) -> None:
+    from evaluation import start
+
+    template = batch.experiment("reinvent-time-trial")
+    [function] = [
+        f["Properties"]
+        for f in of_type(template, "AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler") == "evaluation.handler.on_training_state"
+    ]
+    assert function["Timeout"] == start.FUNCTION_TIMEOUT_SECONDS
+    # Lambda retries a failed asynchronous invocation after one minute, then two.
+    assert function["Timeout"] < start.STALE_SECONDS < function["Timeout"] + 60
 
 
 def test_the_compute_environment_fits_the_evaluation_legs(batch: Synthesis) -> None:
