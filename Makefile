@@ -67,6 +67,7 @@ format: setup
 bench: setup
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/supervisor.py
 
 ## Mutation testing (mutmut) of rollouts/, lambda/fanout/ and constructs_lib/; MUTANTS="glob ..."
 ## narrows it (e.g. MUTANTS="fanout.naming*"), MUTATION_IGNORE="tests/infra" leaves out the

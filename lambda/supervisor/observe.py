@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -125,9 +127,14 @@ class Observer:
         self.settings = settings
         self.now = now
         self.calls = 0
+        self._lock = threading.Lock()
+
+    def count(self) -> None:
+        with self._lock:
+            self.calls += 1
 
     def _call(self, fn: Any, **kwargs: Any) -> Any:
-        self.calls += 1
+        self.count()
         return fn(**kwargs)
 
     # ------------------------------------------------------------------ jobs
@@ -480,8 +487,9 @@ def observe(
     queues = reader.queues(scope)
     by_run: dict[str, list[JobView]] = {}
     experiment_of: dict[str, str] = {}
-    for experiment, queue in sorted(queues.items()):
-        for run_id, job in reader.active_jobs(experiment, queue):
+    listed = _parallel(lambda item: reader.active_jobs(*item), sorted(queues.items()))
+    for (experiment, _queue), jobs_of_queue in zip(sorted(queues.items()), listed, strict=True):
+        for run_id, job in jobs_of_queue:
             by_run.setdefault(run_id, []).append(job)
             experiment_of[run_id] = experiment
     trainers = reader.trainers(scope)
@@ -494,50 +502,82 @@ def observe(
     # Stacks after jobs (see the module's docstring).
     raw_stacks = reader.stacks(scope)
     experiments_with_runs = set(experiment_of.values())
-    stacks = [
-        reader.stack_view(
+    stacks = _parallel(
+        lambda s: reader.stack_view(
             s,
             with_run=_tags(s.get("Tags")).get(TAG_EXPERIMENT) in experiments_with_runs
             and str(s.get("StackStatus")) in STABLE,
-        )
-        for s in raw_stacks
-    ]
+        ),
+        raw_stacks,
+    )
     rules = {s.experiment: s.rules for s in stacks}
-    runs: list[RunView] = []
-    for run_id in sorted(experiment_of):
+
+    def look_at(run_id: str) -> RunView | None:
         experiment = experiment_of[run_id]
-        jobs = tuple(sorted(by_run.get(run_id, []), key=lambda j: j.job_id))
-        trainer = trainers.get(run_id)
-        record = records.read(clients.s3, settings.bucket, experiment, run_id, counter=reader)
-        active_trainer = trainer is not None and trainer.status == "InProgress"
-        if not jobs and not active_trainer and record.outcome is not None:
-            continue  # ended and recorded: nothing to look at
-        count = max((j.size for j in jobs if j.kind == "rollouts"), default=0)
-        failures: tuple[WorkerFailure, ...] = ()
-        last_episode: float | None = None
-        finished = False
-        run_queue = queues.get(experiment)
-        if active_trainer and run_queue is not None:
-            failures = tuple(reader.failures(run_queue, run_id, record, list(jobs)))
-            if rules.get(experiment, Rules()).stall_minutes > 0:
-                last_episode = reader.last_episode_at(run_id, count)
-        if (
-            trainer is not None
-            and not active_trainer
-            and any(j.active and j.kind != "evaluation" for j in jobs)
-        ):
-            finished = reader.finished_mark(run_id)
-        runs.append(
-            RunView(
-                run_id=run_id,
-                experiment=experiment,
-                trainer=trainer,
-                jobs=jobs,
-                failures=failures,
-                record=record,
-                rollout_count=count,
-                last_episode_at=last_episode,
-                finished_mark=finished,
-            )
+        return _run_view(
+            reader,
+            run_id,
+            experiment,
+            jobs=tuple(sorted(by_run.get(run_id, []), key=lambda j: j.job_id)),
+            trainer=trainers.get(run_id),
+            queue=queues.get(experiment),
+            rules=rules.get(experiment, Rules()),
         )
+
+    runs = [r for r in _parallel(look_at, sorted(experiment_of)) if r is not None]
     return Observed(now=now, stacks=tuple(stacks), runs=tuple(runs), scope=scope), reader.calls
+
+
+# Reads run on a few threads (botocore clients are thread-safe): one sweep over 50 experiments
+# makes some 500 calls, which one after another would take half a minute.
+READ_THREADS = 8
+
+
+def _parallel(fn: Any, items: list[Any]) -> list[Any]:
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+def _run_view(
+    reader: Observer,
+    run_id: str,
+    experiment: str,
+    *,
+    jobs: tuple[JobView, ...],
+    trainer: TrainerView | None,
+    queue: str | None,
+    rules: Rules,
+) -> RunView | None:
+    """What one run looks like now (None: it ended and its outcome is recorded)."""
+    settings = reader.settings
+    record = records.read(reader.clients.s3, settings.bucket, experiment, run_id, counter=reader)
+    active_trainer = trainer is not None and trainer.status == "InProgress"
+    if not jobs and not active_trainer and record.outcome is not None:
+        return None
+    count = max((j.size for j in jobs if j.kind == "rollouts"), default=0)
+    failures: tuple[WorkerFailure, ...] = ()
+    last_episode: float | None = None
+    if active_trainer and queue is not None:
+        failures = tuple(reader.failures(queue, run_id, record, list(jobs)))
+        if rules.stall_minutes > 0:
+            last_episode = reader.last_episode_at(run_id, count)
+    finished = False
+    if (
+        trainer is not None
+        and not active_trainer
+        and any(j.active and j.kind != "evaluation" for j in jobs)
+    ):
+        finished = reader.finished_mark(run_id)
+    return RunView(
+        run_id=run_id,
+        experiment=experiment,
+        trainer=trainer,
+        jobs=jobs,
+        failures=failures,
+        record=record,
+        rollout_count=count,
+        last_episode_at=last_episode,
+        finished_mark=finished,
+    )

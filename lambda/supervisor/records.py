@@ -51,7 +51,7 @@ def _get(s3: Any, bucket: str, object_key: str) -> tuple[dict[str, Any] | None, 
 def read(s3: Any, bucket: str, experiment: str, run_id: str, *, counter: Any = None) -> Record:
     """The run's record as decisions need it; a corrupt one reads as empty, with the reason."""
     if counter is not None:
-        counter.calls += 1
+        counter.count()
     try:
         document, _ = _get(s3, bucket, key(experiment, run_id))
     except (ValueError, UnicodeDecodeError) as error:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +52,7 @@ class World:
     published: list[dict[str, Any]] = field(default_factory=list)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    latency: float = 0.0  # seconds each call takes (the bench sets it)
     _ids: Any = field(default_factory=itertools.count)
 
     # ------------------------------------------------------------------ clients
@@ -78,6 +80,8 @@ class World:
     def _answer(self, model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict]:
         op = model.name
         params = context.get("fake_params", {})
+        if self.latency:
+            time.sleep(self.latency)
         self.calls.append((op, params))
         for fault in self.faults:
             if fault.operation == op and fault.times > 0:
