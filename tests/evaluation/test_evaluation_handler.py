@@ -189,7 +189,7 @@ def test_an_evaluation_whose_starter_died_is_taken_over_once(cloud):
     # Lambda's own retry of the killed invocation (a minute after its time limit) takes it over,
     # finds no job of that name and submits.
     first_retry = starting.FUNCTION_TIMEOUT_SECONDS + 60
-    assert starting.STALE_SECONDS < first_retry
+    assert first_retry > starting.STALE_SECONDS
     stub.add_response(
         "list_jobs",
         {"jobSummaryList": []},
@@ -241,7 +241,11 @@ def test_a_starter_killed_after_batch_accepted_its_job_is_not_submitted_twice(cl
         starting.start(s3, AcceptedThenDied(), target, planned, clock=lambda: 1000.0)
     stub.add_response(
         "list_jobs",
-        {"jobSummaryList": [{"jobId": "job-first", "jobName": planned.submit["jobName"], "createdAt": 1}]},
+        {
+            "jobSummaryList": [
+                {"jobId": "job-first", "jobName": planned.submit["jobName"], "createdAt": 1}
+            ]
+        },
         None,
     )
     batch = handler.clients()[1]
