@@ -481,3 +481,41 @@ def test_stop_prompt_at_end_of_input_does_not_stop(run, world, monkeypatch):
     result = run("stop", EXP)
     world.done()  # only the stack was read
     assert result.code == 1 and "not stopped" in result.err
+
+
+def test_status_shows_the_runs_outcome_and_the_supervisors_actions(run, world):
+    # Given the run supervisor stopped worker 1's run after its restarts
+    world.stack()
+    world.trainer()
+    world.batch_jobs()
+    world.stubs["batch"].add_response("describe_jobs", {"jobs": []}, None)
+    world.s3_metrics()
+    record = {
+        "runId": RUN,
+        "outcome": {
+            "kind": "stopped-by-supervisor",
+            "reason": "on-failure: worker 1 failed: OutOfMemoryError; restarts used 3 of 3",
+            "at": "2026-11-24T13:00:00Z",
+        },
+        "actions": [
+            {"at": "2026-11-24T12:30:00Z", "action": "restart", "rule": "on-failure", "reason": "worker 1 failed: OutOfMemoryError; restart 1 of 3"},
+            {"at": "2026-11-24T13:00:00Z", "action": "stop", "rule": "on-failure", "reason": "worker 1 failed: OutOfMemoryError; restarts used 3 of 3"},
+        ],
+        "restarts": {"1": 3},
+    }
+    world.aws.clients["s3"].put_object(
+        Bucket=BUCKET, Key=f"experiments/{EXP}/supervisor/{RUN}.json", Body=json.dumps(record)
+    )
+    # When the user asks for the status
+    text = run("status", EXP).out
+    world.stack()
+    world.trainer()
+    world.batch_jobs()
+    world.stubs["batch"].add_response("describe_jobs", {"jobs": []}, None)
+    doc = run("status", EXP, "--json").json()
+    # Then the outcome and every action are there, with their reasons
+    assert "outcome  stopped-by-supervisor at 2026-11-24T13:00:00Z: on-failure: worker 1 failed" in text
+    assert "restart 1 of 3" in text and "restarts used 3 of 3" in text
+    assert "restarts: worker 1: 3" in text
+    assert doc["outcome"]["kind"] == "stopped-by-supervisor"
+    assert [a["action"] for a in doc["supervisor_actions"]] == ["restart", "stop"]
