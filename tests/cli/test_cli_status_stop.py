@@ -498,8 +498,18 @@ def test_status_shows_the_runs_outcome_and_the_supervisors_actions(run, world):
             "at": "2026-11-24T13:00:00Z",
         },
         "actions": [
-            {"at": "2026-11-24T12:30:00Z", "action": "restart", "rule": "on-failure", "reason": "worker 1 failed: OutOfMemoryError; restart 1 of 3"},
-            {"at": "2026-11-24T13:00:00Z", "action": "stop", "rule": "on-failure", "reason": "worker 1 failed: OutOfMemoryError; restarts used 3 of 3"},
+            {
+                "at": "2026-11-24T12:30:00Z",
+                "action": "restart",
+                "rule": "on-failure",
+                "reason": "worker 1 failed: OutOfMemoryError; restart 1 of 3",
+            },
+            {
+                "at": "2026-11-24T13:00:00Z",
+                "action": "stop",
+                "rule": "on-failure",
+                "reason": "worker 1 failed: OutOfMemoryError; restarts used 3 of 3",
+            },
         ],
         "restarts": {"1": 3},
     }
@@ -514,7 +524,10 @@ def test_status_shows_the_runs_outcome_and_the_supervisors_actions(run, world):
     world.stubs["batch"].add_response("describe_jobs", {"jobs": []}, None)
     doc = run("status", EXP, "--json").json()
     # Then the outcome and every action are there, with their reasons
-    assert "outcome  stopped-by-supervisor at 2026-11-24T13:00:00Z: on-failure: worker 1 failed" in text
+    assert (
+        "outcome  stopped-by-supervisor at 2026-11-24T13:00:00Z: on-failure: worker 1 failed"
+        in text
+    )
     assert "restart 1 of 3" in text and "restarts used 3 of 3" in text
     assert "restarts: worker 1: 3" in text
     assert doc["outcome"]["kind"] == "stopped-by-supervisor"
