@@ -46,8 +46,9 @@ TAG_PLATFORM = "rollouts:platform"
 RUN_RESOURCE_TYPE = "Custom::RolloutsRun"
 SUPERVISION_OUTPUT = "Supervision"
 STACK_PREFIX = "DeepRacerRollouts-"
-# Ended training jobs are looked at this long after they end (a lost event, a late outcome).
-ENDED_WINDOW_SECONDS = 6 * 3600
+# Ended training jobs are looked at this long after they end (a lost event, a late outcome): 60
+# sweeps. Beyond it, an ended run counts only while a job of it still runs.
+ENDED_WINDOW_SECONDS = 3600
 RUN_ID = re.compile(r"^([a-z][a-z0-9-]{0,39})-([0-9a-f]{8})$")
 # Reasons the project's own stops give (fan-out, CLI, supervisor): such a job did not fail.
 OWN_STOP_REASONS = ("stopped by", "stopped:", "stopped while", "rollouts supervisor")

@@ -323,13 +323,20 @@ def test_idle_cost_estimate(batch: Synthesis, variant: Any) -> None:
     assert [line.item for line in default] == [
         "KMS customer-managed key",
         "simapp image in ECR (~6 GB)",
+        "scheduled Lambda every 1 min (~43,800 calls)",
     ]
-    assert total(default) == pytest.approx(1.60)
+    # The supervisor's sweep: 43,800 calls of 1 s at 256 MB (ARM), requests and 300 B of logs.
+    sweep = 43_800 * (0.25 * 0.0000133334 + 0.20 / 1e6 + 300 / 1e9 * 0.50)
+    assert default[2].monthly_usd == pytest.approx(sweep)
+    assert total(default) == pytest.approx(1.60 + sweep)
+    assert total(default) < 2.0  # the platform's idle budget
     nat = variant("batch-nat")  # one NAT gateway whatever the AZ count
-    assert total(idle_monthly_cost(nat.platform)) == pytest.approx(1.60 + 0.045 * 730)
+    assert total(idle_monthly_cost(nat.platform)) == pytest.approx(1.60 + sweep + 0.045 * 730)
     endpoints = variant("batch-endpoints")
     # 4 interface endpoints in 2 AZs.
-    assert total(idle_monthly_cost(endpoints.platform)) == pytest.approx(1.60 + 8 * 0.01 * 730)
+    assert total(idle_monthly_cost(endpoints.platform)) == pytest.approx(
+        1.60 + sweep + 8 * 0.01 * 730
+    )
 
 
 def test_every_log_group_is_encrypted_with_the_platform_key(each_backend: Synthesis) -> None:

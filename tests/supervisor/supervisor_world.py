@@ -53,6 +53,8 @@ class World:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     latency: float = 0.0  # seconds each call takes (the bench sets it)
+    # ListJobs of a queue shows a job this long after it was submitted (DescribeJobs at once).
+    list_lag: float = 0.0
     _ids: Any = field(default_factory=itertools.count)
 
     # ------------------------------------------------------------------ clients

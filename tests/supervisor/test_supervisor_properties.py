@@ -8,6 +8,9 @@ reach their time limit, events lost or handled late), one sweep with no new even
 - every healthy current run untouched (by that sweep and by every pass before it);
 - a reason on every stop.
 
+Passes also run while the account misbehaves: a read throttled past botocore's retries (the
+pass fails and changes nothing), ListJobs that lags behind SubmitJob, events delivered twice.
+
 The fan-out is modelled by what it leaves behind (jobs of runs started, stops that were lost);
 its protocol is tested on its own fake cloud in tests/fanout/.
 """
@@ -21,7 +24,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from supervisor import handler, observe
 from supervisor.decide import FINISH_GRACE_SECONDS
-from supervisor_world import ACTIVE, BUCKET, PLATFORM, TOPIC, World
+from botocore.exceptions import ClientError
+from supervisor_world import ACTIVE, BUCKET, PLATFORM, TOPIC, Fault, World
 
 EXPERIMENTS = ("alpha", "beta")
 SETTINGS = observe.Settings(platform=PLATFORM, bucket=BUCKET, topic_arn=TOPIC)
@@ -39,6 +43,17 @@ OPS = (
     "time_passes",
     "event",
     "event",
+    "event_twice",
+    "throttled_pass",
+    "listing_lags",
+)
+READS = (
+    "ListJobs",
+    "DescribeJobQueues",
+    "Search",
+    "DescribeStacks",
+    "DescribeStackResources",
+    "GetObject",
 )
 
 _WORLD = World()
@@ -149,7 +164,10 @@ def _healthy_current_runs(world: World) -> set[str]:
 
 def _pass(world: World, event: dict[str, Any]) -> None:
     healthy = _healthy_current_runs(world)
-    handler.run(event, _CLIENTS, SETTINGS, world.now)
+    try:
+        handler.run(event, _CLIENTS, SETTINGS, world.now)
+    except ClientError:
+        assert world.faults, "only an injected fault may fail a pass"
     for run_id in healthy:
         assert world.trainers[run_id]["TrainingJobStatus"] == "InProgress", run_id
         assert all(
