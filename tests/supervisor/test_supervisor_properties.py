@@ -20,12 +20,12 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from hypothesis import given
+from botocore.exceptions import ClientError
+from hypothesis import example, given
 from hypothesis import strategies as st
 from supervisor import handler, observe
 from supervisor.decide import FINISH_GRACE_SECONDS
-from botocore.exceptions import ClientError
-from supervisor_world import ACTIVE, BUCKET, PLATFORM, TOPIC, Fault, World
+from supervisor_world import ACTIVE, BUCKET, PLATFORM, TOPIC, World
 
 EXPERIMENTS = ("alpha", "beta")
 SETTINGS = observe.Settings(platform=PLATFORM, bucket=BUCKET, topic_arn=TOPIC)
