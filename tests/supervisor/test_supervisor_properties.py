@@ -185,6 +185,13 @@ def _settle(world: World) -> None:
     world.now += FINISH_GRACE_SECONDS + 5
 
 
+# Each of the classes once, whatever the suite profile draws.
+@example([("deploy", "alpha"), ("trainer_time_limit", "alpha")])
+@example([("deploy", "alpha"), ("cancelled_update_stale_waiter", "alpha")])
+@example([("deploy", "alpha"), ("update_lost_stop", "alpha"), ("event", "alpha")])
+@example([("deploy", "alpha"), ("delete_lost_stop", "alpha")])
+@example([("failed_create", "alpha"), ("deploy", "beta"), ("worker_fails", "beta")])
+@example([("deploy", "alpha"), ("begin_update", "alpha"), ("throttled_pass", "alpha")])
 @given(
     st.lists(st.tuples(st.sampled_from(OPS), st.sampled_from(EXPERIMENTS)), min_size=1, max_size=14)
 )
