@@ -47,6 +47,20 @@ BAD_FILES: dict[str, tuple[str, list[str]]] = {
         "hyperparameters: {num_episodes_between_training: 100}\n",
         ["rollouts.count: 65 is not allowed: an integer from 1 to 64"],
     ),
+    "misspelt-on-failure": (
+        "name: t3a\ntrack: reInvent2019_track\nrollouts: {on_failure: restrat}\n",
+        [
+            "rollouts.on_failure: 'restrat' is not allowed: must be one of restart, stop, ignore; "
+            "did you mean 'restart'?"
+        ],
+    ),
+    "negative-stall-and-too-many-restarts": (
+        "name: t3b\ntrack: reInvent2019_track\nrollouts: {stall_minutes: -5, max_restarts: 11}\n",
+        [
+            "rollouts.stall_minutes: -5 is not allowed: an integer from 0 to 1440",
+            "rollouts.max_restarts: 11 is not allowed: an integer from 0 to 10",
+        ],
+    ),
     "unknown-top-level-key": (
         "name: t4\ntrack: reInvent2019_track\nrolouts: {count: 2}\n",
         ['rolouts: {"count": 2} is not a known key here', "did you mean 'rollouts'?"],
