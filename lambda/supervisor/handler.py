@@ -27,30 +27,30 @@ def wall_clock() -> float:
 
 
 def scope_of(event: Mapping[str, Any]) -> frozenset[str] | None:
-    """The experiment an event concerns (None: look at everything: the sweep, or an event that
-    names none)."""
+    """The experiment an event concerns; None for the sweep (look at everything), and nothing at
+    all (an empty scope) for a job or stack event that names none of the project's."""
     detail = event.get("detail")
-    if not isinstance(detail, Mapping):
-        return None
     source = event.get("source")
-    name = ""
-    if source == "aws.batch":
-        name = str(detail.get("jobName", ""))
-    elif source == "aws.sagemaker":
-        name = str(detail.get("TrainingJobName", ""))
-    elif source == "aws.cloudformation":
+    if source not in ("aws.batch", "aws.sagemaker", "aws.cloudformation"):
+        return None
+    if not isinstance(detail, Mapping):
+        return frozenset()
+    if source == "aws.cloudformation":
         stack = STACK_ARN.match(str(detail.get("stack-id", "")))
         if stack and stack.group(1).startswith(observe.STACK_PREFIX):
             return frozenset({stack.group(1)[len(observe.STACK_PREFIX) :]})
-        return None
+        return frozenset()
+    name = str(detail.get("jobName" if source == "aws.batch" else "TrainingJobName", ""))
     match = RUN_NAME.match(name)
-    return frozenset({match.group(1)}) if match else None
+    return frozenset({match.group(1)}) if match else frozenset()
 
 
 def run(
     event: Mapping[str, Any], aws: Any, settings: observe.Settings, now: float
 ) -> dict[str, Any]:
     scope = scope_of(event)
+    if scope is not None and not scope:
+        return {"scope": [], "skipped": "the event names none of the project's jobs or stacks"}
     started = time.monotonic()
     observed, calls = observe.observe(aws, settings, now=now, scope=scope)
     actions = decide.decide(observed)
@@ -72,7 +72,7 @@ def run(
 def on_event(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     settings = observe.Settings.from_json(os.environ["SUPERVISOR_CONFIG"])
     summary = run(event, clients.get_clients(), settings, wall_clock())
-    if summary["errors"]:
+    if summary.get("errors"):
         # Failing the invocation makes Lambda retry an event; the sweep retries the rest.
         raise RuntimeError("; ".join(summary["errors"])[:2000])
     return summary

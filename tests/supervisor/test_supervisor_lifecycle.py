@@ -299,3 +299,16 @@ def test_records_are_in_the_platform_bucket(world: World, supervise: Supervise) 
         "reason": f"training job {RUN} failed: ClientError: out of memory",
         "at": _record(world)["outcome"]["at"],
     }
+
+
+def test_an_event_looks_only_at_the_experiment_it_names(world: World, supervise: Supervise) -> None:
+    _deployed(world)
+    world.add_stack("other", status="DELETE_COMPLETE")
+    world.calls.clear()
+    supervise({"source": "aws.batch", "detail": {"jobName": "someone-elses-job"}})
+    assert world.calls == []  # not one of ours: nothing read
+    supervise(
+        {"source": "aws.cloudformation", "detail": {"stack-id": world.stack("demo")["StackId"]}}
+    )
+    named = [p.get("StackName") for op, p in world.calls if op == "DescribeStacks"]
+    assert named == ["DeepRacerRollouts-demo"]
