@@ -171,8 +171,14 @@ def apply(clients: Any, settings: Settings, actions: list[Action], *, now: float
             elif action.kind == "finish":
                 _finish(clients, settings, action)
             elif action.kind == "restart":
+                # The intent first: a Lambda killed after the submit leaves a record that keeps
+                # the next passes from submitting that worker again while ListJobs may still
+                # hide the job (decide.RESTART_SETTLE_SECONDS).
+                new = records.record(clients.s3, settings.bucket, action, now)
                 job_id = _restart(clients, action)
-            new = records.record(clients.s3, settings.bucket, action, now, job_id)
+                records.record(clients.s3, settings.bucket, action, now, job_id)
+            if action.kind != "restart":
+                new = records.record(clients.s3, settings.bucket, action, now, job_id)
         except Exception as error:  # one failed action must not keep the others from running
             LOG.exception("%s of %s failed", action.kind, action.run_id)
             report.errors.append(f"{action.kind} {action.run_id}: {type(error).__name__}: {error}")

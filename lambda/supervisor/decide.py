@@ -35,6 +35,10 @@ from .model import (
 # How long rollouts may go on after their trainer ended before they are stopped: the simapp's
 # rollouts check model/.finished between episodes (markov/rollout_worker.py, exit_if_trainer_done).
 FINISH_GRACE_SECONDS = 60.0
+# A worker restarted this recently is not restarted again unless its restart is known to have
+# failed: a restart submitted by a pass that died before it recorded the job may not show in
+# ListJobs yet (Batch has no idempotency token).
+RESTART_SETTLE_SECONDS = 300.0
 # Rollouts that have run this long without any trainer of their run are stopped.
 TRAINER_MISSING_SECONDS = 600.0
 # Reasons are kept short: they land in records, notifications and `rollouts status`.
@@ -210,6 +214,10 @@ def _training(run: RunView, stack: StackView, now: float) -> list[Action]:
     restarts: list[Action] = []
     for failure in sorted(run.failures, key=lambda f: f.worker):
         if failure.worker in busy or rules.on_failure == "ignore":
+            continue
+        restarted = run.record.restarted_at_of(failure.worker)
+        settling = restarted is not None and now - restarted < RESTART_SETTLE_SECONDS
+        if settling and failure.job_id != run.record.restart_jobs.get(failure.worker):
             continue
         used = run.record.restarts_of(failure.worker)
         where = f" (log stream {failure.log_stream})" if failure.log_stream else ""

@@ -105,6 +105,7 @@ class Record:
     done: frozenset[str] = frozenset()  # keys of actions already applied (idempotence)
     restarts: tuple[tuple[int, int], ...] = ()  # (worker, restarts used)
     restart_job_ids: tuple[tuple[int, str], ...] = ()  # (worker, job id of its latest restart)
+    restarted_at: tuple[tuple[int, float], ...] = ()  # (worker, when its latest restart began)
     outcome: str | None = None
     stopped_by: str | None = None  # the rule that stopped the run, if the supervisor did
     corrupt: str | None = None  # why the record could not be read, when it could not
@@ -115,6 +116,9 @@ class Record:
     @property
     def restart_jobs(self) -> dict[int, str]:
         return dict(self.restart_job_ids)
+
+    def restarted_at_of(self, worker: int) -> float | None:
+        return dict(self.restarted_at).get(worker)
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,7 @@ def to_record(document: dict[str, Any]) -> Record:
         done=frozenset(str(k) for k in document.get("done") or [] if isinstance(k, str)),
         restarts=pairs("restarts", int),
         restart_job_ids=pairs("restartJobs", str),
+        restarted_at=pairs("restartedAt", float),
         outcome=str(outcome["kind"]) if isinstance(outcome, dict) and "kind" in outcome else None,
         stopped_by=str(document["stoppedBy"]) if document.get("stoppedBy") else None,
     )
@@ -106,6 +107,10 @@ def apply_to(document: dict[str, Any], action: Action, now: float, job_id: str =
         restarts = dict(document.get("restarts") or {})
         restarts[str(action.worker)] = max(int(restarts.get(str(action.worker), 0)), action.attempt)
         document["restarts"] = restarts
+        if first:
+            started = dict(document.get("restartedAt") or {})
+            started[str(action.worker)] = now
+            document["restartedAt"] = started
         if job_id:
             jobs = dict(document.get("restartJobs") or {})
             jobs[str(action.worker)] = job_id

@@ -312,3 +312,56 @@ def test_an_event_looks_only_at_the_experiment_it_names(world: World, supervise:
     )
     named = [p.get("StackName") for op, p in world.calls if op == "DescribeStacks"]
     assert named == ["DeepRacerRollouts-demo"]
+
+
+def test_a_pass_killed_after_its_restart_submit_never_submits_the_worker_twice(
+    world: World, supervise: Supervise, monkeypatch: Any
+) -> None:
+    from supervisor import records
+
+    # Given a failed worker, a pass that dies right after SubmitJob (before it records the job),
+    # and a ListJobs that shows new jobs only two minutes later
+    job = _deployed(world)
+    world.set_job(f"{job}:1", "FAILED", "Essential container in task exited", exit_code=1)
+    world.list_lag = 120
+    real = records.record
+
+    def dies_after_submit(s3: Any, bucket: str, action: Any, now: float, job_id: str = "") -> bool:
+        if job_id:
+            raise TimeoutError("the Lambda ran out of time")
+        return real(s3, bucket, action, now, job_id)
+
+    monkeypatch.setattr(records, "record", dies_after_submit)
+    supervise()
+    monkeypatch.setattr(records, "record", real)
+    assert world.count("SubmitJob") == 1
+    # When later passes run while ListJobs still hides the restart, and after
+    for _ in range(6):
+        world.now += 60
+        supervise()
+    # Then the worker was restarted exactly once
+    assert sum(1 for j in world.jobs.values() if j["jobName"].startswith(f"{RUN}-w1-")) == 1
+
+
+def test_a_pass_killed_before_its_restart_submit_restarts_after_the_settle_time(
+    world: World, supervise: Supervise, monkeypatch: Any
+) -> None:
+    from supervisor import act
+
+    job = _deployed(world)
+    world.set_job(f"{job}:1", "FAILED", "Essential container in task exited", exit_code=1)
+
+    def dies(*_args: Any, **_kwargs: Any) -> str:
+        raise TimeoutError("the Lambda ran out of time")
+
+    monkeypatch.setattr(act, "_restart", dies)
+    supervise()
+    monkeypatch.undo()
+    assert world.count("SubmitJob") == 0
+    world.now += 60
+    supervise()
+    assert world.count("SubmitJob") == 0  # settling: the submit might have landed
+    world.now += 300
+    supervise()
+    [restart] = [j for j in world.jobs.values() if j["jobName"].startswith(f"{RUN}-w1-")]
+    assert restart["jobName"] == f"{RUN}-w1-r2"  # the lost attempt counts
