@@ -32,8 +32,20 @@ class SpecError(ValueError):
         super().__init__("\n".join(str(problem) for problem in problems))
 
 
+SHOWN = 80
+
+
 def show(value: Any) -> str:
+    """At most SHOWN characters of ``value``; only as much of it is rendered as is shown, so a
+    huge value (a long list, a deep tree) costs no more than a small one."""
     if value is MISSING:
         return "(missing)"
-    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    if isinstance(value, str):
+        text = repr(value[: SHOWN + 1])
+    else:
+        text = ""
+        for chunk in json.JSONEncoder(default=str).iterencode(value):
+            text += chunk
+            if len(text) > SHOWN:
+                break
+    return text if len(text) <= SHOWN else text[: SHOWN - 3] + "..."

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import annotated_types
-import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from rollouts import contract, spec_models, sweep
+from rollouts import contract, spec_models, sweep, yaml_input
 from rollouts.cost import budget_problems
 from rollouts.problems import MISSING, Problem, SpecError
 
@@ -422,21 +421,6 @@ class _Section:
 # ----------------------------------------------------------------------------- loading
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice (YAML would keep the last one silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _value in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_experiment(path: str | Path, *, display_root: Path | None = None) -> ExperimentSpec:
     """Load one experiment file; a file with ``sweep:`` is refused here (it is many
     experiments: ``load_variants``)."""
@@ -481,8 +465,22 @@ def load_variants(path: str | Path, *, display_root: Path | None = None) -> list
 
 
 def read_document(path: Path, shown: str) -> Any:
-    """The YAML document of an experiment file (duplicate keys refused)."""
+    """The YAML 1.2 document of an experiment file, within rollouts.yaml_input's limits (size,
+    depth, aliases; duplicate keys refused)."""
     try:
+        size = path.stat().st_size
+        if size > yaml_input.MAX_BYTES:
+            raise SpecError(
+                [
+                    Problem(
+                        shown,
+                        "(file)",
+                        str(path),
+                        f"is {size:,} bytes; an experiment file may have at most "
+                        f"{yaml_input.MAX_BYTES:,}",
+                    )
+                ]
+            )
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise SpecError(
@@ -493,14 +491,9 @@ def read_document(path: Path, shown: str) -> Any:
             [Problem(shown, "(file)", str(path), f"is not UTF-8 text (byte {error.start})")]
         ) from None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise SpecError(
-            [Problem(shown, "(file)", str(path), f"is not valid YAML{where}: {problem}")]
-        ) from None
+        return yaml_input.load(text)
+    except yaml_input.YamlProblem as problem:
+        raise SpecError([Problem(shown, "(file)", str(path), str(problem))]) from None
 
 
 def experiment_from_document(document: Any, path: Path, shown: str) -> ExperimentSpec:
