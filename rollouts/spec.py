@@ -492,7 +492,7 @@ def read_document(path: Path, shown: str) -> Any:
         ) from None
     try:
         return yaml_input.load(text)
-    except yaml_input.YamlProblem as problem:
+    except yaml_input.YamlInputError as problem:
         raise SpecError([Problem(shown, "(file)", str(path), str(problem))]) from None
 
 

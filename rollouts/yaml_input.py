@@ -15,7 +15,6 @@ Duplicate keys are refused (YAML keeps the last one without a word).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -34,14 +33,8 @@ MAX_ALIASES = 100
 MAX_NODES = 100_000
 
 
-@dataclass(frozen=True)
-class YamlProblem(Exception):
-    """Why a text is refused, with the line and column when known."""
-
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
+class YamlInputError(ValueError):
+    """Why a text is refused (its message says it, with the line and column when known)."""
 
 
 def _where(mark: Any) -> str:
@@ -57,10 +50,12 @@ def _yaml() -> YAML:
 
 
 def check_limits(text: str) -> None:
-    """Stream the events of ``text`` once; raise YamlProblem at the first limit passed."""
+    """Stream the events of ``text`` once; raise YamlInputError at the first limit passed."""
     size = len(text.encode("utf-8"))
     if size > MAX_BYTES:
-        raise YamlProblem(f"is {size:,} bytes; an experiment file may have at most {MAX_BYTES:,}")
+        raise YamlInputError(
+            f"is {size:,} bytes; an experiment file may have at most {MAX_BYTES:,}"
+        )
     # Per open collection: the number of nodes it holds so far, expanded; anchors remember
     # the expanded size of what they name.
     open_counts: list[int] = []
@@ -71,7 +66,7 @@ def check_limits(text: str) -> None:
         for event in _yaml().parse(text):
             if isinstance(event, CollectionStartEvent):
                 if len(open_counts) >= MAX_DEPTH:
-                    raise YamlProblem(
+                    raise YamlInputError(
                         f"nests deeper than {MAX_DEPTH} levels{_where(event.start_mark)}"
                     )
                 open_counts.append(1)
@@ -88,7 +83,7 @@ def check_limits(text: str) -> None:
                 if isinstance(event, AliasEvent):
                     aliases += 1
                     if aliases > MAX_ALIASES:
-                        raise YamlProblem(
+                        raise YamlInputError(
                             f"has more than {MAX_ALIASES} aliases (*name){_where(event.start_mark)}"
                         )
                     count = anchors.get(str(event.anchor), 1)
@@ -97,14 +92,14 @@ def check_limits(text: str) -> None:
                 if open_counts:
                     open_counts[-1] += count
                     if open_counts[-1] > MAX_NODES:
-                        raise YamlProblem(
+                        raise YamlInputError(
                             f"expands to more than {MAX_NODES:,} values (anchors and aliases "
                             f"repeat what they name){_where(event.start_mark)}"
                         )
     except MarkedYAMLError as error:
-        raise YamlProblem(_invalid(error)) from None
+        raise YamlInputError(_invalid(error)) from None
     except YAMLError as error:
-        raise YamlProblem(f"is not valid YAML: {error}") from None
+        raise YamlInputError(f"is not valid YAML: {error}") from None
 
 
 def _invalid(error: MarkedYAMLError) -> str:
@@ -113,17 +108,17 @@ def _invalid(error: MarkedYAMLError) -> str:
 
 
 def load(text: str) -> Any:
-    """The document of ``text`` (YAML 1.2, plain Python values); YamlProblem when it is refused."""
+    """The document of ``text`` (YAML 1.2, plain Python values); YamlInputError when it is refused."""
     check_limits(text)
     try:
         return _yaml().load(text)
     except DuplicateKeyError as error:
         key = str(error.problem or "").split('"')[1] if '"' in str(error.problem) else ""
         shown = f" {key!r}" if key else ""
-        raise YamlProblem(
+        raise YamlInputError(
             f"is not valid YAML{_where(error.problem_mark)}: duplicate key{shown}"
         ) from None
     except MarkedYAMLError as error:
-        raise YamlProblem(_invalid(error)) from None
+        raise YamlInputError(_invalid(error)) from None
     except YAMLError as error:
-        raise YamlProblem(f"is not valid YAML: {error}") from None
+        raise YamlInputError(f"is not valid YAML: {error}") from None

@@ -63,7 +63,7 @@ def test_a_few_aliases_still_work() -> None:
 
 def test_too_many_aliases_are_refused() -> None:
     text = "a: &a 1\nb: [" + ", ".join(["*a"] * 101) + "]\n"
-    with pytest.raises(yaml_input.YamlProblem, match="more than 100 aliases"):
+    with pytest.raises(yaml_input.YamlInputError, match="more than 100 aliases"):
         yaml_input.load(text)
 
 
@@ -80,13 +80,13 @@ def test_a_huge_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
 
 
 def test_a_duplicate_key_is_named_with_its_line() -> None:
-    with pytest.raises(yaml_input.YamlProblem) as caught:
+    with pytest.raises(yaml_input.YamlInputError) as caught:
         yaml_input.load("a: 1\nb: 2\na: 3\n")
     assert str(caught.value) == "is not valid YAML at line 3, column 1: duplicate key 'a'"
 
 
 def test_broken_yaml_names_line_and_column() -> None:
-    with pytest.raises(yaml_input.YamlProblem, match=r"is not valid YAML at line 2, column 1"):
+    with pytest.raises(yaml_input.YamlInputError, match=r"is not valid YAML at line 2, column 1"):
         yaml_input.load("a: [1, 2\n")
 
 
