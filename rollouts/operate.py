@@ -12,6 +12,7 @@ everything of run X" logic the stack deletion runs), so there is one implementat
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -62,7 +63,9 @@ class Aws:
         profile: str | None = None,
         clients: Mapping[str, Any] | None = None,
     ) -> None:
-        self.region = region
+        # --region, else AWS_REGION (what every error and --help names; botocore itself reads
+        # only AWS_DEFAULT_REGION and the profile, which still apply when neither is set).
+        self.region = region or os.environ.get("AWS_REGION") or None
         self.profile = profile
         self.clients: dict[str, Any] = dict(clients or {})
         self._session: Any = None

@@ -167,3 +167,14 @@ def test_requests_can_be_written_again_and_are_stable(run, tmp_path: Path) -> No
         assert run("plan", EXPERIMENTS / "default.yaml", "--requests", out).code == 0
     text = (out / "SubmitJob.json").read_text()
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+
+
+def test_aws_region_is_the_region_when_no_region_option_is_given(monkeypatch) -> None:
+    from rollouts.operate import Aws
+
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    assert Aws().session().region_name == "eu-central-1"
+    assert Aws(region="ap-south-1").session().region_name == "ap-south-1"  # --region wins
+    monkeypatch.delenv("AWS_REGION")
+    assert Aws().session().region_name == "us-west-2"  # botocore's own fallback remains
