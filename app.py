@@ -83,7 +83,7 @@ def resolve_config(context: Mapping[str, Any]) -> AppConfig:
     except SpecError as error:
         raise ConfigError(str(error)) from None
     problems = [
-        problem
+        str(problem)
         for spec in specs
         for problem in rollout_compute_problems(spec, platform, file=_shown(spec.source))
     ]

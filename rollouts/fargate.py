@@ -12,6 +12,7 @@ The experiment spec asks for whole vCPUs, so the fractional sizes never come up.
 from __future__ import annotations
 
 from rollouts.platform import PlatformConfig
+from rollouts.problems import Problem
 from rollouts.spec import ExperimentSpec
 
 # vCPUs -> (lowest MiB, highest MiB, step MiB)
@@ -31,29 +32,42 @@ def fargate_memory_choices(vcpus: int) -> range:
 
 def rollout_compute_problems(
     spec: ExperimentSpec, config: PlatformConfig, *, file: str
-) -> list[str]:
+) -> list[Problem]:
     """Why this experiment's rollouts cannot run on this platform (empty: they can); ``file``
-    is the experiment file as the user named it."""
+    is the experiment file as the user named it. ``validate``, ``plan`` and synth all ask."""
     if config.backend != "batch":
         return []
-    where = f"{file}: rollouts"
     vcpus, memory = spec.rollouts.vcpus, spec.rollouts.memory_mib
     problems = []
     if vcpus not in FARGATE_SIZES:
         problems.append(
-            f"{where}.vcpus: {vcpus} is not allowed on the batch backend: rollouts run as "
-            f"Fargate tasks of {', '.join(map(str, FARGATE_SIZES))} vCPUs"
+            Problem(
+                file,
+                "rollouts.vcpus",
+                vcpus,
+                "is not allowed on the batch backend: rollouts run as Fargate tasks of "
+                f"{', '.join(map(str, FARGATE_SIZES))} vCPUs",
+            )
         )
     elif memory not in fargate_memory_choices(vcpus):
         low, high, step = FARGATE_SIZES[vcpus]
         problems.append(
-            f"{where}.memory_mib: {memory} is not a Fargate size for {vcpus} vCPUs: "
-            f"{low} to {high} in steps of {step}"
+            Problem(
+                file,
+                "rollouts.memory_mib",
+                memory,
+                f"is not a Fargate size for {vcpus} vCPUs: {low} to {high} in steps of {step}",
+            )
         )
     total = vcpus * spec.rollouts.count
     if total > config.max_vcpus:
         problems.append(
-            f"{where}: {spec.rollouts.count} x {vcpus} vCPUs = {total} is more than the "
-            f"platform's maxVcpus ({config.max_vcpus}), the most one experiment may use at once"
+            Problem(
+                file,
+                "rollouts.count",
+                spec.rollouts.count,
+                f"x {vcpus} vCPUs = {total} is more than the platform's maxVcpus "
+                f"({config.max_vcpus}), the most one experiment may use at once",
+            )
         )
     return problems

@@ -49,7 +49,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         platform = plan.platform_summary(context)
         config = load_platform_config(context)  # once for every variant
         problems = [
-            problem
+            str(problem)
             for variant in variants
             for problem in rollout_compute_problems(variant, config, file=str(args.file))
         ]

@@ -9,6 +9,7 @@ from typing import Any
 from rollouts.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
+    _existing_file,
     _problem_dict,
     emit_json,
     err,
@@ -16,10 +17,26 @@ from rollouts.cli.common import (
 )
 
 
+def _platform(args: argparse.Namespace) -> Any:
+    """The platform settings `plan` and synth check against (cdk.json's context): the size rules
+    of its backend apply to validate too. None (said on stderr) when it cannot be read."""
+    from rollouts import plan  # noqa: PLC0415
+    from rollouts.platform import PlatformConfigError, load_platform_config  # noqa: PLC0415
+
+    cdk_json = args.cdk_json or plan.find_cdk_json(Path.cwd())
+    try:
+        return load_platform_config(plan.load_context(cdk_json, {}))
+    except (ValueError, PlatformConfigError) as error:
+        err(f"platform settings not checked ({error})")
+        return None
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
+    from rollouts.fargate import rollout_compute_problems  # noqa: PLC0415
     from rollouts.spec import SpecError, load_variants  # noqa: PLC0415
     from rollouts.sweep import shown_values  # noqa: PLC0415
 
+    platform = _platform(args)
     results = []
     names: dict[str, str] = {}
     for path in args.files:
@@ -31,6 +48,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         }
         try:
             specs = load_variants(path)
+            compute = (
+                [p for v in specs for p in rollout_compute_problems(v, platform, file=str(path))]
+                if platform is not None
+                else []
+            )
+            if compute:
+                raise SpecError(compute)
         except SpecError as error:
             entry["valid"] = False
             entry["problems"] = [_problem_dict(p) for p in error.problems]
@@ -90,5 +114,12 @@ def register(sub: Any, fmt: Any) -> None:
         formatter_class=fmt,
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="experiment YAML file(s)")
+    p.add_argument(
+        "--cdk-json",
+        type=_existing_file,
+        metavar="PATH",
+        help="cdk.json whose platform settings (backend, maxVcpus) the rollout sizes are "
+        "checked against, as plan and synth do (default: nearest one)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_validate)

@@ -42,9 +42,10 @@ def write(tmp_path: Path, rollouts: str) -> Path:
 
 def problems(tmp_path: Path, rollouts: str, **context: str) -> list[str]:
     spec = load_experiment(write(tmp_path, rollouts))
-    return rollout_compute_problems(
+    found = rollout_compute_problems(
         spec, load_platform_config({**CONTEXT, **context}), file="sizes.yaml"
     )
+    return [str(problem) for problem in found]
 
 
 def test_the_table_is_the_documented_one() -> None:
@@ -82,7 +83,7 @@ def test_fargate_sizes_load(rollouts: str, tmp_path: Path) -> None:
         ),
         (
             "{count: 40, vcpus: 8, memory_mib: 16384}",
-            "sizes.yaml: rollouts: 40 x 8 vCPUs = 320 is more than the platform's maxVcpus "
+            "sizes.yaml: rollouts.count: 40 x 8 vCPUs = 320 is more than the platform's maxVcpus "
             "(256), the most one experiment may use at once",
         ),
     ],
@@ -112,3 +113,27 @@ def test_synth_and_plan_refuse_a_size_fargate_does_not_have(tmp_path: Path) -> N
     assert plan.returncode == 2, plan.stderr
     assert f"{path}: rollouts.vcpus: 6 is not allowed on the batch backend" in plan.stderr
     assert plan.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("rollouts", "field"),
+    [
+        ("{vcpus: 3, memory_mib: 8192}", "rollouts.vcpus"),
+        ("{vcpus: 4, memory_mib: 4096}", "rollouts.memory_mib"),
+    ],
+)
+def test_validate_refuses_what_plan_and_synth_refuse(
+    rollouts: str, field: str, tmp_path: Path
+) -> None:
+    path = write(tmp_path, rollouts)
+    result = subprocess.run(
+        [sys.executable, "-m", "rollouts", "validate", str(path), "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    [problem] = json.loads(result.stdout)["files"][0]["problems"]
+    assert problem["field"] == field
