@@ -48,7 +48,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "off_track_penalty": args.off_track_penalty,
         "collision_penalty": args.collision_penalty,
     }
-    plan_errors = evaluations.evaluation_modules()["plan"].EvaluationError
+    planning = evaluations.evaluation_modules()["plan"]
+    # Every setting is checked before any AWS call: a bad one changes nothing, not even a record.
+    bad = planning.Settings(**settings).problems()
+    if bad:
+        raise UsageError("; ".join(f"evaluate {problem}" for problem in bad))
+    plan_errors = planning.EvaluationError
     try:
         with progress(f"starting an evaluation of {args.experiment}"):
             started = evaluations.start_evaluation(

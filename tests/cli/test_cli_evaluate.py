@@ -108,14 +108,20 @@ def test_a_checkpoint_that_is_not_kept_changes_nothing(run, world):
             ["--tracks", "Spain_track", "--resets", "1"],
             "number of resets: 1; allowed: 0 or at least 2",
         ),
+        (["--tracks", "Spain_track", "--trials", "1000"], "trials: 1000; allowed: 1 to 100"),
+        (["--tracks", "Spain_track", "--checkpoint", "foo"], "checkpoint: 'foo'; allowed: best"),
+        (
+            ["--tracks", "Spain_track", "--off-track-penalty", "-1"],
+            "off track penalty: -1.0; allowed: 0 to 60 s",
+        ),
+        (["--tracks", " , "], "tracks: give at least one track"),
     ],
 )
-def test_bad_arguments_are_named(run, world, argv, message):
-    if "--resets" in argv:
-        world.stack()
-        trained_run(world)
+def test_bad_arguments_are_named_before_any_aws_call(run, world, argv, message):
+    # No stub is queued: an AWS call would fail differently.
     result = run("evaluate", EXP, *argv)
-    assert result.code == 2 and message in result.err
+    assert result.code == 2 and message in result.err, result.err
+    world.done()
 
 
 def test_status_shows_evaluations_and_stop_stops_them(run, world):
