@@ -7,7 +7,6 @@ built; bad input ends here with a clear message and exit code 2, and nothing is 
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -19,7 +18,12 @@ from typing import Any
 
 from rollouts.fargate import rollout_compute_problems
 from rollouts.naming import platform_stack_name, stack_name
-from rollouts.platform import PlatformConfig, PlatformConfigError, load_platform_config
+from rollouts.platform import (
+    PlatformConfig,
+    PlatformConfigError,
+    load_platform_config,
+    unknown_context_keys,
+)
 from rollouts.render import write_bundle
 from rollouts.spec import ExperimentSpec, SpecError, load_experiments
 
@@ -138,20 +142,6 @@ def build_app(
         )
     if nag:
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-
-
-def unknown_context_keys(given: Mapping[str, Any], *, known: Mapping[str, Any]) -> list[str]:
-    """Plain keys (no ``@`` feature flag, no ``:`` CDK or lookup key) that nothing reads: most
-    likely a misspelt ``-c`` setting, which would otherwise be ignored without a word."""
-    names = sorted(k for k in known if not k.startswith("@"))
-    notes = []
-    for key in sorted(given):
-        if key.startswith("@") or ":" in key or key in known:
-            continue
-        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; settings are {', '.join(names)}"
-        notes.append(f"cdk context {key!r} is not a setting of this app and is ignored{hint}")
-    return notes
 
 
 # The CDK CLI's own lock files (aws-cdk CLI, lib/api/rwlock: "synth.lock" while it synthesizes,

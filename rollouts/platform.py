@@ -6,6 +6,7 @@ with ``-c key=value`` (values from the command line arrive as strings and are pa
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -162,3 +163,17 @@ def load_platform_config(context: Mapping[str, Any]) -> PlatformConfig:
     if problems:
         raise PlatformConfigError("\n".join(problems))
     return config
+
+
+def unknown_context_keys(given: Mapping[str, Any], *, known: Mapping[str, Any]) -> list[str]:
+    """Plain keys (no ``@`` feature flag, no ``:`` CDK or lookup key) that nothing reads: most
+    likely a misspelt ``-c`` setting, which would otherwise be ignored without a word."""
+    names = sorted(k for k in known if not k.startswith("@"))
+    notes = []
+    for key in sorted(given):
+        if key.startswith("@") or ":" in key or key in known:
+            continue
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; settings are {', '.join(names)}"
+        notes.append(f"cdk context {key!r} is not a setting of this app and is ignored{hint}")
+    return notes

@@ -39,13 +39,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from rollouts import plan  # noqa: PLC0415
     from rollouts.cost import run_cost  # noqa: PLC0415
     from rollouts.fargate import rollout_compute_problems  # noqa: PLC0415
-    from rollouts.platform import load_platform_config  # noqa: PLC0415
+    from rollouts.platform import load_platform_config, unknown_context_keys  # noqa: PLC0415
 
     variants = _load_variants(args.file)
     spec = variants[0]
     cdk_json = args.cdk_json or plan.find_cdk_json(Path.cwd())
     try:
-        context = plan.load_context(cdk_json, _context_overrides(args.context))
+        overrides = _context_overrides(args.context)
+        context = plan.load_context(cdk_json, overrides)
+        known = plan.load_context(cdk_json, {})
+        for unknown in unknown_context_keys(overrides, known=known):
+            err(f"warning: {unknown}")  # as synth says it
         platform = plan.platform_summary(context)
         config = load_platform_config(context)  # once for every variant
         problems = [

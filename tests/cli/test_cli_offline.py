@@ -427,3 +427,13 @@ def test_progress_spins_on_a_terminal_only(monkeypatch, capsys):
         update("2/2 files")
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\x1b[") >= 1  # drawn, then cleared
+
+
+def test_plan_names_a_misspelt_context_key_as_synth_does(run):
+    result = run("plan", EXPERIMENTS / "default.yaml", "-c", "backnd=robomaker", "--json")
+    assert result.code == 0
+    assert (
+        "warning: cdk context 'backnd' is not a setting of this app and is ignored; "
+        "did you mean 'backend'?"
+    ) in result.err
+    assert result.json()["backend"] == "batch"  # the misspelt key changed nothing
