@@ -16,6 +16,7 @@ from rollouts.cli.common import (
     _load_spec,
     _prefix,
     _region,
+    _run_id,
     _training_job_arn,
     _write_error,
     emit_json,
@@ -44,9 +45,10 @@ def cmd_render(args: argparse.Namespace) -> int:
                 print(f"  {name}")
         return EXIT_OK
     count = spec.rollouts.count
+    run_id = _render_run_id(args, spec.name)
     values: dict[str, str] = {
         "prefix": args.prefix
-        or run_prefix(plan.experiment_prefix(spec.name), plan.RUN_ID_PLACEHOLDER)
+        or run_prefix(plan.experiment_prefix(spec.name), run_id or plan.RUN_ID_PLACEHOLDER)
     }
     for key in ("bucket", "region", "account", "training_job_arn"):
         if getattr(args, key):
@@ -86,11 +88,13 @@ def cmd_render(args: argparse.Namespace) -> int:
     left = sorted(
         {name for name in render.PLACEHOLDERS if any(render.placeholder(name) in t for t in texts)}
     )
+    run_id_left = any(plan.RUN_ID_PLACEHOLDER in t for t in texts)
     document = {
         "out": str(out),
         "files": sorted(set(names)),
         "workers": [{"index": i, "file": n} for i, n in enumerate(names)],
         "placeholders": left,
+        "run_id_left": run_id_left,
     }
     if args.json:
         emit_json(document)
@@ -98,6 +102,12 @@ def cmd_render(args: argparse.Namespace) -> int:
     print(f"wrote {len(set(names))} training params file(s) to {out}/")
     for i, name in enumerate(names):
         print(f"  worker {i}: {name}")
+    if run_id_left:
+        print(
+            f"{plan.RUN_ID_PLACEHOLDER} is left in every S3 key: the fan-out picks the run id at "
+            "deploy time; pass --run-id (the stack's RunId output, `rollouts status` shows it) "
+            "or --prefix to render a deployed run's files"
+        )
     if left:
         print(
             "placeholders left for deploy time: "
@@ -107,6 +117,29 @@ def cmd_render(args: argparse.Namespace) -> int:
             + ")"
         )
     return EXIT_OK
+
+
+def _render_run_id(args: argparse.Namespace, experiment: str) -> str | None:
+    """--run-id, else the run id the training job ARN names (the job is named after its run)."""
+    if args.run_id and args.prefix:
+        raise UsageError("--run-id and --prefix both name the run's prefix: give one of them")
+    if args.run_id and not args.run_id.startswith(f"{experiment}-"):
+        raise UsageError(
+            f"--run-id {args.run_id} is not a run of {experiment}: run ids are "
+            f"{experiment}-<8 hex digits>"
+        )
+    match = TRAINING_JOB_ARN.match(args.training_job_arn or "")
+    named = match.group("name") if match else None
+    if args.run_id and named and named != args.run_id:
+        raise UsageError(
+            f"--training-job-arn names training job {named}, but --run-id is {args.run_id}: "
+            "a run's training job is named after it"
+        )
+    if args.run_id:
+        return str(args.run_id)
+    if named and named.startswith(f"{experiment}-") and not args.prefix:
+        return named
+    return None
 
 
 def _check_arn_matches(args: argparse.Namespace) -> None:
@@ -170,6 +203,13 @@ def register(sub: Any, fmt: Any) -> None:
         "--prefix",
         type=_prefix,
         help="the run's S3 prefix (default: experiments/<name>/runs/<run-id>)",
+    )
+    p.add_argument(
+        "--run-id",
+        type=_run_id,
+        metavar="RUN_ID",
+        help="the deployed run whose files to render: the prefix becomes "
+        "experiments/<name>/runs/RUN_ID (default: taken from --training-job-arn)",
     )
     p.add_argument("--region", type=_region, help="AWS region code, e.g. us-east-1")
     p.add_argument("--account", type=_account, help="AWS account id (12 digits)")

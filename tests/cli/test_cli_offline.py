@@ -437,3 +437,48 @@ def test_plan_names_a_misspelt_context_key_as_synth_does(run):
         "did you mean 'backend'?"
     ) in result.err
     assert result.json()["backend"] == "batch"  # the misspelt key changed nothing
+
+
+def test_render_fills_the_run_id_or_says_that_it_is_left(run, tmp_path):
+    experiment = EXPERIMENTS / "multi-track-oa.yaml"
+    # Without a run id every key keeps <run-id>, and the user is told how to fill it
+    plain = run("render", experiment, "--out", tmp_path / "a")
+    assert plain.code == 0 and "<run-id> is left in every S3 key" in plain.out
+    assert "--run-id" in plain.out
+    # --run-id fills it
+    named = run(
+        "render",
+        experiment,
+        "--out",
+        tmp_path / "b",
+        "--run-id",
+        "oa-multi-track-1a2b3c4d",
+        "--json",
+    )
+    assert named.code == 0 and named.json()["run_id_left"] is False
+    text = (tmp_path / "b" / "training_params_0.yaml").read_text()
+    assert "<run-id>" not in text
+    assert (
+        yaml.safe_load(text)["SAGEMAKER_SHARED_S3_PREFIX"]
+        == "experiments/oa-multi-track/runs/oa-multi-track-1a2b3c4d"
+    )
+    # ... and so does the training job ARN, which is named after its run
+    arn = "arn:aws:sagemaker:eu-west-1:123456789012:training-job/oa-multi-track-99aa88bb"
+    from_arn = run(
+        "render", experiment, "--out", tmp_path / "c", "--training-job-arn", arn, "--json"
+    )
+    assert from_arn.json()["run_id_left"] is False
+    # A run id of another experiment, or one that disagrees with the ARN, is refused
+    other = run("render", experiment, "--out", tmp_path / "d", "--run-id", "reinvent-1a2b3c4d")
+    assert other.code == 2 and "is not a run of oa-multi-track" in other.err
+    clash = run(
+        "render",
+        experiment,
+        "--out",
+        tmp_path / "e",
+        "--run-id",
+        "oa-multi-track-1a2b3c4d",
+        "--training-job-arn",
+        arn,
+    )
+    assert clash.code == 2 and "a run's training job is named after it" in clash.err
