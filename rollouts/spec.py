@@ -574,6 +574,8 @@ def _read_experiment(top: _Section, path: Path) -> ExperimentSpec | None:
     top.seen.update(("sweep", "sweep_mode"))
     budget = top.number("budget_usd")
     tags = _tags(top)
+    if isinstance(track, str) and isinstance(training.reverse_direction, bool):
+        _directed_tracks(top, track, training, rollouts)
     if model_metadata.get("training_algorithm") == "sac" and (
         model_metadata.get("action_space_type") != "continuous"
     ):
@@ -603,6 +605,38 @@ def _read_experiment(top: _Section, path: Path) -> ExperimentSpec | None:
         evaluation=evaluation,
         budget_usd=budget,
     )
+
+
+DIRECTED_SUFFIXES = ("_cw", "_ccw")
+
+
+def _directed_tracks(top: _Section, track: str, training: Training, rollouts: Rollouts) -> None:
+    """A ``_cw``/``_ccw`` world already fixes the direction; reverse_direction on top of it
+    would drive the lap the other way round again, silently."""
+    overrides = {o.worker: o for o in rollouts.overrides}
+    for worker in range(rollouts.count):
+        override = overrides.get(worker)
+        world = (override.track if override is not None else None) or track
+        explicit = override is not None and override.reverse_direction is not None
+        reverse = (
+            override.reverse_direction if explicit and override else training.reverse_direction
+        )
+        if not reverse or not world.endswith(DIRECTED_SUFFIXES):
+            continue
+        base = world.rsplit("_", 1)[0]
+        field = (
+            f"rollouts.overrides (worker {worker}).reverse_direction"
+            if explicit
+            else "training.reverse_direction"
+        )
+        top.fail(
+            field,
+            True,
+            f"is not allowed with track {world!r} (worker {worker}): a _cw/_ccw world already "
+            f"sets the direction, and reverse_direction would drive it the other way round; use "
+            f"the base track {base!r} with reverse_direction, or the other variant",
+        )
+        return  # one line says it; the same fix holds for every worker
 
 
 def _evaluation(section: _Section, track: str) -> Evaluation:

@@ -61,6 +61,22 @@ BAD_FILES: dict[str, tuple[str, list[str]]] = {
             "rollouts.max_restarts: 11 is not allowed: an integer from 0 to 10",
         ],
     ),
+    "directed-track-reversed": (
+        "name: t3c\ntrack: 2022_april_open_cw\ntraining: {reverse_direction: true}\n",
+        [
+            "training.reverse_direction: true is not allowed with track '2022_april_open_cw' "
+            "(worker 0): a _cw/_ccw world already sets the direction",
+            "use the base track '2022_april_open' with reverse_direction, or the other variant",
+        ],
+    ),
+    "directed-worker-track-reversed": (
+        "name: t3d\ntrack: reInvent2019_track\nrollouts:\n  count: 2\n  overrides:\n"
+        "    - {worker: 1, track: 2022_april_pro_ccw, reverse_direction: true}\n",
+        [
+            "rollouts.overrides (worker 1).reverse_direction: true is not allowed with track "
+            "'2022_april_pro_ccw' (worker 1)"
+        ],
+    ),
     "unknown-top-level-key": (
         "name: t4\ntrack: reInvent2019_track\nrolouts: {count: 2}\n",
         ['rolouts: {"count": 2} is not a known key here', "did you mean 'rollouts'?"],
