@@ -14,6 +14,7 @@ exported in the same layout, from S3 or from a local copy of the run's prefix.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import re
@@ -92,14 +93,40 @@ def build_archive(number: int, read: Reader, graphs: list[int], where: str) -> b
         raise ExportError(
             f"{where}/{METADATA_KEY} does not exist (the trainer writes it when it starts)"
         )
+    check_metadata(metadata, f"{where}/{METADATA_KEY}")
     out = io.BytesIO()
-    # Fixed order and times: the same checkpoint always gives the same bytes.
-    with tarfile.open(fileobj=out, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+    # Fixed order and times, and a gzip header without a timestamp or file name: the same
+    # checkpoint always gives the same bytes.
+    with (
+        gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive,
+    ):
         for name, data in (("agent/model.pb", graph), ("model_metadata.json", metadata)):
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             archive.addfile(info, io.BytesIO(data))
     return out.getvalue()
+
+
+def check_metadata(raw: bytes, where: str) -> None:
+    """The car loads model_metadata.json as the simapp does: refuse one the experiment file
+    would refuse (rollouts/spec_models.py ModelMetadata), naming its first problems."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from rollouts.spec_models import ModelMetadata  # noqa: PLC0415
+
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ExportError(f"{where} is not JSON ({error}): the car could not load it") from None
+    try:
+        ModelMetadata.model_validate(document)
+    except ValidationError as error:
+        found = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}"
+            for e in error.errors()[:3]
+        )
+        raise ExportError(f"{where} is not a valid model_metadata.json: {found}") from None
 
 
 def export(checkpoint: str, read: Reader, list_model: Lister, where: str, out: Path) -> Exported:
@@ -111,14 +138,19 @@ def export(checkpoint: str, read: Reader, list_model: Lister, where: str, out: P
 
 
 def local_reader(root: Path) -> tuple[Reader, Lister]:
-    """A local copy of a run's prefix (``model/`` inside it)."""
+    """A local copy of a run's prefix (``model/`` inside it), or of its ``model/`` folder
+    itself (it holds the frozen graphs or the metadata directly)."""
+    model = root / "model"
+    if not model.is_dir() and any(
+        GRAPH.match(p.name) or p.name == "model_metadata.json" for p in root.iterdir()
+    ):
+        model = root
 
     def read(key: str) -> bytes | None:
-        path = root / key
+        path = model / key.removeprefix("model/") if key.startswith("model/") else root / key
         return path.read_bytes() if path.is_file() else None
 
     def list_model() -> list[str]:
-        folder = root / "model"
-        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        return sorted(p.name for p in model.iterdir()) if model.is_dir() else []
 
     return read, list_model

@@ -25,6 +25,8 @@ def cmd_export_model(args: argparse.Namespace) -> int:
     from rollouts import export_model as x  # noqa: PLC0415
     from rollouts import operate  # noqa: PLC0415
 
+    if args.out.exists() and not args.force:
+        raise UsageError(f"--out {args.out} exists: pass --force to overwrite it")
     source = Path(args.source)
     if source.is_dir():
         if args.run:
@@ -99,6 +101,7 @@ def register(sub: Any, fmt: Any) -> None:
         "(default best)",
     )
     p.add_argument("--out", type=_tar_gz, required=True, metavar="FILE.tar.gz")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--json", action="store_true", help="print what was written as JSON")
     _aws_options(p)
     p.set_defaults(func=cmd_export_model)

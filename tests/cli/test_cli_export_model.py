@@ -7,9 +7,12 @@ import json
 import tarfile
 from pathlib import Path
 
+import pytest
 from aws_world import BUCKET, PREFIX, RUN, World
+from cli_support import FIXTURES
 
-METADATA = b'{"action_space": [], "sensor": ["FRONT_FACING_CAMERA"], "neural_network": "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW"}'
+# A real deepracer-for-cloud model_metadata.json (the shared fixtures).
+METADATA = (FIXTURES / "drfc" / "model_metadata.json").read_bytes()
 CHECKPOINTS = {
     # As rollout worker 0 writes it (bundle/markov/metrics/s3_metrics.py, TrainingMetrics).
     "best_checkpoint": {"name": "7_Step-1400.ckpt", "avg_eval_metric": 81.5, "time_stamp": 1.0},
@@ -53,6 +56,51 @@ def test_best_last_and_a_number_from_a_local_copy(run, tmp_path: Path):
     again = tmp_path / "again.tar.gz"
     run("export-model", tmp_path / "run", "--out", again)
     assert again.read_bytes() == (tmp_path / "car-best.tar.gz").read_bytes(), "deterministic"
+    # ... whenever it is written: the gzip header carries no time (bytes 4-7) and no name
+    header = again.read_bytes()[:10]
+    assert header[4:8] == b"\0\0\0\0" and not header[3] & 0x08
+
+
+def test_an_existing_archive_is_kept_without_force(run, tmp_path: Path):
+    run_copy(tmp_path / "run")
+    out = tmp_path / "car.tar.gz"
+    out.write_bytes(b"the user's earlier archive")
+    refused = run("export-model", tmp_path / "run", "--out", out)
+    assert refused.code == 2 and "exists: pass --force to overwrite it" in refused.err
+    assert out.read_bytes() == b"the user's earlier archive"
+    assert run("export-model", tmp_path / "run", "--out", out, "--force").code == 0
+    assert "agent/model.pb" in members(out)
+
+
+def test_the_model_folder_itself_works_as_the_source(run, tmp_path: Path):
+    run_copy(tmp_path / "run")
+    out = tmp_path / "car.tar.gz"
+    doc = run(
+        "export-model", tmp_path / "run" / "model", "--checkpoint", "8", "--out", out, "--json"
+    ).json()
+    assert doc["checkpoint"] == 8 and members(out)["agent/model.pb"] == b"frozen graph 8"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        (b"{not json", "is not JSON"),
+        (
+            b'{"action_space": [], "sensor": ["FRONT_FACING_CAMERA"]}',
+            "action_space_type: Field required",
+        ),
+    ],
+)
+def test_an_invalid_model_metadata_is_not_packed(
+    run, tmp_path: Path, metadata: bytes, message: str
+):
+    run_copy(tmp_path / "run")
+    (tmp_path / "run" / "model" / "model_metadata.json").write_bytes(metadata)
+    out = tmp_path / "car.tar.gz"
+    result = run("export-model", tmp_path / "run", "--out", out)
+    assert result.code == 2 and message in result.err, result.err
+    assert "model/model_metadata.json" in result.err
+    assert not out.exists()
 
 
 def test_a_checkpoint_without_a_frozen_graph_is_a_clear_error(run, tmp_path: Path):
