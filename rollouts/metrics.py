@@ -186,7 +186,13 @@ def parse(data: bytes | str, *, source: str, worker: int) -> WorkerMetrics:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
-        ending = text.rstrip()[-1:]
+        stripped = text.strip().lstrip("\ufeff")
+        if stripped[:1] not in ("{", "["):
+            raise MetricsError(
+                f"{source}: not JSON: it begins {stripped[:30]!r} (a metrics file is the JSON "
+                'the simapp writes: {"metrics": [...]})'
+            ) from None
+        ending = stripped[-1:]
         hint = (
             "; it looks truncated (the simapp rewrites it after every episode: fetch it again)"
             if ending not in ("}", "]")
@@ -232,6 +238,10 @@ def _keys(document: Any) -> str:
     return ""
 
 
+# Keys that count or measure: never below zero (reward_score may be anything).
+NON_NEGATIVE = ("elapsed_time_in_milliseconds", "completion_percentage", "trial", *COUNT_KEYS)
+
+
 def _number(row: Mapping[str, Any], key: str, where: str, *, required: bool) -> float | None:
     value = row.get(key)
     if value is None:
@@ -243,6 +253,9 @@ def _number(row: Mapping[str, Any], key: str, where: str, *, required: bool) -> 
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise MetricsError(f"{where}: {key} = {value!r} is not a number")
+    if value < 0 and key in NON_NEGATIVE:
+        # A negative lap time would rank best; the simapp never writes one.
+        raise MetricsError(f"{where}: {key} = {value!r} is negative")
     return float(value)
 
 

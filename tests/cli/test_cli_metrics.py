@@ -281,6 +281,19 @@ def test_csv_to_stdout(run):
     [
         ("", "empty"),
         ('{"metrics": [{"reward_score": 1, "episode": 1, "pha', "truncated"),
+        # Plain text is not "truncated": it is not JSON at all
+        ("episode,reward\n1,3.2\n", "not JSON: it begins 'episode,reward"),
+        # A negative lap time would rank best
+        (
+            '{"metrics": [{"trial": 1, "phase": "evaluation", "completion_percentage": 100, '
+            '"episode_status": "Lap complete", "elapsed_time_in_milliseconds": -5000}]}',
+            "elapsed_time_in_milliseconds = -5000 is negative",
+        ),
+        (
+            '{"metrics": [{"trial": 1, "phase": "evaluation", "completion_percentage": -3, '
+            '"episode_status": "Off track"}]}',
+            "completion_percentage = -3 is negative",
+        ),
         ("[1, 2]", 'expected a JSON object with a "metrics" list'),
         ('{"version": 2}', 'expected a JSON object with a "metrics" list'),
         ('{"metrics": {"a": 1}}', "must be a list"),
