@@ -48,11 +48,16 @@ class RunCost:
     as_of: str
     region: str
     missing: tuple[str, ...]
+    # Unrounded totals: what sums (a sweep's, a budget check) add up, rounding once at the end.
+    worst_case_exact: float | None = None
+    estimate_exact: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "worst_case_usd": self.worst_case_usd,
             "estimate_usd": self.estimate_usd,
+            "worst_case_exact": self.worst_case_exact,
+            "estimate_exact": self.estimate_exact,
             "prices_as_of": self.as_of,
             "prices_region": self.region,
             "missing_prices": list(self.missing),
@@ -82,69 +87,111 @@ def trainer_hourly(spec: ExperimentSpec, table: dict[str, Any] | None = None) ->
     return None if price is None else float(price)
 
 
-def run_cost(spec: ExperimentSpec, *, spot: bool = True) -> RunCost:
+class _Lines:
+    """Cost lines with their exact (unrounded) figures kept for the totals."""
+
+    def __init__(self) -> None:
+        self.lines: list[CostLine] = []
+        self.worst = 0.0
+        self.estimate = 0.0
+
+    def add(
+        self, item: str, quantity: float, unit: str, worst: float | None, estimate: float | None
+    ) -> None:
+        self.lines.append(
+            CostLine(
+                item,
+                _r(quantity),
+                unit,
+                None if worst is None else _r(worst),
+                None if estimate is None else _r(estimate),
+            )
+        )
+        self.worst += worst or 0.0
+        self.estimate += estimate or 0.0
+
+
+def run_cost(
+    spec: ExperimentSpec, *, spot: bool = True, backend: str = "batch", public_ip: bool = True
+) -> RunCost:
+    """The run's cost lines: ``spot`` prices the estimate's rollouts on Fargate Spot,
+    ``public_ip`` (egress ``public``, the default) adds each task's public IPv4 address."""
     table = prices()
     hours = spec.trainer.max_run_minutes / 60
     # Rollouts may outlive the trainer by the margin their jobs are given (run_properties.py);
     # they stop with it, so the estimate uses the trainer's hours and the worst case adds it.
-    rollout_hours = hours + ROLLOUT_MARGIN_SECONDS / 3600
+    margin = ROLLOUT_MARGIN_SECONDS / 3600
+    count = spec.rollouts.count
     missing: list[str] = []
-    lines: list[CostLine] = []
+    lines = _Lines()
     trainer_price = trainer_hourly(spec, table)
     if trainer_price is None:
         missing.append(f"SageMaker training {spec.trainer.instance_type}")
     trainer = None if trainer_price is None else trainer_price * hours
-    lines.append(
-        CostLine(
-            f"trainer {spec.trainer.instance_type}",
-            _r(hours),
-            "instance-hours",
-            None if trainer is None else _r(trainer),
-            None if trainer is None else _r(trainer),
+    lines.add(f"trainer {spec.trainer.instance_type}", hours, "instance-hours", trainer, trainer)
+    if backend == "robomaker":
+        # AWS retired RoboMaker on 2025-09-10: no price exists to write down.
+        missing.append("RoboMaker simulation jobs (the service was retired on 2025-09-10)")
+        lines.add(
+            f"rollouts {count} RoboMaker simulation jobs", count * hours, "job-hours", None, None
         )
-    )
-    task = rollout_task_hourly(spec, table)
-    discount = 1 - table["fargate_spot_discount"] if spot else 1.0
-    count = spec.rollouts.count
-    lines.append(
-        CostLine(
-            f"rollouts {count} x {spec.rollouts.vcpus} vCPU / {spec.rollouts.memory_mib} MiB "
-            f"(Fargate{' Spot' if spot else ''})",
-            _r(count * hours),
+    else:
+        task = rollout_task_hourly(spec, table)
+        discount = 1 - table["fargate_spot_discount"] if spot else 1.0
+        size = f"{count} x {spec.rollouts.vcpus} vCPU / {spec.rollouts.memory_mib} MiB"
+        lines.add(
+            f"rollouts {size} (Fargate{' Spot' if spot else ''})",
+            count * hours,
             "task-hours",
-            _r(count * rollout_hours * task),
-            _r(count * hours * task * discount),
+            count * hours * task,
+            count * hours * task * discount,
         )
-    )
+        lines.add(
+            f"rollouts after the trainer (worst case: {ROLLOUT_MARGIN_SECONDS // 60} min margin)",
+            count * margin,
+            "task-hours",
+            count * margin * task,
+            0.0,
+        )
+        if public_ip:
+            ip = table["public_ipv4_hourly"]
+            lines.add(
+                f"public IPv4 of {count} tasks (egress public)",
+                count * (hours + margin),
+                "address-hours",
+                count * (hours + margin) * ip,
+                count * hours * ip,
+            )
+    logs = table["cloudwatch_logs_ingest_per_gb"]
+    log_rate = table["log_gb_per_job_hour"]
+    log_worst = (hours + count * (hours + margin)) * log_rate
+    log_estimate = (hours + count * hours) * log_rate
+    lines.add("job logs (CloudWatch Logs)", log_worst, "GB", log_worst * logs, log_estimate * logs)
     if spec.video:
         video = count * hours * table["video_gb_per_hour"] * table["kinesis_video_ingest_per_gb"]
-        lines.append(
-            CostLine(
-                f"video {count} streams", _r(count * hours), "stream-hours", _r(video), _r(video)
-            )
-        )
-    if spec.evaluation is not None:
+        lines.add(f"video {count} streams", count * hours, "stream-hours", video, video)
+    if spec.evaluation is not None and backend != "robomaker":
         legs = len(spec.evaluation.tracks) * (2 if spec.evaluation.both_directions else 1)
         leg_hours = legs * table["evaluation_hours_per_leg"]
-        lines.append(
-            CostLine(
-                f"evaluation {legs} legs",
-                _r(leg_hours),
-                "task-hours",
-                _r(leg_hours * task),
-                _r(leg_hours * task * discount),
-            )
+        task = rollout_task_hourly(spec, table)
+        discount = 1 - table["fargate_spot_discount"] if spot else 1.0
+        lines.add(
+            f"evaluation {legs} legs",
+            leg_hours,
+            "task-hours",
+            leg_hours * task,
+            leg_hours * task * discount,
         )
     known = not missing
-    worst = sum(line.on_demand_usd or 0 for line in lines)
-    estimate = sum(line.estimate_usd or 0 for line in lines)
     return RunCost(
-        lines=tuple(lines),
-        worst_case_usd=_r(worst) if known else None,
-        estimate_usd=_r(estimate) if known else None,
+        lines=tuple(lines.lines),
+        worst_case_usd=_r(lines.worst) if known else None,
+        estimate_usd=_r(lines.estimate) if known else None,
         as_of=str(table["as_of"]),
         region=str(table["region"]),
         missing=tuple(missing),
+        worst_case_exact=lines.worst if known else None,
+        estimate_exact=lines.estimate if known else None,
     )
 
 
@@ -166,7 +213,7 @@ def budget_problems(specs: list[ExperimentSpec], file: str) -> list[Problem]:
                 "rollouts/data/prices.json (add it there, or drop budget_usd)",
             )
         ]
-    worst = round(sum(cost.worst_case_usd or 0 for cost in costs), 2)
+    worst = round(sum(cost.worst_case_exact or 0.0 for cost in costs), 2)
     if worst <= budget:
         return []
     what = (

@@ -63,6 +63,7 @@ def platform_summary(context: Mapping[str, Any]) -> dict[str, Any]:
             else "RoboMaker (retired)"
         ),
         "spot": config.spot,
+        "egress": config.egress,
         "gpu": config.gpu,
         "max_vcpus": config.max_vcpus,
         "simapp_image": config.simapp_image,

@@ -67,7 +67,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             raise UsageError("--requests is for one experiment: plan a sweep's variants one by one")
         return _plan_sweep(args, variants, platform, spot, cdk_json)
     document = plan.build_plan(spec, platform)
-    document["cost"] = run_cost(spec, spot=spot).as_dict()
+    document["cost"] = run_cost(spec, **_cost_settings(platform, spot)).as_dict()
     document["platform_context"] = str(cdk_json) if cdk_json else None
     if args.requests is not None:
         document["requests"] = _write_requests(args, spec, context)
@@ -76,6 +76,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return EXIT_OK
     _print_plan(document)
     return EXIT_OK
+
+
+def _cost_settings(platform: dict[str, Any], spot: bool) -> dict[str, Any]:
+    """What of the platform changes a run's cost: Spot, the backend and public addresses."""
+    return {
+        "spot": spot,
+        "backend": str(platform.get("backend", "batch")),
+        "public_ip": platform.get("egress", "public") == "public",
+    }
 
 
 def _plan_sweep(
@@ -91,7 +100,7 @@ def _plan_sweep(
 
     rows = []
     for variant in variants:
-        cost = run_cost(variant, spot=spot)
+        cost = run_cost(variant, **_cost_settings(platform, spot))
         rows.append(
             {
                 "name": variant.name,
@@ -102,11 +111,12 @@ def _plan_sweep(
             }
         )
     known = all(r["cost"]["worst_case_usd"] is not None for r in rows)
+    # Summed exact and rounded once: nine lines of $0.6078 are $5.47, not 9 x $0.61.
     total = {
-        "worst_case_usd": round(sum(r["cost"]["worst_case_usd"] for r in rows), 2)
+        "worst_case_usd": round(sum(r["cost"]["worst_case_exact"] for r in rows), 2)
         if known
         else None,
-        "estimate_usd": round(sum(r["cost"]["estimate_usd"] for r in rows), 2) if known else None,
+        "estimate_usd": round(sum(r["cost"]["estimate_exact"] for r in rows), 2) if known else None,
     }
     document = {
         "sweep": variants[0].sweep_base,

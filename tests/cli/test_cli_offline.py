@@ -482,3 +482,14 @@ def test_render_fills_the_run_id_or_says_that_it_is_left(run, tmp_path):
         arn,
     )
     assert clash.code == 2 and "a run's training job is named after it" in clash.err
+
+
+def test_a_sweeps_total_is_the_exact_sum_rounded_once(run):
+    doc = run("plan", EXPERIMENTS / "lr-sweep.yaml", "--json").json()
+    rows = doc["variants"]
+    assert len(rows) == 4
+    exact = sum(r["cost"]["worst_case_exact"] for r in rows)
+    assert doc["total_cost"]["worst_case_usd"] == round(exact, 2)
+    assert doc["total_cost"]["estimate_usd"] == round(
+        sum(r["cost"]["estimate_exact"] for r in rows), 2
+    )

@@ -50,16 +50,48 @@ def test_the_default_experiment_costs_what_the_table_says() -> None:
     rollouts_spot = 4 * hours * task * (1 - t["fargate_spot_discount"])
     video = 4 * hours * t["video_gb_per_hour"] * t["kinesis_video_ingest_per_gb"]
     evaluation = 4 * t["evaluation_hours_per_leg"] * task  # 2 tracks x both directions
+    # Each of the 4 tasks has a public IPv4 address (egress public); every job writes logs.
+    ip_worst, ip_estimate = (
+        4 * (hours + 0.5) * t["public_ipv4_hourly"],
+        4 * hours * t["public_ipv4_hourly"],
+    )
+    logs = t["log_gb_per_job_hour"] * t["cloudwatch_logs_ingest_per_gb"]
+    logs_worst, logs_estimate = (hours + 4 * (hours + 0.5)) * logs, (hours + 4 * hours) * logs
     cost = run_cost(spec, spot=True)
-    assert cost.worst_case_usd == pytest.approx(
-        trainer + rollouts_worst + video + evaluation, abs=0.02
+    worst = trainer + rollouts_worst + video + evaluation + ip_worst + logs_worst
+    estimate = (
+        trainer
+        + rollouts_spot
+        + video
+        + evaluation * (1 - t["fargate_spot_discount"])
+        + ip_estimate
+        + logs_estimate
     )
-    assert cost.estimate_usd == pytest.approx(
-        trainer + rollouts_spot + video + evaluation * (1 - t["fargate_spot_discount"]), abs=0.02
-    )
+    # Totals are the exact sums, rounded once (not sums of rounded lines).
+    assert cost.worst_case_exact == pytest.approx(worst)
+    assert cost.worst_case_usd == round(worst, 2)
+    assert cost.estimate_exact == pytest.approx(estimate)
+    assert cost.estimate_usd == round(estimate, 2)
     on_demand = run_cost(spec, spot=False)
     assert on_demand.estimate_usd > cost.estimate_usd
     assert on_demand.worst_case_usd == cost.worst_case_usd
+    # Each line's quantity is what it prices: the rollouts' margin is a line of its own.
+    by_item = {line.item.split(" (")[0]: line for line in cost.lines}
+    assert by_item["rollouts 4 x 4 vCPU / 8192 MiB"].quantity == 4 * hours
+    assert by_item["rollouts 4 x 4 vCPU / 8192 MiB"].on_demand_usd == round(4 * hours * task, 2)
+    margin = next(line for line in cost.lines if line.item.startswith("rollouts after the trainer"))
+    assert margin.quantity == 4 * 0.5 and margin.estimate_usd == 0.0
+    # No public addresses with egress nat or endpoints.
+    private = run_cost(spec, spot=True, public_ip=False)
+    assert private.worst_case_exact == pytest.approx(worst - ip_worst)
+
+
+def test_the_robomaker_backend_is_not_priced_as_fargate() -> None:
+    spec = load_experiment(REPO / "experiments" / "default.yaml")
+    cost = run_cost(spec, backend="robomaker")
+    assert cost.worst_case_usd is None
+    assert any("RoboMaker" in m and "retired" in m for m in cost.missing)
+    assert not any("Fargate" in line.item for line in cost.lines)
 
 
 def test_an_instance_without_a_price_is_said_so(tmp_path: Path) -> None:
