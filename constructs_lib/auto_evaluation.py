@@ -11,13 +11,12 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from constructs_lib.checkov import LAMBDA_REASONS, skip
-from constructs_lib.fanout import LAMBDA_DIR, LAMBDA_EXCLUDES
 from constructs_lib.nag import acknowledge
+from constructs_lib.python_function import python_function
 from constructs_lib.retention import encrypted_log_group
 from rollouts.spec import Evaluation
 
@@ -73,21 +72,15 @@ class AutoEvaluation(Construct):
             description=f"Starts the evaluation of each trained run of {experiment}",
         )
         log_group = encrypted_log_group(self, "Logs", retention=log_retention, key=log_key)
-        self.function = lambda_.Function(
+        self.function = python_function(
             self,
             "Function",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
-            code=lambda_.Code.from_asset(str(LAMBDA_DIR), exclude=LAMBDA_EXCLUDES),
             handler="evaluation.handler.on_training_state",
             role=self.role,
             # lambda/evaluation/start.py FUNCTION_TIMEOUT_SECONDS: its staleness window follows it.
             timeout=Duration.seconds(120),
-            memory_size=256,
             log_group=log_group,
-            environment={
-                "EVALUATION_CONFIG": stack.to_json_string(config),
-            },
+            environment={"EVALUATION_CONFIG": stack.to_json_string(config)},
             description=f"DeepRacer Rollouts: evaluate trained runs of {experiment}",
         )
         log_group.grant_write(self.role)

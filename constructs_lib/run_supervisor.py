@@ -14,7 +14,6 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
@@ -22,8 +21,8 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from constructs_lib.checkov import LAMBDA_REASONS, skip
-from constructs_lib.fanout import LAMBDA_DIR, LAMBDA_EXCLUDES
 from constructs_lib.nag import acknowledge, token_name
+from constructs_lib.python_function import python_function
 from constructs_lib.retention import encrypted_log_group
 from rollouts.naming import STACK_PREFIX
 
@@ -80,19 +79,15 @@ class RunSupervisor(Construct):
             description="Supervises every DeepRacer Rollouts run of the platform",
         )
         log_group = encrypted_log_group(self, "Logs", retention=log_retention, key=key)
-        self.function = lambda_.Function(
+        self.function = python_function(
             self,
             "Function",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
-            code=lambda_.Code.from_asset(str(LAMBDA_DIR), exclude=LAMBDA_EXCLUDES),
             handler="supervisor.handler.on_event",
             role=self.role,
             timeout=Duration.minutes(3),
-            memory_size=256,
             # One at a time: two passes never race on a restart or a record (events queue; a
             # pass takes about a second per experiment with something running).
-            reserved_concurrent_executions=1,
+            reserved_concurrency=1,
             log_group=log_group,
             environment={
                 "SUPERVISOR_CONFIG": stack.to_json_string(

@@ -145,15 +145,11 @@ def test_a_refused_submit_is_recorded_with_its_reason(cloud):
     assert "queue is disabled" in record["reason"]
 
 
-class StarterDiedError(Exception):
-    """The Lambda ended (timeout, crash) right after recording the evaluation."""
-
-
-def test_an_evaluation_whose_starter_died_is_taken_over_once(cloud):
+def _planned(s3: Any, evaluation_id: str) -> tuple[Any, Any]:
+    """The target and plan of a one-track evaluation of the fixture run."""
     from evaluation import start as starting
     from evaluation.plan import Settings, Target, plan
 
-    s3, stub = cloud
     target = Target(
         experiment="reinvent-time-trial",
         run_id=RUN,
@@ -169,11 +165,23 @@ def test_an_evaluation_whose_starter_died_is_taken_over_once(cloud):
     planned = plan(
         target,
         Settings(tracks=("Spain_track",)),
-        evaluation_id="eval-0000dead",
+        evaluation_id=evaluation_id,
         model_keys=keys,
         checkpoints_json=checkpoints,
         training_params=params,
     )
+    return target, planned
+
+
+class StarterDiedError(Exception):
+    """The Lambda ended (timeout, crash) right after recording the evaluation."""
+
+
+def test_an_evaluation_whose_starter_died_is_taken_over_once(cloud):
+    from evaluation import start as starting
+
+    s3, stub = cloud
+    target, planned = _planned(s3, "eval-0000dead")
 
     class DyingBatch:
         def submit_job(self, **_request: Any) -> dict:
@@ -209,29 +217,9 @@ def test_an_evaluation_whose_starter_died_is_taken_over_once(cloud):
 
 def test_a_starter_killed_after_batch_accepted_its_job_is_not_submitted_twice(cloud):
     from evaluation import start as starting
-    from evaluation.plan import Settings, Target, plan
 
     s3, stub = cloud
-    target = Target(
-        experiment="reinvent-time-trial",
-        run_id=RUN,
-        bucket=BUCKET,
-        run_prefix=RUN_PREFIX,
-        region="us-east-1",
-        job_queue=CONFIG["jobQueue"],
-        job_definition=CONFIG["jobDefinition"],
-        vcpus=4,
-        memory_mib=8192,
-    )
-    keys, checkpoints, params = starting.run_inputs(s3, target)
-    planned = plan(
-        target,
-        Settings(tracks=("Spain_track",)),
-        evaluation_id="eval-0000beef",
-        model_keys=keys,
-        checkpoints_json=checkpoints,
-        training_params=params,
-    )
+    target, planned = _planned(s3, "eval-0000beef")
 
     class AcceptedThenDied:
         def submit_job(self, **_request: Any) -> dict:
