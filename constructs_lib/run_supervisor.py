@@ -227,7 +227,12 @@ class RunSupervisor(Construct):
                 actions=["batch:SubmitJob"],
                 resources=[
                     stack.format_arn(service="batch", resource="job-queue", resource_name="*"),
-                    stack.format_arn(service="batch", resource="job-definition", resource_name="*"),
+                    # name:revision only: Batch evaluates a job definition's tags only when the
+                    # submit names its revision (Batch user guide, "Restrict job submission by
+                    # resource tags on job definition and job queue").
+                    stack.format_arn(
+                        service="batch", resource="job-definition", resource_name="*:*"
+                    ),
                 ],
                 conditions=platform_resource,
             ),
@@ -304,7 +309,7 @@ class RunSupervisor(Construct):
                 "<AWS::AccountId>:job-queue/*]": "Restarts go only to queues tagged "
                 f"{PLATFORM_TAG}={platform} (the experiments' own).",
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:"
-                "<AWS::AccountId>:job-definition/*]": "Restarts use only job definitions tagged "
+                "<AWS::AccountId>:job-definition/*:*]": "Restarts use only job definitions tagged "
                 f"{PLATFORM_TAG}={platform} (the experiments' own).",
                 f"AwsSolutions-IAM5[Resource::{token_name(bucket, 'Arn')}/experiments/*/supervisor/*]": (
                     "The supervisor's own run records, one per run (run ids are random)."

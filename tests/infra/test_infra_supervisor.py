@@ -113,6 +113,11 @@ def test_every_write_it_may_make_is_scoped(each_backend: Synthesis) -> None:
     assert writes["batch:SubmitJob"]["Condition"] == {
         "StringEquals": {f"aws:ResourceTag/{TAG_PLATFORM}": "default"}
     }
+    # A job definition only with its revision: Batch checks its tags only then.
+    assert any(
+        "job-definition/*:*" in json.dumps(r)
+        for r in as_list(writes["batch:SubmitJob"]["Resource"])
+    )
     assert writes["batch:TagResource"]["Condition"] == {
         "Null": {"aws:RequestTag/rollouts:experiment": "false"}
     }
@@ -153,9 +158,12 @@ def test_experiment_stacks_carry_the_platform_tag_and_rules_the_lambda_reads(
         assert rules.stall_minutes == spec.rollouts.stall_minutes
         assert rules.budget_usd == spec.budget_usd
         assert rules.rollout_usd_per_hour > 0
-        [queue] = _resources(template, "AWS::Batch::JobQueue").values()
-        tags = queue["Properties"]["Tags"]
-        assert tags[TAG_PLATFORM] == "default" and tags["rollouts:experiment"] == name
+        # The supervisor lists the platform's queues and restarts onto queues and job
+        # definitions by this tag.
+        for kind in ("AWS::Batch::JobQueue", "AWS::Batch::JobDefinition"):
+            [resource] = _resources(template, kind).values()
+            tags = resource["Properties"]["Tags"]
+            assert tags[TAG_PLATFORM] == "default" and tags["rollouts:experiment"] == name
 
 
 @pytest.mark.parametrize("garbled", ["", "{", '{"onFailure": "explode", "maxRestarts": "x"}', "[]"])

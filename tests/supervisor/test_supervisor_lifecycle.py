@@ -85,6 +85,8 @@ def test_a_failed_worker_is_restarted_as_the_same_worker(
     assert env["SAGEMAKER_SHARED_S3_PREFIX"] == f"experiments/demo/runs/{RUN}"
     assert restarts[0]["tags"]["rollouts:run"] == RUN
     assert restarts[0]["tags"]["rollouts:worker"] == "1"
+    # The job definition with its revision (Batch checks its tags only then)
+    assert restarts[0]["jobDefinition"].endswith("-rollout:1")
     # A second pass submits nothing more (the restart runs)
     supervise()
     assert sum(1 for j in world.jobs.values() if j["jobName"].startswith(f"{RUN}-w")) == 1
