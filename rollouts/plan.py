@@ -208,6 +208,35 @@ def simtrace_prefix(worker: int, count: int) -> str:
     return (f"{worker}/" if count > 1 else "") + f"{contract.SIMTRACE_PREFIX}/"
 
 
+# What the DeepRacer console lets a reward function import (AWS DeepRacer developer guide,
+# "Reward function"); the simapp itself imports the file as it is, in every rollout.
+CONSOLE_IMPORTS = ("math", "random", "numpy", "scipy", "shapely")
+
+
+def reward_import_warnings(source: str) -> list[str]:
+    """Modules a reward function imports beyond what the console allows."""
+    import ast  # noqa: PLC0415
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []  # the spec has refused it already
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            modules.add(node.module.split(".")[0])
+    extra = sorted(modules - set(CONSOLE_IMPORTS) - {"__future__"})
+    if not extra:
+        return []
+    return [
+        f"reward_function imports {', '.join(extra)}: the DeepRacer console accepts only "
+        f"{', '.join(CONSOLE_IMPORTS)}; the simapp runs it in every rollout with the rollout's "
+        "role, which may read and write this run's data"
+    ]
+
+
 def warnings(spec: ExperimentSpec, backend: str) -> list[str]:
     count = spec.rollouts.count
     episodes = spec.episodes_per_iteration
@@ -234,6 +263,7 @@ def warnings(spec: ExperimentSpec, backend: str) -> list[str]:
             f"video is on for {count} workers: {count} Kinesis video streams are "
             "billed while the run lasts; consider video: false (or fewer workers)"
         )
+    found.extend(reward_import_warnings(spec.reward_function))
     if backend == "robomaker":
         found.append(
             "backend robomaker: AWS retired RoboMaker on 2025-09-10; this plan "

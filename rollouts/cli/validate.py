@@ -32,6 +32,7 @@ def _platform(args: argparse.Namespace) -> Any:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from rollouts import plan  # noqa: PLC0415
     from rollouts.fargate import rollout_compute_problems  # noqa: PLC0415
     from rollouts.spec import SpecError, load_variants  # noqa: PLC0415
     from rollouts.sweep import shown_values  # noqa: PLC0415
@@ -66,6 +67,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     "variants": [{"name": v.name, "values": dict(v.variant)} for v in specs],
                 }
             entry["experiment"] = spec.sweep_base or spec.name
+            entry["warnings"] = plan.reward_import_warnings(spec.reward_function)
             entry["summary"] = (
                 f"{spec.rollouts.count} worker(s), {spec.race.type} on "
                 f"{spec.track}, {spec.episodes_per_iteration} episodes/iteration"
@@ -96,9 +98,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     print(f"           {v['name']}: {shown_values(v['values'])}")
             elif r["valid"]:
                 print(f"ok       {r['file']}  ({r['experiment']}: {r['summary']})")
-            else:
-                print(f"INVALID  {r['file']}  ({len(r['problems'])} problem(s))")
-                print_problems(r["problems"])
+            for warning in r.get("warnings") or []:
+                print(f"  warning: {warning}")
+            print(f"INVALID  {r['file']}  ({len(r['problems'])} problem(s))")
+            print_problems(r["problems"])
         bad = sum(not r["valid"] for r in results)
         if bad:
             err(f"{bad} of {len(results)} file(s) invalid")

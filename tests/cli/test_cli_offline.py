@@ -493,3 +493,26 @@ def test_a_sweeps_total_is_the_exact_sum_rounded_once(run):
     assert doc["total_cost"]["estimate_usd"] == round(
         sum(r["cost"]["estimate_exact"] for r in rows), 2
     )
+
+
+def test_a_reward_function_importing_beyond_the_console_is_warned_about(run, tmp_path):
+    (tmp_path / "reward.py").write_text(
+        "import math\nimport os, subprocess\nfrom numpy import mean\n"
+        "def reward_function(params):\n    return 1.0\n"
+    )
+    path = tmp_path / "warned.yaml"
+    path.write_text((EXPERIMENTS / "smoke.yaml").read_text().replace("name: smoke", "name: warned"))
+    text = path.read_text()
+    import re as _re
+
+    path.write_text(_re.sub(r"reward_function: .*", "reward_function: reward.py", text))
+    models = EXPERIMENTS / "models"
+    path.write_text(path.read_text().replace("models/", f"{models}/"))
+    result = run("validate", path)
+    assert result.code == 0, result.err
+    assert (
+        "warning: reward_function imports os, subprocess: the DeepRacer console accepts only math"
+        in result.out
+    )
+    doc = run("plan", path, "--json").json()
+    assert any("imports os, subprocess" in w for w in doc["warnings"])
