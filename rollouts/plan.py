@@ -221,7 +221,7 @@ def reward_import_warnings(source: str) -> list[str]:
         tree = ast.parse(source)
     except SyntaxError:
         return []  # the spec has refused it already
-    modules = set()
+    modules: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             modules.update(alias.name.split(".")[0] for alias in node.names)

@@ -98,10 +98,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     print(f"           {v['name']}: {shown_values(v['values'])}")
             elif r["valid"]:
                 print(f"ok       {r['file']}  ({r['experiment']}: {r['summary']})")
+            else:
+                print(f"INVALID  {r['file']}  ({len(r['problems'])} problem(s))")
+                print_problems(r["problems"])
             for warning in r.get("warnings") or []:
                 print(f"  warning: {warning}")
-            print(f"INVALID  {r['file']}  ({len(r['problems'])} problem(s))")
-            print_problems(r["problems"])
         bad = sum(not r["valid"] for r in results)
         if bad:
             err(f"{bad} of {len(results)} file(s) invalid")
