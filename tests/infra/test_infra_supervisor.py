@@ -175,3 +175,23 @@ def test_a_garbled_supervision_output_falls_back_to_the_documented_defaults(garb
         30,
         None,
     )
+
+
+def _joined(value: Any) -> str:
+    """A Fn::Join of strings and references, the references as sample values."""
+    if isinstance(value, str):
+        return value
+    parts = value["Fn::Join"][1]
+    return "".join(p if isinstance(p, str) else f"sample-{list(p.values())[0]}" for p in parts)
+
+
+def test_the_synthesized_configuration_parses_in_the_lambda(batch: Synthesis) -> None:
+    from supervisor.observe import Settings
+
+    function = _function(batch.platform)["Properties"]
+    settings = Settings.from_json(
+        _joined(function["Environment"]["Variables"]["SUPERVISOR_CONFIG"])
+    )
+    assert settings.platform == "default"
+    assert settings.bucket.startswith("sample-") and "DataBucket" in settings.bucket
+    assert "SupervisorRuns" in settings.topic_arn

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from supervisor_world import BUCKET, World
+from supervisor_world import BUCKET, Fault, World
 
 Supervise = Callable[..., dict[str, Any]]
 RUN = "demo-0a1b2c3d"
@@ -367,3 +367,30 @@ def test_a_pass_killed_before_its_restart_submit_restarts_after_the_settle_time(
     supervise()
     [restart] = [j for j in world.jobs.values() if j["jobName"].startswith(f"{RUN}-w1-")]
     assert restart["jobName"] == f"{RUN}-w1-r2"  # the lost attempt counts
+
+
+def test_the_lambda_entry_reads_its_configuration_and_fails_an_event_it_could_not_finish(
+    world: World, monkeypatch: Any
+) -> None:
+    import pytest
+    from supervisor import clients, handler
+
+    _deployed(world)
+    world.stack("demo")["StackStatus"] = "DELETE_COMPLETE"
+    aws = world.clients()
+    monkeypatch.setattr(clients, "get_clients", lambda: aws)
+    monkeypatch.setattr(handler, "wall_clock", lambda: world.now)
+    monkeypatch.setenv(
+        "SUPERVISOR_CONFIG", json.dumps({"platform": "default", "bucket": BUCKET, "topicArn": ""})
+    )
+    summary = handler.on_event(
+        {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+    )
+    assert [a["action"] for a in summary["actions"]] == ["stop", "outcome"]
+    assert world.published == []  # no topic configured: nothing published
+    # An action that fails makes the invocation fail, so that Lambda retries the event
+    _deployed(world, run=OTHER)
+    world.faults.append(Fault("TerminateJob", "ServerException", times=10, status=500))
+    world.stack("demo")["run"] = RUN
+    with pytest.raises(RuntimeError, match="stop demo-9f8e7d6c"):
+        handler.on_event({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
