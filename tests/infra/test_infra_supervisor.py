@@ -182,7 +182,7 @@ def _joined(value: Any) -> str:
     if isinstance(value, str):
         return value
     parts = value["Fn::Join"][1]
-    return "".join(p if isinstance(p, str) else f"sample-{list(p.values())[0]}" for p in parts)
+    return "".join(p if isinstance(p, str) else f"sample-{next(iter(p.values()))}" for p in parts)
 
 
 def test_the_synthesized_configuration_parses_in_the_lambda(batch: Synthesis) -> None:
