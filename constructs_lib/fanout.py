@@ -150,6 +150,7 @@ class ExperimentRun(Construct):
             jobs=jobs,
             files=files,
             pretrained_reads=trainer.pretrained_reads(),
+            pretrained_lists=trainer.pretrained_lists(),
         )
         self._acknowledge(
             provider,
@@ -173,6 +174,7 @@ class ExperimentRun(Construct):
         jobs: ExperimentResources,
         files: s3_assets.Asset,
         pretrained_reads: list[str],
+        pretrained_lists: list[str],
     ) -> None:
         """Exactly what the fan-out calls, on this experiment's resources only."""
         role = self.role
@@ -223,7 +225,14 @@ class ExperimentRun(Construct):
                 sid="ListExperimentPrefix",
                 actions=["s3:ListBucket"],
                 resources=[bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{prefix}/*"]}},
+                conditions={
+                    "StringLike": {
+                        "s3:prefix": [
+                            f"{prefix}/*",
+                            *[key for key in pretrained_lists if not key.startswith(f"{prefix}/")],
+                        ]
+                    }
+                },
             )
         )
         role.add_to_policy(
@@ -375,8 +384,9 @@ class ExperimentRun(Construct):
         for key in pretrained_reads:
             if "*" in key and not key.startswith(f"{prefix}/"):
                 reasons[f"AwsSolutions-IAM5[Resource::{bucket}/{key}]"] = (
-                    "Read-only: the checkpoint index of the pretrained experiment's runs, to "
-                    "check the model the experiment file names before the trainer starts."
+                    "Read-only: the pretrained model the experiment file names (its runs' model/ "
+                    "folders), checked before anything starts and its chosen checkpoint copied "
+                    "into the new run's own prefix; no job role reads it."
                 )
         if backend == "batch":
             reasons[f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:{account}:job/*]"] = (

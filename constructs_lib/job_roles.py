@@ -83,7 +83,6 @@ class ExperimentJobRoles(Construct):
         experiment_prefix: str,
         backend: str,
         platform: PlatformReference,
-        pretrained_reads: Sequence[str],
         video_stream_arns: Sequence[str],
         pull_image_for_rollouts: bool,
     ) -> None:
@@ -110,7 +109,7 @@ class ExperimentJobRoles(Construct):
             (self.trainer_role, ["s3"]),
             (self.rollout_role, ["s3", "kinesisvideo"]),
         ):
-            self._grant_data(role, runs, f"{experiment_prefix}/runs/*", pretrained_reads)
+            self._grant_data(role, runs, f"{experiment_prefix}/runs/*")
             self._grant_key(role, services)
             self._deny_records(role)
         self._grant_trainer_runtime(stack)
@@ -133,27 +132,16 @@ class ExperimentJobRoles(Construct):
             _grant_service_logs(
                 self.rollout_role, "WriteSimulationLogs", "/aws/robomaker/SimulationJobs"
             )
-        self._acknowledge(
-            experiment_prefix, pretrained_reads, backend, rollouts_pull=pull_image_for_rollouts
-        )
+        self._acknowledge(experiment_prefix, backend, rollouts_pull=pull_image_for_rollouts)
 
     # ------------------------------------------------------------------ grants
-    def _grant_data(
-        self, role: iam.Role, runs: str, runs_key: str, pretrained_reads: Sequence[str]
-    ) -> None:
+    def _grant_data(self, role: iam.Role, runs: str, runs_key: str) -> None:
+        # A pretrained model is copied into the run's own prefix by the fan-out before the
+        # trainer starts (lambda/fanout/pretrained.py): no job role reads another prefix.
         role.add_to_policy(
             iam.PolicyStatement(sid="OwnRunsData", actions=DATA_ACTIONS, resources=[runs])
         )
         listed = [runs_key]
-        if pretrained_reads:
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    sid="ReadPretrainedModels",
-                    actions=["s3:GetObject"],
-                    resources=[f"{self._bucket_arn}/{key}" for key in pretrained_reads],
-                )
-            )
-            listed += list(pretrained_reads)
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="ListOwnRuns",
@@ -246,7 +234,6 @@ class ExperimentJobRoles(Construct):
     def _acknowledge(
         self,
         experiment_prefix: str,
-        pretrained_reads: Sequence[str],
         backend: str,
         *,
         rollouts_pull: bool,
@@ -263,12 +250,6 @@ class ExperimentJobRoles(Construct):
             "cloudwatch:PutMetricData have no resource-level permissions; PutMetricData is "
             "limited to SageMaker's namespace by condition, image pulls to the simapp repository.",
         }
-        for key in pretrained_reads:
-            if "*" in key:
-                data[f"AwsSolutions-IAM5[Resource::{bucket}/{key}]"] = (
-                    "Read only: the checkpoint files of the pretrained model this experiment "
-                    "starts from."
-                )
         acknowledge(
             self.trainer_role,
             {

@@ -65,15 +65,21 @@ class TrainerSettings:
     pretrained_checkpoint: str = "last"
 
     def pretrained_reads(self) -> list[str]:
-        """Keys (patterns) the fan-out reads to find and check the pretrained model."""
+        """Keys (patterns) the fan-out reads to find the pretrained model and copy its chosen
+        checkpoint into the new run's prefix (lambda/fanout/pretrained.py)."""
         if self.pretrained_prefix is None:
             return []
         if self.pretrained_run is None:
-            return [f"{self.pretrained_prefix}/model/deepracer_checkpoints.json"]
-        return [
-            f"{self.pretrained_prefix}/run.json",
-            f"{self.pretrained_prefix}/runs/*/model/deepracer_checkpoints.json",
-        ]
+            return [f"{self.pretrained_prefix}/model/*"]
+        return [f"{self.pretrained_prefix}/run.json", f"{self.pretrained_prefix}/runs/*/model/*"]
+
+    def pretrained_lists(self) -> list[str]:
+        """Prefixes (patterns) the fan-out lists: the pretrained model's model/ folder."""
+        if self.pretrained_prefix is None:
+            return []
+        if self.pretrained_run is None:
+            return [f"{self.pretrained_prefix}/model/*"]
+        return [f"{self.pretrained_prefix}/runs/*/model/*"]
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,6 @@ class ExperimentStack(Stack):
             experiment_prefix=prefix,
             backend=config.backend,
             platform=platform,
-            pretrained_reads=trainer.pretrained_reads(),
             video_stream_arns=[stream.attr_arn for stream in video.streams] if video else [],
             pull_image_for_rollouts=(
                 config.backend == "robomaker" and config.robomaker_app_form == "container"

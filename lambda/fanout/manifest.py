@@ -273,7 +273,7 @@ def _run_manifest(
         "bucket": props.bucket,
         "prefix": props.prefix,
         "dataPrefix": run.data_prefix,
-        "pretrained": pretrained_model.lineage() if pretrained_model else None,
+        "pretrained": pretrained_model.lineage(run.data_prefix) if pretrained_model else None,
         "waitFor": props.wait_for,
         "trainingJob": {"name": run.training_job_name, "arn": data["TrainingJobArn"]},
         "rolloutJobId": job_id,

@@ -212,6 +212,13 @@ def _start_trainer(clients: Clients, retry: Retrier, progress: Progress, old_pro
     # The run's own prefix: nothing there can come from an earlier run. ip/ is cleared anyway, in
     # case a trainer of this name ever wrote one (it never should).
     files.write_files(clients.s3, retry, props.bucket, run.data_prefix, plan.rendered)
+    if plan.pretrained is not None:
+        # Into the run's own prefix, by this function (which may read the source): the
+        # trainer reads the copy, and no job role needs a grant on another experiment's data.
+        name = pretrained.copy_into(
+            clients.s3, retry, plan.pretrained, bucket=props.bucket, data_prefix=run.data_prefix
+        )
+        LOG.info("pretrained checkpoint %s copied from %s", name, plan.pretrained.prefix)
     files.clear_handshake_markers(clients.s3, retry, props.bucket, run.data_prefix)
     _check_not_stopped(clients, retry, run)
     arn = trainer.create(clients.sagemaker, retry, plan.training_request)

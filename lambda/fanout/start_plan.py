@@ -46,7 +46,8 @@ def plan_start(asset: files.Asset, run: Run, pretrained: PretrainedModel | None)
         data_prefix=run.data_prefix,
         model_metadata_key=asset.model_metadata_key,
         from_file=rendered.hyperparameters,
-        pretrained=pretrained,
+        # The trainer loads the copy in its own run's prefix (pretrained.copy_into).
+        pretrained=pretrained.copy_at(run.data_prefix) if pretrained is not None else None,
     )
     rollouts = RolloutPlan(
         run=run, yaml_keys=rendered.worker_yaml_keys, model_metadata_key=asset.model_metadata_key

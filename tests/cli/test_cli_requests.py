@@ -145,7 +145,7 @@ def test_bad_request_values_are_usage_errors(run, tmp_path: Path, flag: str) -> 
     assert not (tmp_path / "r").exists()
 
 
-def test_a_pretrained_latest_run_shows_as_a_placeholder(run, tmp_path: Path) -> None:
+def test_a_pretrained_model_is_read_from_the_runs_own_copy(run, tmp_path: Path) -> None:
     experiment = tmp_path / "next.yaml"
     experiment.write_text(
         "name: next-step\ntrack: reInvent2019_track\n"
@@ -157,7 +157,8 @@ def test_a_pretrained_latest_run_shows_as_a_placeholder(run, tmp_path: Path) -> 
     assert run("plan", experiment, "--requests", out, "--bucket", "my-data-bucket").code == 0
     hyper = _load(out, "CreateTrainingJob.json")["HyperParameters"]
     assert hyper["pretrained_s3_bucket"] == "my-data-bucket"
-    assert hyper["pretrained_s3_prefix"] == "experiments/reinvent-time-trial/runs/<latest-run>"
+    # The trainer reads the copy the fan-out makes in the new run's own prefix, not the source
+    assert hyper["pretrained_s3_prefix"] == "experiments/next-step/runs/<run-id>/pretrained"
     assert hyper["pretrained_checkpoint"] == "best"
 
 

@@ -145,8 +145,10 @@ def test_edge_case_spec_parses_in_the_lambda(tmp_path_factory: pytest.TempPathFa
 
 def test_pretrained_run_of_another_experiment(tmp_path_factory: pytest.TempPathFactory) -> None:
     """`pretrained: {experiment, run: latest}` reaches the Lambda as an experiment prefix plus
-    PretrainedRun, and the fan-out may read exactly what it needs to find and check that model:
-    the other experiment's run.json and its runs' checkpoint index, nothing else of it."""
+    PretrainedRun. The fan-out may read what it needs to find that model and copy its chosen
+    checkpoint into the new run's prefix (the other experiment's run.json and its runs' model/
+    folders, read only) and list those folders; no job role of the new experiment holds any
+    grant on the other experiment's data."""
     template, props = _synthesize_one(
         tmp_path_factory,
         "next-step",
@@ -156,16 +158,24 @@ def test_pretrained_run_of_another_experiment(tmp_path_factory: pytest.TempPathF
     assert props.trainer.pretrained_run == "latest"
     assert props.trainer.pretrained_checkpoint == "best"
     statements = [
-        s
-        for r in template["Resources"].values()
+        (logical_id, s)
+        for logical_id, r in template["Resources"].items()
         if r["Type"] == "AWS::IAM::Policy"
         for s in r["Properties"]["PolicyDocument"]["Statement"]
-        if s.get("Sid") == "FindPretrainedModel"
     ]
-    [statement] = statements
+    [statement] = [s for _, s in statements if s.get("Sid") == "FindPretrainedModel"]
     assert statement["Action"] == "s3:GetObject"
     keys = sorted(json.dumps(r).split('"/')[-1].rstrip('"]}') for r in statement["Resource"])
     assert keys == [
         "experiments/reinvent-time-trial/run.json",
-        "experiments/reinvent-time-trial/runs/*/model/deepracer_checkpoints.json",
+        "experiments/reinvent-time-trial/runs/*/model/*",
     ]
+    [listing] = [s for _, s in statements if s.get("Sid") == "ListExperimentPrefix"]
+    assert listing["Condition"]["StringLike"]["s3:prefix"] == [
+        "experiments/next-step/*",
+        "experiments/reinvent-time-trial/runs/*/model/*",
+    ]
+    # The job roles: nothing outside their own experiment
+    for logical_id, s in statements:
+        if logical_id.startswith("Jobs"):
+            assert "reinvent-time-trial" not in json.dumps(s), (logical_id, s)
