@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
+from fanout.naming import TAG_EXPERIMENT, TAG_RUN
 
 from . import records
 from .model import Action
-from .observe import TAG_EXPERIMENT, Settings, run_prefix
+from .observe import Settings, run_prefix
 
 LOG = logging.getLogger(__name__)
 
-TAG_RUN = "rollouts:run"
 TAG_WORKER = "rollouts:worker"
 REASON_PREFIX = "rollouts supervisor"
 # Names Batch reserves for itself (SubmitJob refuses overrides starting with AWS_BATCH).

@@ -24,6 +24,8 @@ from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
+from fanout import naming
+from fanout.naming import TAG_EXPERIMENT
 
 from . import records
 from .model import (
@@ -41,7 +43,6 @@ from .model import (
 
 LOG = logging.getLogger(__name__)
 
-TAG_EXPERIMENT = "rollouts:experiment"
 TAG_PLATFORM = "rollouts:platform"
 RUN_RESOURCE_TYPE = "Custom::RolloutsRun"
 SUPERVISION_OUTPUT = "Supervision"
@@ -78,8 +79,8 @@ def experiment_prefix(experiment: str) -> str:
 
 
 def run_prefix(run_id: str) -> str:
-    experiment = run_id.rsplit("-", 1)[0]
-    return f"{experiment_prefix(experiment)}/runs/{run_id}"
+    """Where run ``run_id`` keeps its data (the fan-out's own rule, fanout/naming.py)."""
+    return naming.run_prefix(experiment_prefix(run_id.rsplit("-", 1)[0]), run_id)
 
 
 def _seconds(value: Any) -> float | None:
